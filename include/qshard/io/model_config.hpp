@@ -1,0 +1,77 @@
+#pragma once
+// The LLaMA-family config.json as a typed struct, and the mapping of HF tensor names to layers.
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "qshard/core/dtype.hpp"
+
+namespace qshard {
+
+// Llama-3 style "rope_scaling": {"rope_type": "llama3", factor, low_freq_factor, ...}.
+struct RopeScaling {
+  std::string type;  // "llama3" or "linear"; empty when absent
+  double factor = 1.0;
+  double low_freq_factor = 1.0;
+  double high_freq_factor = 4.0;
+  std::int64_t original_max_position_embeddings = 8192;
+};
+
+struct ModelConfig {
+  std::string model_type = "llama";  // llama, mistral, qwen2
+  std::int64_t hidden_size = 0;
+  std::int64_t intermediate_size = 0;
+  std::int64_t num_hidden_layers = 0;
+  std::int64_t num_attention_heads = 0;
+  std::int64_t num_key_value_heads = 0;
+  std::int64_t head_dim = 0;  // hidden_size / num_attention_heads when absent
+  std::int64_t vocab_size = 0;
+  std::int64_t max_position_embeddings = 2048;
+  double rms_norm_eps = 1e-6;
+  double rope_theta = 10000.0;
+  RopeScaling rope_scaling;
+  bool tie_word_embeddings = false;
+  bool attention_bias = false;  // q/k/v (and o for Llama) bias; Qwen2 has q/k/v bias only
+  bool o_proj_bias = false;
+  bool mlp_bias = false;
+  DType torch_dtype = DType::F32;
+
+  std::int64_t q_dim() const { return num_attention_heads * head_dim; }
+  std::int64_t kv_dim() const { return num_key_value_heads * head_dim; }
+  // Throws qshard::Error when the numbers are inconsistent (zero sizes, heads not dividing, ...).
+  void validate(std::string_view source) const;
+};
+
+// Parses a config.json; refuses architectures other than the LLaMA family by name.
+ModelConfig parse_model_config(const std::filesystem::path& config_json);
+ModelConfig parse_model_config_text(std::string_view json_text, std::string_view source);
+std::string to_json(const ModelConfig& config);  // a config.json body
+
+// The seven linear modules of a decoder layer.
+enum class Linear : std::uint8_t { Q, K, V, O, Gate, Up, Down };
+inline constexpr Linear kAllLinears[] = {Linear::Q,    Linear::K,  Linear::V,   Linear::O,
+                                         Linear::Gate, Linear::Up, Linear::Down};
+std::string_view linear_name(Linear linear);         // "q_proj", ..., "down_proj"
+std::optional<Linear> parse_linear(std::string_view name);  // accepts "q_proj" and "q"
+std::string_view linear_parent(Linear linear);       // "self_attn" or "mlp"
+
+// HF tensor names: "model.layers.{i}.self_attn.q_proj.weight" etc.
+std::string linear_weight_name(std::int64_t layer, Linear linear);
+std::string linear_bias_name(std::int64_t layer, Linear linear);
+std::string input_norm_name(std::int64_t layer);          // ...input_layernorm.weight
+std::string post_attention_norm_name(std::int64_t layer); // ...post_attention_layernorm.weight
+inline constexpr std::string_view kEmbedName = "model.embed_tokens.weight";
+inline constexpr std::string_view kFinalNormName = "model.norm.weight";
+inline constexpr std::string_view kLmHeadName = "lm_head.weight";
+
+struct TensorRef {
+  std::int64_t layer = -1;          // -1 for tensors outside the decoder layers
+  std::optional<Linear> linear;     // set for a linear module's weight or bias
+  std::string field;                // "weight", "bias", "input_layernorm", ...
+};
+// Maps an HF tensor name to its layer and module; nullopt for names it does not know.
+std::optional<TensorRef> parse_tensor_name(std::string_view name);
+
+}  // namespace qshard

@@ -1,0 +1,65 @@
+#pragma once
+// One LLaMA-family decoder layer on the CPU: RMSNorm, q/k/v (+bias), rotary (HF rotate-half,
+// Llama-3 scaling), grouped-query causal attention, o, residual, RMSNorm, SwiGLU MLP, residual.
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "qshard/core/matrix.hpp"
+#include "qshard/io/model_config.hpp"
+#include "qshard/model/weight_source.hpp"
+
+namespace qshard {
+
+struct LayerWeights {
+  MatrixF input_norm;  // [1, hidden]
+  MatrixF post_norm;   // [1, hidden]
+  std::array<MatrixF, 7> linear;              // indexed by Linear: [out, in] as HF stores them
+  std::array<std::vector<float>, 7> bias;     // empty when the module has none
+
+  MatrixF& operator[](Linear l) { return linear[static_cast<int>(l)]; }
+  const MatrixF& operator[](Linear l) const { return linear[static_cast<int>(l)]; }
+  static LayerWeights load(const WeightSource& source, std::int64_t layer);
+};
+
+// The four distinct inputs of a layer's linear modules.
+enum class LinearInput : std::uint8_t {
+  Attention,        // q, k, v: RMSNorm(hidden)
+  AttentionOutput,  // o: the attention heads' output
+  Mlp,              // gate, up: RMSNorm(hidden + attention)
+  MlpDown,          // down: silu(gate) * up
+};
+LinearInput input_of(Linear linear);
+
+// Called with each linear input [tokens, features] as it is computed.
+using CaptureFn = std::function<void(LinearInput input, const MatrixF& x)>;
+
+// cos/sin tables of the rotary embedding for positions [0, max_positions).
+class RotaryTable {
+ public:
+  RotaryTable(const ModelConfig& config, std::int64_t max_positions);
+  std::int64_t head_dim() const { return head_dim_; }
+  const float* cos(std::int64_t position) const { return cos_.data() + position * head_dim_ / 2; }
+  const float* sin(std::int64_t position) const { return sin_.data() + position * head_dim_ / 2; }
+  std::int64_t max_positions() const { return max_positions_; }
+
+ private:
+  std::int64_t head_dim_;
+  std::int64_t max_positions_;
+  std::vector<float> cos_, sin_;  // [positions, head_dim/2]
+};
+
+// Forwards `hidden` ([samples * seq_len, hidden_size], sample-major; each sample is its own causal
+// sequence at positions 0..seq_len-1) through one layer. Calls `capture` for each linear input;
+// with `stop_after` returns an empty matrix right after that input is captured.
+MatrixF forward_layer(const ModelConfig& config, const LayerWeights& weights, const RotaryTable& rope,
+                      const MatrixF& hidden, std::int64_t seq_len, const CaptureFn& capture = {},
+                      std::optional<LinearInput> stop_after = std::nullopt);
+
+// y = x W^T (+ b): x [tokens, in], W [out, in].
+MatrixF linear_forward(const MatrixF& x, const MatrixF& weight, const std::vector<float>& bias = {});
+void rms_norm(MatrixF& x, const MatrixF& weight, double eps);
+
+}  // namespace qshard
