@@ -1,0 +1,49 @@
+#pragma once
+// What the quantization pipeline asks of a compute backend. The CPU backend (backends/cpu) and the
+// CUDA backend (backends/cuda) implement it; the pipeline never knows which one it drives.
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "qshard/core/matrix.hpp"
+#include "qshard/dist/communicator.hpp"
+#include "qshard/model/decoder.hpp"
+#include "qshard/quant/solver.hpp"
+
+namespace qshard {
+
+// Accumulates one linear input's Hessian from calibration units, exactly and order-independently
+// (see quant/hessian.hpp for the fixed-point scheme every backend follows).
+class HessianBuilder {
+ public:
+  virtual ~HessianBuilder() = default;
+  virtual std::int64_t features() const = 0;
+  // Adds X^T X of one calibration unit, x = [tokens, features].
+  virtual void add(const MatrixF& x) = 0;
+  // Sums the partials of all ranks (exact integer sums: any rank count gives the same H).
+  virtual void all_reduce(Communicator& comm) = 0;
+  // H = 2 X^T X / n over all units of all ranks (after all_reduce).
+  virtual MatrixD hessian() const = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  virtual const Solver& solver() const = 0;
+  virtual std::unique_ptr<HessianBuilder> make_hessian(std::int64_t features) const = 0;
+  // The decoder layer forward (same contract as forward_layer in model/decoder.hpp).
+  virtual MatrixF forward_layer(const ModelConfig& config, const LayerWeights& weights,
+                                const RotaryTable& rope, const MatrixF& hidden, std::int64_t seq_len,
+                                const CaptureFn& capture = {},
+                                std::optional<LinearInput> stop_after = std::nullopt) const = 0;
+};
+
+std::unique_ptr<Backend> make_cpu_backend();
+
+// "cpu", "cuda" or "auto" (cuda when this build has the CUDA backend and a GPU is visible).
+// `local_rank` picks the GPU of this rank on its node. Throws for "cuda" without a GPU.
+std::unique_ptr<Backend> make_backend(const std::string& kind, int local_rank);
+
+}  // namespace qshard

@@ -1,0 +1,37 @@
+#pragma once
+// Collective operations between the ranks of a job. The MPI implementation moves host buffers;
+// the CUDA backend adds NCCL for device buffers (backends/cuda). A single-process job uses the
+// same interface with one rank.
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace qshard {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  bool is_root() const { return rank() == 0; }
+
+  // Element-wise sum over all ranks, in place. Integer sums are exact, hence order-independent.
+  virtual void all_reduce_sum(std::span<std::int64_t> values) = 0;
+  virtual void all_reduce_sum(std::span<double> values) = 0;  // for timings and statistics only
+  virtual void all_reduce_max(std::span<double> values) = 0;
+  // Every rank contributes `local` (any length); all ranks receive the concatenation in rank order.
+  virtual std::vector<std::byte> all_gather(std::span<const std::byte> local) = 0;
+  virtual void broadcast(std::span<std::byte> bytes, int root) = 0;
+  virtual void barrier() = 0;
+  // Ends the whole job (every rank) after an error on this rank, so no rank waits forever.
+  [[noreturn]] virtual void abort(int exit_code) = 0;
+  // Whether any rank reports `failed`; every rank must call it (used to fail collectively).
+  virtual bool any(bool failed) = 0;
+};
+
+// All ranks of MPI_COMM_WORLD; MPI is initialised by MpiSession (dist/mpi_session.hpp).
+class MpiCommunicator;
+
+}  // namespace qshard
