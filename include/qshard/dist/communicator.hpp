@@ -8,7 +8,16 @@
 #include <string>
 #include <vector>
 
+#include "qshard/core/error.hpp"
+
 namespace qshard {
+
+// An error that every rank raises together (bad options, a missing model, a failure agreed with
+// Communicator::any): each rank can simply exit, as no rank is left waiting in a collective.
+class CollectiveError : public Error {
+ public:
+  using Error::Error;
+};
 
 class Communicator {
  public:

@@ -23,7 +23,7 @@ class HessianAccumulator {
   explicit HessianAccumulator(std::int64_t features);
 
   std::int64_t features() const { return features_; }
-  std::int64_t tokens() const { return tokens_; }
+  std::int64_t tokens() const { return buffer_.empty() ? 0 : buffer_.back(); }
 
   // Adds X^T X of one unit, X = [tokens, features] row-major fp32 (computed in double).
   void add_unit(const MatrixF& x);
@@ -43,7 +43,6 @@ class HessianAccumulator {
 
  private:
   std::int64_t features_ = 0;
-  std::int64_t tokens_ = 0;  // mirrors buffer_.back() on this rank before reduction
   // [features^2 high limbs][features^2 low limbs][token count]
   std::vector<std::int64_t> buffer_;
 };

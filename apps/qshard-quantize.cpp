@@ -1,0 +1,44 @@
+// qshard-quantize: GPTQ of a whole model over MPI ranks (mpirun / srun), one rank per GPU or core.
+#include <cblas.h>
+
+#include <iostream>
+
+#include "qshard/backend/backend.hpp"
+#include "qshard/core/error.hpp"
+#include "qshard/dist/mpi.hpp"
+#include "qshard/pipeline/quantize_job.hpp"
+
+int main(int argc, char** argv) {
+  qshard::MpiSession mpi(&argc, &argv);
+  qshard::MpiCommunicator comm;
+  std::string command_line;
+  for (int i = 0; i < argc; ++i) command_line += (i ? " " : "") + std::string(argv[i]);
+  try {
+    const qshard::ParsedOptions parsed = [&] {
+      try {  // the same argv on every rank: a bad option fails every rank alike
+        return qshard::parse_job_options(argc, argv);
+      } catch (const qshard::Error& e) {
+        throw qshard::CollectiveError(e.what());
+      }
+    }();
+    if (!parsed.options) {
+      if (comm.is_root()) std::cout << parsed.help;
+      return 0;
+    }
+    const qshard::JobOptions& options = *parsed.options;
+    openblas_set_num_threads(options.threads);
+    const int local_rank = qshard::launcher_local_rank() >= 0 ? qshard::launcher_local_rank() : comm.local_rank();
+    const auto backend = qshard::make_backend(options.backend, local_rank);
+    const qshard::JobResult result = qshard::run_quantize_job(options, comm, *backend, command_line, std::cout);
+    return result.completed ? 0 : qshard::kStoppedExitCode;
+  } catch (const qshard::CollectiveError& e) {
+    // Raised on every rank together (checked options, missing inputs, agreed failures).
+    std::cerr << "qshard-quantize: error (rank " << comm.rank() << "): " << e.what() << std::endl;
+    return 1;
+  } catch (const std::exception& e) {
+    // An error of this rank alone would leave the others waiting in a collective: abort the job.
+    std::cerr << "qshard-quantize: error (rank " << comm.rank() << "): " << e.what() << std::endl;
+    if (comm.size() > 1) comm.abort(1);
+    return 1;
+  }
+}

@@ -1,0 +1,50 @@
+#pragma once
+// The options of qshard-quantize: every key works as `--key value` and as `key = value` in an INI
+// file given by --config (the command line wins). `--help` documents every key.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "qshard/io/model_config.hpp"
+#include "qshard/quant/quant_config.hpp"
+
+namespace qshard {
+
+struct JobOptions {
+  std::string model = "synthetic:tiny";  // HF directory or synthetic:NAME
+  std::uint64_t model_seed = 0;          // weights of synthetic models
+  std::string calib;                     // token file spec; empty: random ids of the vocabulary
+  std::string calib_sampling = "rows";   // rows: the file's first rows; random: seeded windows
+  std::int64_t samples = 128;
+  std::int64_t seq_len = 2048;
+  std::uint64_t seed = 0;                // calibration sampling
+  std::int64_t batch_samples = 1;        // samples per forward unit (fixed: never depends on ranks)
+  std::string method = "gptq";           // gptq or rtn
+  GptqOptions gptq;
+  bool true_sequential = true;
+  std::vector<Linear> modules;           // the modules to quantize (default all seven)
+  std::string out = "qshard.h5";
+  bool resume = false;
+  std::string backend = "auto";          // cpu, cuda, auto
+  std::int64_t tile_rows = 128;          // rows per solve work unit (fixed: never depends on ranks)
+  int threads = 1;                       // BLAS threads per rank
+  std::int64_t stop_after_layers = -1;   // testing: stop as if killed after N layers
+  bool quiet = false;
+
+  void validate() const;  // throws qshard::Error naming the key and the value
+  std::string to_json() const;  // the full resolved configuration
+  // The settings that must match for --resume to continue a job (everything that changes results).
+  std::string result_key() const;
+};
+
+struct ParsedOptions {
+  std::optional<JobOptions> options;  // empty when --help was asked for
+  std::string help;
+};
+
+// Parses the command line (and --config FILE); unknown keys and bad values throw qshard::Error.
+ParsedOptions parse_job_options(int argc, const char* const* argv);
+ParsedOptions parse_job_options(const std::vector<std::string>& args);  // args without argv[0]
+
+}  // namespace qshard

@@ -1,0 +1,176 @@
+#include "qshard/model/synthetic_source.hpp"
+
+#include <cmath>
+#include <filesystem>
+#include <string_view>
+
+#include "qshard/core/error.hpp"
+
+namespace qshard {
+namespace {
+
+constexpr std::string_view kPrefix = "synthetic:";
+
+std::uint64_t splitmix64(std::uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+std::uint64_t hash_name(std::string_view name, std::uint64_t seed) {
+  std::uint64_t h = 1469598103934665603ull ^ splitmix64(seed);
+  for (const char c : name) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+  return splitmix64(h);
+}
+
+// Uniform in (0, 1) from a counter: random access to any element, the same on every platform.
+double uniform(std::uint64_t key, std::uint64_t counter) {
+  return (static_cast<double>(splitmix64(key ^ splitmix64(counter)) >> 11) + 0.5) * 0x1.0p-53;
+}
+
+double normal(std::uint64_t key, std::uint64_t counter) {
+  const double u1 = uniform(key, 2 * counter), u2 = uniform(key, 2 * counter + 1);
+  return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+}
+
+ModelConfig preset(std::int64_t hidden, std::int64_t inter, std::int64_t layers, std::int64_t heads,
+                   std::int64_t kv_heads, std::int64_t vocab, double theta) {
+  ModelConfig c;
+  c.model_type = "llama";
+  c.hidden_size = hidden;
+  c.intermediate_size = inter;
+  c.num_hidden_layers = layers;
+  c.num_attention_heads = heads;
+  c.num_key_value_heads = kv_heads;
+  c.head_dim = hidden / heads;
+  c.vocab_size = vocab;
+  c.max_position_embeddings = 8192;
+  c.rms_norm_eps = 1e-5;
+  c.rope_theta = theta;
+  c.torch_dtype = DType::BF16;
+  return c;
+}
+
+class SyntheticSource final : public WeightSource {
+ public:
+  SyntheticSource(ModelConfig config, std::string name, std::uint64_t seed)
+      : config_(std::move(config)), name_(std::move(name)), seed_(seed) {
+    config_.validate(describe());
+  }
+  const ModelConfig& config() const override { return config_; }
+  bool contains(const std::string& name) const override {
+    const auto ref = parse_tensor_name(name);
+    if (!ref) return false;
+    if (name == kLmHeadName) return !config_.tie_word_embeddings;
+    if (ref->layer >= config_.num_hidden_layers) return false;
+    if (ref->linear && ref->field == "bias") return has_bias(*ref->linear);
+    return true;
+  }
+  MatrixF load(const std::string& name) const override {
+    const auto ref = parse_tensor_name(name);
+    require(ref.has_value() && contains(name), describe(), ": no tensor '", name, "'");
+    const std::uint64_t key = hash_name(name, seed_);
+    const std::int64_t hidden = config_.hidden_size;
+    if (name == kEmbedName || name == kLmHeadName) return gaussian(key, config_.vocab_size, hidden, 1.0);
+    if (ref->linear) {
+      const auto [rows, cols] = linear_shape(*ref->linear);
+      if (ref->field == "bias") return gaussian(key, 1, rows, 0.02);
+      return linear(key, rows, cols, *ref->linear, ref->layer);
+    }
+    // RMSNorm weights: around 1, with a few large channels that become large-variance inputs.
+    MatrixF norm(1, hidden);
+    for (std::int64_t c = 0; c < hidden; ++c) {
+      const bool outlier = uniform(key ^ 0x5bd1e995ull, static_cast<std::uint64_t>(c)) < 0.01;
+      norm(0, c) = static_cast<float>((1.0 + 0.1 * normal(key, static_cast<std::uint64_t>(c))) *
+                                      (outlier ? 6.0 : 1.0));
+    }
+    return norm;
+  }
+  std::string describe() const override { return str("synthetic model '", name_, "' (seed ", seed_, ")"); }
+
+ private:
+  bool has_bias(Linear l) const {
+    if (l == Linear::Q || l == Linear::K || l == Linear::V) return config_.attention_bias;
+    if (l == Linear::O) return config_.o_proj_bias;
+    return config_.mlp_bias;
+  }
+  std::pair<std::int64_t, std::int64_t> linear_shape(Linear l) const {
+    const ModelConfig& c = config_;
+    switch (l) {
+      case Linear::Q: return {c.q_dim(), c.hidden_size};
+      case Linear::K:
+      case Linear::V: return {c.kv_dim(), c.hidden_size};
+      case Linear::O: return {c.hidden_size, c.q_dim()};
+      case Linear::Gate:
+      case Linear::Up: return {c.intermediate_size, c.hidden_size};
+      case Linear::Down: return {c.hidden_size, c.intermediate_size};
+    }
+    throw Error("invalid linear module");
+  }
+  static MatrixF gaussian(std::uint64_t key, std::int64_t rows, std::int64_t cols, double stddev) {
+    MatrixF m(rows, cols);
+    for (std::size_t i = 0; i < m.size(); ++i)
+      m.data()[i] = static_cast<float>(stddev * normal(key, i));
+    return m;
+  }
+  // N(0, 1/in) scaled per row (log-normal) and on ~1% of input columns (x4); the residual
+  // projections are scaled down by sqrt(2 * layers) so the residual stream stays bounded.
+  MatrixF linear(std::uint64_t key, std::int64_t rows, std::int64_t cols, Linear l,
+                 std::int64_t layer) const {
+    const bool residual = l == Linear::O || l == Linear::Down;
+    const double base = 1.0 / std::sqrt(static_cast<double>(cols)) /
+                        (residual ? std::sqrt(2.0 * static_cast<double>(config_.num_hidden_layers)) : 1.0);
+    const std::uint64_t column_key = hash_name(str("columns.", layer, ".", linear_name(l)), seed_);
+    std::vector<float> column_scale(static_cast<std::size_t>(cols));
+    for (std::int64_t c = 0; c < cols; ++c)
+      column_scale[static_cast<std::size_t>(c)] =
+          uniform(column_key, static_cast<std::uint64_t>(c)) < 0.01 ? 4.0f : 1.0f;
+    MatrixF m(rows, cols);
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const double row_scale = base * std::exp(0.3 * normal(key ^ 0xabcdefull, static_cast<std::uint64_t>(r)));
+      float* row = m.data() + r * cols;
+      const auto offset = static_cast<std::uint64_t>(r * cols);
+      for (std::int64_t c = 0; c < cols; ++c)
+        row[c] = static_cast<float>(row_scale * normal(key, offset + static_cast<std::uint64_t>(c)) *
+                                    column_scale[static_cast<std::size_t>(c)]);
+    }
+    return m;
+  }
+
+  ModelConfig config_;
+  std::string name_;
+  std::uint64_t seed_;
+};
+
+}  // namespace
+
+std::vector<std::string> synthetic_presets() {
+  return {"tiny", "llama2-7b", "llama3-8b", "llama3-70b", "llama3-405b"};
+}
+
+ModelConfig synthetic_config(const std::string& name) {
+  if (name == "tiny") return preset(128, 352, 4, 4, 2, 1024, 10000.0);
+  if (name == "llama2-7b") return preset(4096, 11008, 32, 32, 32, 32000, 10000.0);
+  if (name == "llama3-8b") return preset(4096, 14336, 32, 32, 8, 128256, 500000.0);
+  if (name == "llama3-70b") return preset(8192, 28672, 80, 64, 8, 128256, 500000.0);
+  if (name == "llama3-405b") return preset(16384, 53248, 126, 128, 8, 128256, 500000.0);
+  throw Error(str("unknown synthetic model '", name, "' (presets: tiny, llama2-7b, llama3-8b, ",
+                  "llama3-70b, llama3-405b, or the path of a config.json)"));
+}
+
+std::unique_ptr<WeightSource> open_synthetic_model(const std::string& spec, std::uint64_t seed) {
+  if (spec.ends_with(".json")) {
+    return std::make_unique<SyntheticSource>(parse_model_config(spec), spec, seed);
+  }
+  return std::make_unique<SyntheticSource>(synthetic_config(spec), spec, seed);
+}
+
+std::unique_ptr<WeightSource> open_model(const std::string& spec, std::uint64_t seed) {
+  if (spec.starts_with(kPrefix)) return open_synthetic_model(spec.substr(kPrefix.size()), seed);
+  require(std::filesystem::is_directory(spec), "model directory '", spec,
+          "' does not exist (give a Hugging Face model directory or synthetic:NAME)");
+  return open_hf_model(spec);
+}
+
+}  // namespace qshard

@@ -1,0 +1,27 @@
+#include "qshard/backend/backend.hpp"
+#include "qshard/core/error.hpp"
+#if defined(QSHARD_WITH_CUDA)
+#include "qshard/backend/cuda_backend.hpp"
+#endif
+
+namespace qshard {
+
+std::unique_ptr<Backend> make_backend(const std::string& kind, int local_rank) {
+  require(kind == "cpu" || kind == "cuda" || kind == "auto", "unknown backend '", kind,
+          "' (expected cpu, cuda or auto)");
+#if defined(QSHARD_WITH_CUDA)
+  const int devices = cuda_device_count();
+  if (kind == "cuda" || (kind == "auto" && devices > 0)) {
+    require(devices > 0, "--backend cuda: no CUDA device is visible");
+    require(local_rank < devices, "rank with node-local index ", local_rank, " has no GPU: only ",
+            devices, " visible (launch one rank per GPU)");
+    return make_cuda_backend(local_rank < 0 ? 0 : local_rank);
+  }
+#else
+  (void)local_rank;
+  require(kind != "cuda", "--backend cuda: this build has no CUDA backend (nvcc was not found)");
+#endif
+  return make_cpu_backend();
+}
+
+}  // namespace qshard

@@ -1,0 +1,188 @@
+#include "qshard/pipeline/job_options.hpp"
+
+#include <boost/program_options.hpp>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "qshard/core/error.hpp"
+
+namespace qshard {
+namespace po = boost::program_options;
+namespace {
+
+std::vector<Linear> parse_modules(const std::string& text) {
+  if (text == "all") return {std::begin(kAllLinears), std::end(kAllLinears)};
+  std::vector<Linear> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    const auto linear = parse_linear(item);
+    require(linear.has_value(), "modules: unknown module '", item,
+            "' (expected all, or a comma list of q,k,v,o,gate,up,down)");
+    out.push_back(*linear);
+  }
+  require(!out.empty(), "modules: empty list");
+  return out;
+}
+
+GroupScaleRule parse_rule(const std::string& text) {
+  if (text == "exact") return GroupScaleRule::Exact;
+  if (text == "reference") return GroupScaleRule::Reference;
+  throw Error(str("group_rule: expected exact or reference (got '", text, "')"));
+}
+
+struct Raw {
+  std::string modules = "all";
+  std::string group_rule = "exact";
+};
+
+po::options_description describe_options(JobOptions& o, Raw& raw) {
+  po::options_description d("qshard-quantize options (every key also works in an INI --config file)");
+  auto add = d.add_options();
+  add("help,h", "print this help");
+  add("config", po::value<std::string>(), "INI file of key = value lines (the command line wins)");
+  add("model", po::value(&o.model)->default_value(o.model),
+      "Hugging Face model directory, or synthetic:NAME (tiny, llama2-7b, llama3-8b, llama3-70b, "
+      "llama3-405b) or synthetic:PATH/config.json");
+  add("model_seed", po::value(&o.model_seed)->default_value(o.model_seed), "seed of synthetic weights");
+  add("calib", po::value(&o.calib)->default_value(o.calib),
+      "calibration tokens: FILE.i32 (little-endian int32) or FILE.h5[:DATASET]; empty: random ids");
+  add("calib_sampling", po::value(&o.calib_sampling)->default_value(o.calib_sampling),
+      "rows: the file's first `samples` rows of seq_len tokens; random: seeded windows of the stream");
+  add("samples", po::value(&o.samples)->default_value(o.samples), "calibration samples");
+  add("seq_len", po::value(&o.seq_len)->default_value(o.seq_len), "tokens per calibration sample");
+  add("seed", po::value(&o.seed)->default_value(o.seed), "calibration sampling seed");
+  add("batch_samples", po::value(&o.batch_samples)->default_value(o.batch_samples),
+      "samples per forward unit (results never depend on the rank count)");
+  add("method", po::value(&o.method)->default_value(o.method), "gptq or rtn (round-to-nearest)");
+  add("bits", po::value(&o.gptq.quant.bits)->default_value(o.gptq.quant.bits), "2, 3, 4 or 8");
+  add("group_size", po::value(&o.gptq.quant.group_size)->default_value(o.gptq.quant.group_size),
+      "-1 (one group per row) or a positive size");
+  add("sym", po::value(&o.gptq.quant.sym)->default_value(false)->implicit_value(true),
+      "symmetric quantization");
+  add("mse", po::value(&o.gptq.quant.mse)->default_value(false)->implicit_value(true),
+      "grid search of the clipping range");
+  add("damp_percent", po::value(&o.gptq.damp_percent)->default_value(o.gptq.damp_percent),
+      "damping as a fraction of mean(diag H)");
+  add("block_size", po::value(&o.gptq.block_size)->default_value(o.gptq.block_size),
+      "GPTQ lazy batch size in columns");
+  add("act_order", po::value(&o.gptq.act_order)->default_value(false)->implicit_value(true),
+      "desc_act: quantize columns by descending diag(H), record g_idx");
+  add("static_groups", po::value(&o.gptq.static_groups)->default_value(false)->implicit_value(true),
+      "group scales from the original weights before the solve");
+  add("group_rule", po::value(&raw.group_rule)->default_value(raw.group_rule),
+      "exact (block-size independent) or reference (as the public GPTQ code)");
+  add("max_damp_steps", po::value(&o.gptq.max_damp_steps)->default_value(o.gptq.max_damp_steps),
+      "how often damping is raised x10 when H is not positive definite");
+  add("true_sequential", po::value(&o.true_sequential)->default_value(true)->implicit_value(true),
+      "solve (q,k,v) -> o -> (gate,up) -> down, each on inputs through the quantized modules");
+  add("modules", po::value(&raw.modules)->default_value(raw.modules),
+      "modules to quantize: all, or a comma list of q,k,v,o,gate,up,down");
+  add("out", po::value(&o.out)->default_value(o.out), "HDF5 checkpoint to write");
+  add("resume", po::value(&o.resume)->default_value(false)->implicit_value(true),
+      "continue an interrupted job from OUT.parts/");
+  add("backend", po::value(&o.backend)->default_value(o.backend), "cpu, cuda or auto");
+  add("tile_rows", po::value(&o.tile_rows)->default_value(o.tile_rows),
+      "rows per solve work unit, spread over the ranks");
+  add("threads", po::value(&o.threads)->default_value(o.threads), "BLAS threads per rank");
+  add("stop_after_layers", po::value(&o.stop_after_layers)->default_value(o.stop_after_layers),
+      "testing: stop (exit 3, as if killed) after this many layers");
+  add("quiet", po::value(&o.quiet)->default_value(false)->implicit_value(true), "no progress lines");
+  return d;
+}
+
+}  // namespace
+
+void JobOptions::validate() const {
+  gptq.validate();
+  require(method == "gptq" || method == "rtn", "method: expected gptq or rtn (got '", method, "')");
+  require(samples > 0, "samples must be positive (got ", samples, ")");
+  require(seq_len > 1, "seq_len must be at least 2 (got ", seq_len, ")");
+  require(batch_samples > 0, "batch_samples must be positive (got ", batch_samples, ")");
+  require(tile_rows > 0, "tile_rows must be positive (got ", tile_rows, ")");
+  require(threads > 0, "threads must be positive (got ", threads, ")");
+  require(calib_sampling == "rows" || calib_sampling == "random",
+          "calib_sampling: expected rows or random (got '", calib_sampling, "')");
+  require(backend == "cpu" || backend == "cuda" || backend == "auto",
+          "backend: expected cpu, cuda or auto (got '", backend, "')");
+  require(!out.empty(), "out: empty path");
+  require(!modules.empty(), "modules: empty list");
+}
+
+namespace {
+nlohmann::json result_fields(const JobOptions& o) {
+  nlohmann::json j;
+  j["model"] = o.model;
+  j["model_seed"] = o.model_seed;
+  j["calib"] = o.calib;
+  j["calib_sampling"] = o.calib_sampling;
+  j["samples"] = o.samples;
+  j["seq_len"] = o.seq_len;
+  j["seed"] = o.seed;
+  j["batch_samples"] = o.batch_samples;
+  j["method"] = o.method;
+  j["bits"] = o.gptq.quant.bits;
+  j["group_size"] = o.gptq.quant.group_size;
+  j["sym"] = o.gptq.quant.sym;
+  j["mse"] = o.gptq.quant.mse;
+  j["damp_percent"] = o.gptq.damp_percent;
+  j["block_size"] = o.gptq.block_size;
+  j["act_order"] = o.gptq.act_order;
+  j["static_groups"] = o.gptq.static_groups;
+  j["group_rule"] = o.gptq.group_rule == GroupScaleRule::Exact ? "exact" : "reference";
+  j["max_damp_steps"] = o.gptq.max_damp_steps;
+  j["true_sequential"] = o.true_sequential;
+  std::vector<std::string> modules;
+  for (const Linear l : o.modules) modules.emplace_back(linear_name(l));
+  j["modules"] = modules;
+  j["tile_rows"] = o.tile_rows;
+  j["backend"] = o.backend;
+  return j;
+}
+}  // namespace
+
+std::string JobOptions::result_key() const { return result_fields(*this).dump(); }
+
+std::string JobOptions::to_json() const {
+  nlohmann::json j = result_fields(*this);
+  j["out"] = out;
+  j["resume"] = resume;
+  j["threads"] = threads;
+  return j.dump(2);
+}
+
+ParsedOptions parse_job_options(const std::vector<std::string>& args) {
+  JobOptions options;
+  Raw raw;
+  const po::options_description description = describe_options(options, raw);
+  std::ostringstream help;
+  help << description;
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(args).options(description).run(), vm);
+    if (vm.count("help")) return {std::nullopt, help.str()};
+    if (vm.count("config")) {
+      const std::string path = vm["config"].as<std::string>();
+      std::ifstream file(path);
+      require(file.good(), "cannot read config file '", path, "'");
+      // Stored after the command line: values already given there win.
+      po::store(po::parse_config_file(file, description, /*allow_unregistered=*/false), vm);
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw Error(str(e.what(), " (see --help)"));
+  }
+  options.modules = parse_modules(raw.modules);
+  options.gptq.group_rule = parse_rule(raw.group_rule);
+  options.validate();
+  return {options, help.str()};
+}
+
+ParsedOptions parse_job_options(int argc, const char* const* argv) {
+  std::vector<std::string> args;
+  for (int i = 1; i < argc; ++i) args.emplace_back(argv[i]);
+  return parse_job_options(args);
+}
+
+}  // namespace qshard

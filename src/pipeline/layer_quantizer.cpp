@@ -1,0 +1,271 @@
+#include "qshard/pipeline/layer_quantizer.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <map>
+
+#include "qshard/core/error.hpp"
+
+namespace qshard {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Flat little-endian serialisation of solved tiles for the all-gather.
+class ByteWriter {
+ public:
+  template <typename T>
+  void put(const T& value) {
+    const auto* p = reinterpret_cast<const std::byte*>(&value);
+    bytes_.insert(bytes_.end(), p, p + sizeof(T));
+  }
+  template <typename T>
+  void put_span(std::span<const T> values) {
+    const auto* p = reinterpret_cast<const std::byte*>(values.data());
+    bytes_.insert(bytes_.end(), p, p + values.size_bytes());
+  }
+  std::vector<std::byte>& bytes() { return bytes_; }
+
+ private:
+  std::vector<std::byte> bytes_;
+};
+
+class ByteReader {
+ public:
+  explicit ByteReader(std::span<const std::byte> bytes) : bytes_(bytes) {}
+  bool done() const { return offset_ == bytes_.size(); }
+  template <typename T>
+  T get() {
+    T value;
+    read(&value, sizeof(T));
+    return value;
+  }
+  template <typename T>
+  void get_span(std::span<T> out) {
+    read(out.data(), out.size_bytes());
+  }
+
+ private:
+  void read(void* dst, std::size_t n) {
+    require(offset_ + n <= bytes_.size(), "corrupt tile exchange message");
+    std::memcpy(dst, bytes_.data() + offset_, n);
+    offset_ += n;
+  }
+  std::span<const std::byte> bytes_;
+  std::size_t offset_ = 0;
+};
+
+struct SolvedTile {
+  std::int32_t module = 0;  // index into kAllLinears
+  std::int32_t tile = 0;
+  QuantizedWeight weight;
+  double objective_gptq = 0.0;
+  double objective_rtn = 0.0;
+};
+
+void write_tile(ByteWriter& w, const SolvedTile& t) {
+  const QuantizedWeight& q = t.weight;
+  w.put(t.module);
+  w.put(t.tile);
+  w.put(static_cast<std::int32_t>(q.bits));
+  w.put(q.group_size);
+  w.put(q.rows());
+  w.put(q.cols());
+  w.put(q.groups());
+  w.put(t.objective_gptq);
+  w.put(t.objective_rtn);
+  w.put_span<std::uint8_t>(q.codes.values());
+  w.put_span<float>(q.scales.values());
+  w.put_span<std::int32_t>(q.zeros.values());
+  w.put_span<std::int32_t>(q.g_idx);
+}
+
+SolvedTile read_tile(ByteReader& r) {
+  SolvedTile t;
+  t.module = r.get<std::int32_t>();
+  t.tile = r.get<std::int32_t>();
+  QuantizedWeight& q = t.weight;
+  q.bits = r.get<std::int32_t>();
+  q.group_size = r.get<std::int64_t>();
+  const auto rows = r.get<std::int64_t>();
+  const auto cols = r.get<std::int64_t>();
+  const auto groups = r.get<std::int64_t>();
+  t.objective_gptq = r.get<double>();
+  t.objective_rtn = r.get<double>();
+  q.codes = Matrix<std::uint8_t>(rows, cols);
+  q.scales = MatrixF(rows, groups);
+  q.zeros = Matrix<std::int32_t>(rows, groups);
+  q.g_idx.resize(static_cast<std::size_t>(cols));
+  r.get_span<std::uint8_t>(q.codes.values());
+  r.get_span<float>(q.scales.values());
+  r.get_span<std::int32_t>(q.zeros.values());
+  r.get_span<std::int32_t>(q.g_idx);
+  return t;
+}
+
+MatrixF row_slice(const MatrixF& m, std::int64_t begin, std::int64_t end) {
+  MatrixF out(end - begin, m.cols());
+  std::copy(m.data() + begin * m.cols(), m.data() + end * m.cols(), out.data());
+  return out;
+}
+
+struct Stage {
+  std::vector<LinearInput> inputs;
+};
+
+std::vector<Stage> stages_of(bool true_sequential) {
+  if (!true_sequential)
+    return {{{LinearInput::Attention, LinearInput::AttentionOutput, LinearInput::Mlp,
+              LinearInput::MlpDown}}};
+  return {{{LinearInput::Attention}},
+          {{LinearInput::AttentionOutput}},
+          {{LinearInput::Mlp}},
+          {{LinearInput::MlpDown}}};
+}
+
+std::int64_t features_of(const ModelConfig& c, LinearInput input) {
+  switch (input) {
+    case LinearInput::Attention:
+    case LinearInput::Mlp: return c.hidden_size;
+    case LinearInput::AttentionOutput: return c.q_dim();
+    case LinearInput::MlpDown: return c.intermediate_size;
+  }
+  throw Error("invalid linear input");
+}
+
+}  // namespace
+
+std::vector<ModuleRecord> quantize_layer(const LayerContext& ctx, LayerWeights& weights,
+                                         const std::vector<MatrixF>& hidden, LayerTimings& timings) {
+  const JobOptions& o = ctx.options;
+  const auto selected = [&](Linear l) {
+    return std::find(o.modules.begin(), o.modules.end(), l) != o.modules.end();
+  };
+  std::vector<ModuleRecord> records(std::size(kAllLinears));
+  for (const Linear l : kAllLinears) {
+    ModuleRecord& r = records[static_cast<std::size_t>(l)];
+    r.linear = l;
+    r.method = "none";
+    r.bias = weights.bias[static_cast<std::size_t>(l)];
+    r.float_weight = weights[l];
+  }
+
+  for (const Stage& stage : stages_of(o.true_sequential)) {
+    std::vector<LinearInput> inputs;
+    for (const LinearInput input : stage.inputs) {
+      const bool any = std::any_of(std::begin(kAllLinears), std::end(kAllLinears),
+                                   [&](Linear l) { return input_of(l) == input && selected(l); });
+      if (any) inputs.push_back(input);
+    }
+    if (inputs.empty()) continue;
+
+    // 1. Forward this rank's units, accumulating partial Hessians of the stage's inputs.
+    std::map<LinearInput, std::unique_ptr<HessianBuilder>> builders;
+    for (const LinearInput input : inputs)
+      builders[input] = ctx.backend.make_hessian(features_of(ctx.config, input));
+    const LinearInput last = *std::max_element(inputs.begin(), inputs.end());
+    double hessian_seconds = 0.0;
+    const auto forward_start = Clock::now();
+    for (const MatrixF& unit : hidden) {
+      ctx.backend.forward_layer(
+          ctx.config, weights, ctx.rope, unit, o.seq_len,
+          [&](LinearInput input, const MatrixF& x) {
+            const auto it = builders.find(input);
+            if (it == builders.end()) return;
+            const auto start = Clock::now();
+            it->second->add(x);
+            hessian_seconds += seconds_since(start);
+          },
+          last);
+    }
+    timings.forward += seconds_since(forward_start) - hessian_seconds;
+    timings.hessian += hessian_seconds;
+
+    // 2. Exact all-reduce of the partial Hessians; every rank factorises the same H.
+    auto start = Clock::now();
+    for (auto& [input, builder] : builders) builder->all_reduce(ctx.comm);
+    timings.reduce += seconds_since(start);
+
+    start = Clock::now();
+    std::map<LinearInput, MatrixD> hessians;
+    std::map<LinearInput, HessianFactor> factors;
+    for (auto& [input, builder] : builders) {
+      hessians[input] = builder->hessian();
+      if (o.method == "gptq") factors[input] = ctx.backend.solver().factorize(hessians[input], o.gptq);
+    }
+
+    // 3. Fixed row tiles of every selected module, dealt round-robin over the ranks.
+    struct Work {
+      Linear linear;
+      std::int32_t tile;
+      std::int64_t begin, end;
+    };
+    std::vector<Work> work;
+    for (const Linear l : kAllLinears) {
+      if (!selected(l) || std::find(inputs.begin(), inputs.end(), input_of(l)) == inputs.end()) continue;
+      const std::int64_t rows = weights[l].rows();
+      for (std::int64_t b = 0, t = 0; b < rows; b += o.tile_rows, ++t)
+        work.push_back({l, static_cast<std::int32_t>(t), b, std::min(rows, b + o.tile_rows)});
+    }
+    ByteWriter mine;
+    for (std::size_t i = 0; i < work.size(); ++i) {
+      if (static_cast<int>(i % static_cast<std::size_t>(ctx.comm.size())) != ctx.comm.rank()) continue;
+      const Work& w = work[i];
+      const MatrixF tile = row_slice(weights[w.linear], w.begin, w.end);
+      const MatrixD& h = hessians.at(input_of(w.linear));
+      SolvedTile solved;
+      solved.module = static_cast<std::int32_t>(w.linear);
+      solved.tile = w.tile;
+      const QuantizedWeight rtn = quantize_rtn(tile, o.gptq.quant);
+      solved.objective_rtn = reconstruction_objective(tile, rtn.dequantize(), h);
+      solved.weight = o.method == "gptq"
+                          ? ctx.backend.solver().solve(tile, factors.at(input_of(w.linear)), o.gptq)
+                          : rtn;
+      solved.objective_gptq = reconstruction_objective(tile, solved.weight.dequantize(), h);
+      write_tile(mine, solved);
+    }
+    timings.solve += seconds_since(start);
+
+    // 4. All-gather the tiles; every rank assembles the quantized modules in tile order.
+    start = Clock::now();
+    const std::vector<std::byte> all = ctx.comm.all_gather(mine.bytes());
+    std::map<std::pair<int, int>, SolvedTile> tiles;
+    ByteReader reader(all);
+    while (!reader.done()) {
+      SolvedTile t = read_tile(reader);
+      tiles.emplace(std::make_pair(t.module, t.tile), std::move(t));
+    }
+    require(tiles.size() == work.size(), "tile exchange: got ", tiles.size(), " tiles, expected ",
+            work.size());
+    for (const Linear l : kAllLinears) {
+      std::vector<QuantizedWeight> parts;
+      double objective_gptq = 0.0, objective_rtn = 0.0;
+      for (auto& [key, t] : tiles) {
+        if (key.first != static_cast<int>(l)) continue;
+        objective_gptq += t.objective_gptq;
+        objective_rtn += t.objective_rtn;
+        parts.push_back(std::move(t.weight));
+      }
+      if (parts.empty()) continue;
+      ModuleRecord& r = records[static_cast<std::size_t>(l)];
+      r.method = o.method;
+      r.weight = stack_rows(parts);
+      r.float_weight = MatrixF();
+      r.objective_gptq = objective_gptq;
+      r.objective_rtn = objective_rtn;
+      if (o.method == "gptq") {
+        r.damp_percent_used = factors.at(input_of(l)).damp_percent_used;
+        r.damp_steps = factors.at(input_of(l)).damp_steps;
+      }
+      weights[l] = r.weight.dequantize();
+    }
+    timings.gather += seconds_since(start);
+  }
+  return records;
+}
+
+}  // namespace qshard

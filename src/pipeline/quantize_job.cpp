@@ -1,0 +1,311 @@
+#include "qshard/pipeline/quantize_job.hpp"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+
+#include "qshard/core/error.hpp"
+#include "qshard/io/checkpoint.hpp"
+#include "qshard/model/causal_lm.hpp"
+#include "qshard/model/synthetic_source.hpp"
+#include "qshard/pipeline/calibration.hpp"
+#include "qshard/pipeline/layer_quantizer.hpp"
+#include "qshard/version.hpp"
+
+namespace qshard {
+namespace fs = std::filesystem;
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+fs::path parts_dir(const JobOptions& o) { return fs::path(o.out + ".parts"); }
+fs::path layer_file(const JobOptions& o, std::int64_t layer) {
+  char name[32];
+  std::snprintf(name, sizeof name, "layer-%05lld.h5", static_cast<long long>(layer));
+  return parts_dir(o) / name;
+}
+fs::path state_file(const JobOptions& o) { return parts_dir(o) / "job.json"; }
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Rank 0 prepares OUT.parts/ (fresh, or checked for --resume) and returns how many layers are
+// done; the outcome (or the error) reaches every rank, so no rank is left waiting.
+std::int64_t prepare_parts(const JobOptions& o, Communicator& comm, std::int64_t layers) {
+  std::int64_t done = 0;
+  std::string error;
+  if (comm.is_root()) {
+    try {
+      const fs::path dir = parts_dir(o);
+      const fs::path parent = fs::absolute(fs::path(o.out)).parent_path();
+      require(fs::is_directory(parent), "output directory ", parent, " does not exist");
+      if (o.resume && fs::exists(state_file(o))) {
+        require(read_text(state_file(o)) == o.result_key(), "--resume: ", state_file(o),
+                " was written by a job with other settings; remove ", dir, " to start afresh");
+        while (done < layers && fs::exists(layer_file(o, done))) ++done;
+      } else {
+        require(!fs::exists(dir) || o.resume, dir,
+                " exists (an interrupted job): continue it with --resume or remove it");
+        fs::create_directories(dir);
+        const fs::path tmp = state_file(o).string() + ".tmp";
+        {
+          std::ofstream out(tmp);
+          out << o.result_key();
+          require(out.good(), "cannot write ", tmp);
+        }
+        fs::rename(tmp, state_file(o));
+      }
+      // The output itself must be creatable where it will be renamed to.
+      const fs::path probe = o.out + ".probe";
+      { std::ofstream test(probe); require(test.good(), "output ", o.out, " is not writable"); }
+      fs::remove(probe);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  }
+  std::vector<std::byte> message(error.begin(), error.end());
+  if (!comm.is_root()) message.clear();
+  std::vector<std::byte> gathered = comm.all_gather(message);
+  if (!gathered.empty()) {
+    throw CollectiveError(std::string(reinterpret_cast<const char*>(gathered.data()), gathered.size()));
+  }
+  std::vector<std::byte> count(sizeof done);
+  std::memcpy(count.data(), &done, sizeof done);
+  comm.broadcast(count, 0);
+  std::memcpy(&done, count.data(), sizeof done);
+  return done;
+}
+
+std::string hex64(std::uint64_t v) {
+  std::ostringstream out;
+  out << std::hex << std::setw(16) << std::setfill('0') << v;
+  return out.str();
+}
+
+std::string utc_now() {
+  const std::time_t t = std::time(nullptr);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return text;
+}
+
+std::string format_duration(double s) {
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(1);
+  if (s < 120) out << s << " s";
+  else if (s < 7200) out << s / 60 << " min";
+  else out << s / 3600 << " h";
+  return out.str();
+}
+
+class Progress {
+ public:
+  Progress(std::ostream& log, bool enabled, std::int64_t layers)
+      : log_(log), enabled_(enabled), layers_(layers), tty_(enabled && isatty(STDOUT_FILENO)) {}
+  void layer_done(std::int64_t layer, double seconds, double ratio, const LayerTimings& t,
+                  double elapsed, std::int64_t done_in_run, std::int64_t remaining) {
+    if (!enabled_) return;
+    const double eta = done_in_run > 0 ? elapsed / static_cast<double>(done_in_run) * static_cast<double>(remaining) : 0.0;
+    if (tty_) log_ << "\r\033[K";
+    log_ << "layer " << std::setw(4) << layer + 1 << "/" << layers_ << "  " << std::fixed
+         << std::setprecision(2) << std::setw(7) << seconds << " s  gptq/rtn " << std::setprecision(3)
+         << ratio << "  [fwd " << std::setprecision(2) << t.forward << " hess " << t.hessian
+         << " reduce " << t.reduce << " solve " << t.solve << " gather " << t.gather << "]  eta "
+         << format_duration(eta) << '\n';
+    if (tty_) {
+      const std::int64_t filled = (layer + 1) * 40 / layers_;
+      log_ << '[' << std::string(static_cast<std::size_t>(filled), '#')
+           << std::string(static_cast<std::size_t>(40 - filled), '.') << "] " << layer + 1 << '/'
+           << layers_ << std::flush;
+    }
+    log_.flush();
+  }
+  void finish() {
+    if (tty_) log_ << "\r\033[K" << std::flush;
+  }
+
+ private:
+  std::ostream& log_;
+  bool enabled_;
+  std::int64_t layers_;
+  bool tty_;
+};
+
+void replace_linears(LayerWeights& weights, const LayerRecord& record) {
+  for (const ModuleRecord& m : record.modules)
+    weights[m.linear] = m.method == "none" ? m.float_weight : m.weight.dequantize();
+}
+
+std::vector<MatrixF> forward_units(const ModelConfig& config, const Backend& backend,
+                                   const LayerWeights& weights, const RotaryTable& rope,
+                                   const std::vector<MatrixF>& hidden, std::int64_t seq_len) {
+  std::vector<MatrixF> next;
+  next.reserve(hidden.size());
+  for (const MatrixF& unit : hidden) next.push_back(backend.forward_layer(config, weights, rope, unit, seq_len));
+  return next;
+}
+
+void write_checkpoint(const JobOptions& o, const WeightSource& source, const TokenSet& calib,
+                      const Communicator& comm, const Backend& backend, const std::string& command_line,
+                      double seconds, const std::vector<double>& layer_gptq,
+                      const std::vector<double>& layer_rtn) {
+  const ModelConfig& config = source.config();
+  CheckpointWriter writer(o.out);
+  const h5::Group root = writer.root();
+  root.set_attr("format", std::string(kCheckpointFormat));
+  root.set_attr("format_version", kCheckpointFormatVersion);
+  root.set_attr("qshard_version", std::string(kVersion));
+  root.set_attr("git_commit", std::string(kGitCommit));
+  root.set_attr("command_line", command_line);
+  root.set_attr("job_config", o.to_json());
+  root.set_attr("model_config", to_json(config));
+  root.set_attr("model_source", source.describe());
+  root.set_attr("ranks", static_cast<std::int64_t>(comm.size()));
+  root.set_attr("backend", backend.name());
+  root.set_attr("calibration_seed", static_cast<std::int64_t>(o.seed));
+  root.set_attr("calibration_hash", hex64(hash_tokens(calib)));
+  root.set_attr("calibration_samples", calib.rows);
+  root.set_attr("calibration_seq_len", calib.cols);
+  root.set_attr("created_utc", utc_now());
+  root.set_attr("seconds", seconds);
+  root.set_attr("layers", config.num_hidden_layers);
+  root.set_attr("objective_gptq", std::span<const double>(layer_gptq));
+  root.set_attr("objective_rtn", std::span<const double>(layer_rtn));
+  for (std::int64_t l = 0; l < config.num_hidden_layers; ++l) writer.add_layer_file(layer_file(o, l), l);
+  const DType dtype = config.torch_dtype;
+  writer.write_model_tensor(std::string(kEmbedName), source.load(std::string(kEmbedName)), dtype);
+  writer.write_model_tensor(std::string(kFinalNormName), source.load(std::string(kFinalNormName)), dtype);
+  if (!config.tie_word_embeddings)
+    writer.write_model_tensor(std::string(kLmHeadName), source.load(std::string(kLmHeadName)), dtype);
+  writer.commit();
+}
+
+}  // namespace
+
+JobResult run_quantize_job(const JobOptions& o, Communicator& comm, const Backend& backend,
+                           const std::string& command_line, std::ostream& log) {
+  const auto job_start = Clock::now();
+  std::unique_ptr<WeightSource> source;
+  TokenSet calib;
+  std::string setup_error;
+  try {
+    source = open_model(o.model, o.model_seed);
+    calib = load_calibration(o, source->config());
+  } catch (const std::exception& e) {
+    setup_error = e.what();
+  }
+  if (comm.any(!setup_error.empty())) {
+    throw CollectiveError(setup_error.empty() ? "another rank failed to set up the job" : setup_error);
+  }
+  const ModelConfig& config = source->config();
+  const std::int64_t layers = config.num_hidden_layers;
+  const std::int64_t done = prepare_parts(o, comm, layers);
+
+  const std::int64_t units = unit_count(o.samples, o.batch_samples);
+  const UnitRange mine = units_of_rank(units, comm.rank(), comm.size());
+  const RotaryTable rope(config, o.seq_len);
+  const MatrixF embedding = source->load(std::string(kEmbedName));
+  std::vector<MatrixF> hidden;
+  for (std::int64_t u = mine.first; u < mine.last; ++u) {
+    const std::int64_t begin = u * o.batch_samples, end = std::min(o.samples, begin + o.batch_samples);
+    hidden.push_back(embed_tokens(embedding, calib.rows_span(begin, end)));
+  }
+  if (comm.is_root() && !o.quiet) {
+    log << "qshard-quantize: " << source->describe() << ", " << layers << " layers, "
+        << comm.size() << " rank(s), backend " << backend.name() << ", " << o.method << " "
+        << describe(o.gptq) << ", " << o.samples << " x " << o.seq_len << " calibration tokens\n";
+    if (done > 0) log << "resuming after " << done << " completed layer(s) from " << parts_dir(o) << '\n';
+  }
+
+  // Resume: replay the completed layers' quantized weights to rebuild this rank's inputs.
+  for (std::int64_t l = 0; l < done; ++l) {
+    LayerWeights weights = LayerWeights::load(*source, l);
+    const h5::File part = h5::File::open_read(layer_file(o, l));
+    replace_linears(weights, read_layer(part, l));
+    hidden = forward_units(config, backend, weights, rope, hidden, o.seq_len);
+  }
+
+  Progress progress(log, comm.is_root() && !o.quiet, layers);
+  JobResult result;
+  std::vector<double> layer_gptq(static_cast<std::size_t>(layers), 0.0);
+  std::vector<double> layer_rtn(static_cast<std::size_t>(layers), 0.0);
+  const auto loop_start = Clock::now();
+  for (std::int64_t l = done; l < layers; ++l) {
+    const auto layer_start = Clock::now();
+    LayerWeights weights = LayerWeights::load(*source, l);
+    LayerTimings timings;
+    const LayerContext context{config, o, backend, comm, rope};
+    LayerRecord record;
+    record.index = l;
+    record.input_norm = weights.input_norm;
+    record.post_norm = weights.post_norm;
+    record.modules = quantize_layer(context, weights, hidden, timings);
+    const auto forward_start = Clock::now();
+    hidden = forward_units(config, backend, weights, rope, hidden, o.seq_len);
+    timings.forward += std::chrono::duration<double>(Clock::now() - forward_start).count();
+    record.seconds = std::chrono::duration<double>(Clock::now() - layer_start).count();
+    for (const ModuleRecord& m : record.modules) {
+      if (m.method == "none") continue;
+      layer_gptq[static_cast<std::size_t>(l)] += m.objective_gptq;
+      layer_rtn[static_cast<std::size_t>(l)] += m.objective_rtn;
+    }
+    if (comm.is_root()) write_layer_file(layer_file(o, l), record, config.torch_dtype);
+    const double elapsed = std::chrono::duration<double>(Clock::now() - loop_start).count();
+    const double ratio = layer_rtn[static_cast<std::size_t>(l)] > 0
+                             ? layer_gptq[static_cast<std::size_t>(l)] / layer_rtn[static_cast<std::size_t>(l)]
+                             : 1.0;
+    progress.layer_done(l, record.seconds, ratio, timings, elapsed, l - done + 1, layers - l - 1);
+    comm.barrier();  // the layer file exists before any rank moves on (a kill now loses nothing)
+    if (o.stop_after_layers >= 0 && l + 1 >= o.stop_after_layers && l + 1 < layers) {
+      progress.finish();
+      if (comm.is_root() && !o.quiet) log << "stopped after " << l + 1 << " layers (stop_after_layers)\n";
+      return result;
+    }
+  }
+  progress.finish();
+
+  // Objectives of resumed layers come from their files.
+  if (comm.is_root()) {
+    for (std::int64_t l = 0; l < done; ++l) {
+      const h5::File part = h5::File::open_read(layer_file(o, l));
+      for (const ModuleRecord& m : read_layer(part, l).modules) {
+        if (m.method == "none") continue;
+        layer_gptq[static_cast<std::size_t>(l)] += m.objective_gptq;
+        layer_rtn[static_cast<std::size_t>(l)] += m.objective_rtn;
+      }
+    }
+  }
+  result.seconds = std::chrono::duration<double>(Clock::now() - job_start).count();
+  for (std::size_t l = 0; l < layer_gptq.size(); ++l) {
+    result.objective_gptq += layer_gptq[l];
+    result.objective_rtn += layer_rtn[l];
+  }
+  std::string error;
+  if (comm.is_root()) {
+    try {
+      write_checkpoint(o, *source, calib, comm, backend, command_line, result.seconds, layer_gptq, layer_rtn);
+      fs::remove_all(parts_dir(o));
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  }
+  if (comm.any(!error.empty())) {
+    throw CollectiveError(error.empty() ? "rank 0 failed to write the checkpoint" : error);
+  }
+  result.completed = true;
+  if (comm.is_root() && !o.quiet) {
+    log << "wrote " << o.out << " in " << format_duration(result.seconds) << "; objective gptq/rtn "
+        << std::setprecision(4) << (result.objective_rtn > 0 ? result.objective_gptq / result.objective_rtn : 1.0)
+        << '\n';
+  }
+  return result;
+}
+
+}  // namespace qshard
