@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <cmath>
 #include <ctime>
 #include <filesystem>
@@ -70,9 +71,8 @@ std::int64_t prepare_parts(const JobOptions& o, Communicator& comm, std::int64_t
       error = e.what();
     }
   }
-  std::vector<std::byte> message(error.begin(), error.end());
-  if (!comm.is_root()) message.clear();
-  std::vector<std::byte> gathered = comm.all_gather(message);
+  const auto message = std::as_bytes(std::span(error.data(), comm.is_root() ? error.size() : 0));
+  const std::vector<std::byte> gathered = comm.all_gather(message);
   if (!gathered.empty()) {
     throw CollectiveError(std::string(reinterpret_cast<const char*>(gathered.data()), gathered.size()));
   }

@@ -99,8 +99,8 @@ void write_float(const h5::Group& group, const std::string& name, const MatrixF&
     Matrix<std::uint16_t> bits(values.rows(), values.cols());
     convert_from_f32(values.data(), values.size(), dtype, bits.data());
     write_matrix(group, name, bits);
-    const h5::Group dataset_attrs = group;  // attributes of the dataset live beside it by name
-    dataset_attrs.set_attr(name + ".dtype", std::string(dtype_name(dtype)));
+    // The element type is an attribute of the group, named after the dataset.
+    group.set_attr(name + ".dtype", std::string(dtype_name(dtype)));
     return;
   }
   write_matrix(group, name, values);
