@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -94,5 +95,12 @@ class Checkpoint {
   ModelConfig config_;
   std::int64_t layers_ = 0;
 };
+
+}  // namespace qshard
+
+namespace qshard {
+
+// Prints a summary of a checkpoint: provenance, layers, bits, groups, sizes, objectives.
+void print_checkpoint_summary(const Checkpoint& checkpoint, std::ostream& out);
 
 }  // namespace qshard
