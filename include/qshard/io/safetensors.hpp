@@ -48,6 +48,10 @@ class SafetensorsModel {
   bool contains(const std::string& name) const;
   TensorView view(const std::string& name) const;
   std::filesystem::path file_of(const std::string& name) const;
+  // Opens every shard now and cross-checks it against the index (a listed tensor missing from
+  // its shard, a tensor in two shards, a tensor no index entry lists): the checks that otherwise
+  // run when a shard is first used.
+  void check_all() const;
 
  private:
   struct Impl;
