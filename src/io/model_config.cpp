@@ -1,0 +1,287 @@
+// config.json <-> ModelConfig for the LLaMA family (llama, mistral, qwen2).
+#include "qshard/io/model_config.hpp"
+
+#include <array>
+#include <fstream>
+#include <sstream>
+
+#include "qshard/core/error.hpp"
+#include "strict_json.hpp"
+
+namespace qshard {
+namespace {
+
+using nlohmann::json;
+
+struct Family {
+  std::string_view model_type;
+  std::string_view architecture;
+};
+constexpr std::array<Family, 3> kFamilies = {{{"llama", "LlamaForCausalLM"},
+                                              {"mistral", "MistralForCausalLM"},
+                                              {"qwen2", "Qwen2ForCausalLM"}}};
+
+const Family* family_by_type(std::string_view model_type) {
+  for (const Family& f : kFamilies) {
+    if (f.model_type == model_type) return &f;
+  }
+  return nullptr;
+}
+
+const Family* family_by_architecture(std::string_view architecture) {
+  for (const Family& f : kFamilies) {
+    if (f.architecture == architecture) return &f;
+  }
+  return nullptr;
+}
+
+// Typed access to the fields of one config.json, every error naming the field and the file.
+class Fields {
+ public:
+  Fields(const json& root, std::string_view source) : root_(root), source_(source) {}
+
+  // A present, non-null field.
+  const json* find(const char* name) const {
+    const auto it = root_.find(name);
+    return it == root_.end() || it->is_null() ? nullptr : &*it;
+  }
+  std::int64_t integer(const char* name) const {
+    const json* value = find(name);
+    require(value != nullptr, source_, ": missing required field '", name, "'");
+    return as_integer(*value, name);
+  }
+  std::int64_t integer(const char* name, std::int64_t fallback) const {
+    const json* value = find(name);
+    return value ? as_integer(*value, name) : fallback;
+  }
+  double number(const char* name, double fallback) const {
+    const json* value = find(name);
+    if (!value) return fallback;
+    require(value->is_number(), source_, ": field '", name, "' must be a number, not ",
+            value->type_name());
+    return value->get<double>();
+  }
+  bool boolean(const char* name, bool fallback) const {
+    const json* value = find(name);
+    if (!value) return fallback;
+    require(value->is_boolean(), source_, ": field '", name, "' must be true or false, not ",
+            value->dump());
+    return value->get<bool>();
+  }
+  std::string string(const char* name, std::string fallback) const {
+    const json* value = find(name);
+    if (!value) return fallback;
+    require(value->is_string(), source_, ": field '", name, "' must be a string, not ",
+            value->type_name());
+    return value->get<std::string>();
+  }
+
+ private:
+  std::int64_t as_integer(const json& value, const char* name) const {
+    require(value.is_number_integer(), source_, ": field '", name, "' must be an integer, not ",
+            value.dump());
+    return value.get<std::int64_t>();
+  }
+  const json& root_;
+  std::string_view source_;
+};
+
+// model_type and architectures must name one supported family, and agree when both are given.
+std::string resolve_model_type(const json& root, std::string_view source) {
+  const Fields fields(root, source);
+  const std::string model_type = fields.string("model_type", "");
+  const Family* family = nullptr;
+  if (!model_type.empty()) {
+    family = family_by_type(model_type);
+    require(family != nullptr, source, ": unsupported model_type '", model_type,
+            "' (supported: llama, mistral, qwen2)");
+  }
+  if (const json* architectures = fields.find("architectures")) {
+    require(architectures->is_array(), source, ": field 'architectures' must be an array");
+    for (const json& item : *architectures) {
+      require(item.is_string(), source, ": 'architectures' must hold strings, found ", item.dump());
+      const std::string name = item.get<std::string>();
+      const Family* by_architecture = family_by_architecture(name);
+      require(by_architecture != nullptr, source, ": unsupported architecture '", name,
+              "' (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)");
+      if (family != nullptr && family != by_architecture) {
+        throw Error(str(source, ": architecture '", name, "' does not match model_type '",
+                        family->model_type, "'"));
+      }
+      family = by_architecture;
+    }
+  }
+  require(family != nullptr, source, ": missing required field 'model_type' (or 'architectures')");
+  return std::string(family->model_type);
+}
+
+RopeScaling parse_rope_scaling(const json& value, std::string_view source) {
+  RopeScaling out;
+  require(value.is_object(), source, ": field 'rope_scaling' must be an object or null, not ",
+          value.type_name());
+  const std::string where = str(source, " (rope_scaling)");
+  const Fields fields(value, where);
+  // Newer configs spell the kind "rope_type", older ones "type".
+  out.type = fields.string("rope_type", fields.string("type", ""));
+  require(!out.type.empty(), source, ": field 'rope_scaling' has no 'rope_type'");
+  if (out.type == "default") return RopeScaling{};  // explicitly no scaling
+  require(out.type == "llama3" || out.type == "linear", source, ": unsupported rope_scaling type '",
+          out.type, "' (supported: llama3, linear)");
+  const json* factor = fields.find("factor");
+  require(factor != nullptr, where, ": missing required field 'factor'");
+  out.factor = fields.number("factor", 1.0);
+  if (out.type == "llama3") {
+    for (const char* name : {"low_freq_factor", "high_freq_factor"}) {
+      require(fields.find(name) != nullptr, where, ": missing required field '", name, "'");
+    }
+    out.low_freq_factor = fields.number("low_freq_factor", 1.0);
+    out.high_freq_factor = fields.number("high_freq_factor", 4.0);
+    out.original_max_position_embeddings = fields.integer("original_max_position_embeddings");
+  }
+  return out;
+}
+
+std::string torch_dtype_name(const DType dtype) {
+  switch (dtype) {
+    case DType::F16:
+      return "float16";
+    case DType::BF16:
+      return "bfloat16";
+    default:
+      return "float32";
+  }
+}
+
+std::string architecture_of(std::string_view model_type) {
+  const Family* family = family_by_type(model_type);
+  require(family != nullptr, "to_json: unsupported model_type '", model_type, "'");
+  return std::string(family->architecture);
+}
+
+}  // namespace
+
+void ModelConfig::validate(const std::string_view source) const {
+  const auto positive = [&](std::int64_t value, const char* name) {
+    require(value > 0, source, ": ", name, " must be positive, got ", value);
+  };
+  positive(hidden_size, "hidden_size");
+  positive(intermediate_size, "intermediate_size");
+  positive(num_hidden_layers, "num_hidden_layers");
+  positive(num_attention_heads, "num_attention_heads");
+  positive(num_key_value_heads, "num_key_value_heads");
+  positive(head_dim, "head_dim");
+  positive(vocab_size, "vocab_size");
+  positive(max_position_embeddings, "max_position_embeddings");
+  require(num_attention_heads % num_key_value_heads == 0, source, ": num_attention_heads (",
+          num_attention_heads, ") is not divisible by num_key_value_heads (", num_key_value_heads,
+          ")");
+  require(rms_norm_eps > 0.0, source, ": rms_norm_eps must be positive, got ", rms_norm_eps);
+  require(rope_theta > 0.0, source, ": rope_theta must be positive, got ", rope_theta);
+  if (!rope_scaling.type.empty()) {
+    require(rope_scaling.factor > 0.0, source, ": rope_scaling factor must be positive, got ",
+            rope_scaling.factor);
+  }
+  if (rope_scaling.type == "llama3") {
+    require(rope_scaling.high_freq_factor > rope_scaling.low_freq_factor, source,
+            ": rope_scaling high_freq_factor (", rope_scaling.high_freq_factor,
+            ") must exceed low_freq_factor (", rope_scaling.low_freq_factor, ")");
+    require(rope_scaling.original_max_position_embeddings > 0, source,
+            ": rope_scaling original_max_position_embeddings must be positive");
+  }
+  require(is_float(torch_dtype) && torch_dtype != DType::F64, source,
+          ": torch_dtype must be float32, float16 or bfloat16");
+}
+
+ModelConfig parse_model_config_text(const std::string_view json_text,
+                                    const std::string_view source) {
+  const json root = io_detail::parse_json_strict(json_text, source);
+  require(root.is_object(), source, ": config must be a JSON object");
+  const Fields fields(root, source);
+
+  ModelConfig c;
+  c.model_type = resolve_model_type(root, source);
+  c.hidden_size = fields.integer("hidden_size");
+  c.intermediate_size = fields.integer("intermediate_size");
+  c.num_hidden_layers = fields.integer("num_hidden_layers");
+  c.num_attention_heads = fields.integer("num_attention_heads");
+  c.vocab_size = fields.integer("vocab_size");
+  require(c.num_attention_heads > 0, source, ": num_attention_heads must be positive, got ",
+          c.num_attention_heads);
+  c.num_key_value_heads = fields.integer("num_key_value_heads", c.num_attention_heads);
+  if (fields.find("head_dim") == nullptr) {
+    require(c.hidden_size % c.num_attention_heads == 0, source, ": hidden_size (", c.hidden_size,
+            ") is not divisible by num_attention_heads (", c.num_attention_heads,
+            ") and no head_dim is given");
+  }
+  c.head_dim = fields.integer("head_dim", c.hidden_size / c.num_attention_heads);
+  c.max_position_embeddings = fields.integer("max_position_embeddings", c.max_position_embeddings);
+  c.rms_norm_eps = fields.number("rms_norm_eps", c.rms_norm_eps);
+  c.rope_theta = fields.number("rope_theta", c.rope_theta);
+  if (const json* scaling = fields.find("rope_scaling")) {
+    c.rope_scaling = parse_rope_scaling(*scaling, source);
+  }
+  c.tie_word_embeddings = fields.boolean("tie_word_embeddings", false);
+  if (c.model_type == "qwen2") {  // Qwen2 always has q/k/v biases and never an o_proj bias
+    c.attention_bias = true;
+    c.o_proj_bias = false;
+  } else if (c.model_type == "llama") {
+    c.attention_bias = fields.boolean("attention_bias", false);
+    c.o_proj_bias = c.attention_bias;
+    c.mlp_bias = fields.boolean("mlp_bias", false);
+  }
+  try {
+    c.torch_dtype = parse_torch_dtype(fields.string("torch_dtype", "float32"));
+  } catch (const Error& e) {
+    throw Error(str(source, ": field 'torch_dtype': ", e.what()));
+  }
+  c.validate(source);
+  return c;
+}
+
+ModelConfig parse_model_config(const std::filesystem::path& config_json) {
+  std::ifstream in(config_json, std::ios::binary);
+  require(in.good(), "cannot open model config ", config_json);
+  std::ostringstream text;
+  text << in.rdbuf();
+  require(!in.bad(), "cannot read model config ", config_json);
+  return parse_model_config_text(text.str(), config_json.string());
+}
+
+std::string to_json(const ModelConfig& c) {
+  json root = {
+      {"architectures", {architecture_of(c.model_type)}},
+      {"model_type", c.model_type},
+      {"hidden_size", c.hidden_size},
+      {"intermediate_size", c.intermediate_size},
+      {"num_hidden_layers", c.num_hidden_layers},
+      {"num_attention_heads", c.num_attention_heads},
+      {"num_key_value_heads", c.num_key_value_heads},
+      {"head_dim", c.head_dim},
+      {"vocab_size", c.vocab_size},
+      {"max_position_embeddings", c.max_position_embeddings},
+      {"rms_norm_eps", c.rms_norm_eps},
+      {"rope_theta", c.rope_theta},
+      {"tie_word_embeddings", c.tie_word_embeddings},
+      {"hidden_act", "silu"},
+      {"torch_dtype", torch_dtype_name(c.torch_dtype)},
+  };
+  if (c.model_type == "llama") {
+    root["attention_bias"] = c.attention_bias;
+    root["mlp_bias"] = c.mlp_bias;
+  }
+  if (c.rope_scaling.type.empty()) {
+    root["rope_scaling"] = nullptr;
+  } else if (c.rope_scaling.type == "llama3") {
+    root["rope_scaling"] = {
+        {"rope_type", "llama3"},
+        {"factor", c.rope_scaling.factor},
+        {"low_freq_factor", c.rope_scaling.low_freq_factor},
+        {"high_freq_factor", c.rope_scaling.high_freq_factor},
+        {"original_max_position_embeddings", c.rope_scaling.original_max_position_embeddings}};
+  } else {
+    root["rope_scaling"] = {{"rope_type", c.rope_scaling.type}, {"factor", c.rope_scaling.factor}};
+  }
+  return root.dump(2) + "\n";
+}
+
+}  // namespace qshard

@@ -1,0 +1,277 @@
+// config.json parsing, validation, round trip and tensor names.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "io_test_support.hpp"
+#include "qshard/io/model_config.hpp"
+
+namespace qshard {
+namespace {
+
+using test::expect_error;
+
+// A minimal valid Llama config with `patch` merged in (a null value removes the key).
+std::string config_text(const nlohmann::json& patch = nlohmann::json::object()) {
+  nlohmann::json config = {{"architectures", {"LlamaForCausalLM"}},
+                           {"model_type", "llama"},
+                           {"hidden_size", 256},
+                           {"intermediate_size", 688},
+                           {"num_hidden_layers", 2},
+                           {"num_attention_heads", 8},
+                           {"vocab_size", 1000}};
+  config.merge_patch(patch);
+  return config.dump();
+}
+
+TEST(ModelConfig, DefaultsOfOptionalFields) {
+  const ModelConfig c = parse_model_config_text(config_text(), "cfg.json");
+  EXPECT_EQ(c.num_key_value_heads, 8);
+  EXPECT_EQ(c.head_dim, 32);
+  EXPECT_EQ(c.max_position_embeddings, 2048);
+  EXPECT_EQ(c.torch_dtype, DType::F32);
+  EXPECT_FALSE(c.tie_word_embeddings);
+  EXPECT_FALSE(c.attention_bias);
+  EXPECT_TRUE(c.rope_scaling.type.empty());
+}
+
+TEST(ModelConfig, Llama3RopeScaling) {
+  const ModelConfig c =
+      parse_model_config_text(config_text({{"rope_theta", 500000.0},
+                                           {"torch_dtype", "bfloat16"},
+                                           {"num_key_value_heads", 2},
+                                           {"rope_scaling",
+                                            {{"rope_type", "llama3"},
+                                             {"factor", 8.0},
+                                             {"low_freq_factor", 1.0},
+                                             {"high_freq_factor", 4.0},
+                                             {"original_max_position_embeddings", 8192}}}}),
+                              "llama3.json");
+  EXPECT_EQ(c.rope_scaling.type, "llama3");
+  EXPECT_DOUBLE_EQ(c.rope_scaling.factor, 8.0);
+  EXPECT_DOUBLE_EQ(c.rope_scaling.low_freq_factor, 1.0);
+  EXPECT_DOUBLE_EQ(c.rope_scaling.high_freq_factor, 4.0);
+  EXPECT_EQ(c.rope_scaling.original_max_position_embeddings, 8192);
+  EXPECT_EQ(c.torch_dtype, DType::BF16);
+  EXPECT_DOUBLE_EQ(c.rope_theta, 500000.0);
+
+  const ModelConfig linear = parse_model_config_text(
+      config_text({{"rope_scaling", {{"type", "linear"}, {"factor", 2.0}}}}), "linear.json");
+  EXPECT_EQ(linear.rope_scaling.type, "linear");
+  EXPECT_DOUBLE_EQ(linear.rope_scaling.factor, 2.0);
+
+  expect_error(
+      [] {
+        parse_model_config_text(
+            config_text({{"rope_scaling", {{"rope_type", "yarn"}, {"factor", 4.0}}}}), "yarn.json");
+      },
+      {"yarn.json", "'yarn'"});
+  expect_error(
+      [] {
+        parse_model_config_text(config_text({{"rope_scaling",
+                                              {{"rope_type", "llama3"},
+                                               {"factor", 8.0},
+                                               {"low_freq_factor", 1.0},
+                                               {"high_freq_factor", 4.0}}}}),
+                                "l3.json");
+      },
+      {"l3.json", "original_max_position_embeddings"});
+}
+
+TEST(ModelConfig, Qwen2HasQkvBiasButNoOutputBias) {
+  const ModelConfig c = parse_model_config_text(
+      config_text({{"architectures", {"Qwen2ForCausalLM"}}, {"model_type", "qwen2"}}), "qwen.json");
+  EXPECT_EQ(c.model_type, "qwen2");
+  EXPECT_TRUE(c.attention_bias);
+  EXPECT_FALSE(c.o_proj_bias);
+  EXPECT_FALSE(c.mlp_bias);
+}
+
+TEST(ModelConfig, LlamaAttentionBiasIncludesOutput) {
+  const ModelConfig c = parse_model_config_text(
+      config_text({{"attention_bias", true}, {"mlp_bias", true}}), "b.json");
+  EXPECT_TRUE(c.attention_bias);
+  EXPECT_TRUE(c.o_proj_bias);
+  EXPECT_TRUE(c.mlp_bias);
+}
+
+TEST(ModelConfig, MistralFromArchitecturesOnly) {
+  const ModelConfig c = parse_model_config_text(
+      config_text({{"architectures", {"MistralForCausalLM"}}, {"model_type", nullptr}}), "m.json");
+  EXPECT_EQ(c.model_type, "mistral");
+}
+
+TEST(ModelConfig, RefusesOtherArchitecturesByName) {
+  expect_error(
+      [] {
+        parse_model_config_text(
+            config_text({{"architectures", {"GPT2LMHeadModel"}}, {"model_type", nullptr}}),
+            "gpt2.json");
+      },
+      {"gpt2.json", "GPT2LMHeadModel"});
+  expect_error(
+      [] {
+        parse_model_config_text(config_text({{"model_type", "gpt2"}, {"architectures", nullptr}}),
+                                "gpt2.json");
+      },
+      {"gpt2.json", "'gpt2'"});
+  expect_error(
+      [] {
+        parse_model_config_text(config_text({{"architectures", {"Qwen2ForCausalLM"}}}), "mix.json");
+      },
+      {"mix.json", "Qwen2ForCausalLM", "llama"});
+  expect_error(
+      [] {
+        parse_model_config_text(config_text({{"architectures", nullptr}, {"model_type", nullptr}}),
+                                "none.json");
+      },
+      {"none.json", "model_type"});
+}
+
+TEST(ModelConfig, MissingAndMistypedFieldsAreNamed) {
+  for (const char* field : {"hidden_size", "intermediate_size", "num_hidden_layers",
+                            "num_attention_heads", "vocab_size"}) {
+    expect_error(
+        [&] {
+          parse_model_config_text(config_text({{field, nullptr}}), "cfg.json");
+        },
+        {"cfg.json", field, "missing"});
+  }
+  expect_error(
+      [] {
+        parse_model_config_text(config_text({{"hidden_size", "256"}}), "cfg.json");
+      },
+      {"cfg.json", "hidden_size", "integer"});
+  expect_error(
+      [] {
+        parse_model_config_text(config_text({{"tie_word_embeddings", 1}}), "cfg.json");
+      },
+      {"cfg.json", "tie_word_embeddings"});
+  expect_error(
+      [] {
+        parse_model_config_text(config_text({{"torch_dtype", "int8"}}), "cfg.json");
+      },
+      {"cfg.json", "torch_dtype", "int8"});
+  expect_error([] { parse_model_config_text("{\"hidden_size\": ", "broken.json"); },
+               {"broken.json", "invalid JSON"});
+  expect_error([] { parse_model_config(std::filesystem::path("/nonexistent/config.json")); },
+               {"/nonexistent/config.json"});
+}
+
+TEST(ModelConfig, ValidationOfSizes) {
+  expect_error(
+      [] {
+        parse_model_config_text(config_text({{"num_key_value_heads", 3}}), "kv.json");
+      },
+      {"kv.json", "num_attention_heads", "num_key_value_heads"});
+  expect_error(
+      [] {
+        parse_model_config_text(config_text({{"hidden_size", 0}}), "zero.json");
+      },
+      {"zero.json", "hidden_size"});
+  expect_error(
+      [] {
+        parse_model_config_text(config_text({{"vocab_size", -5}}), "neg.json");
+      },
+      {"neg.json", "vocab_size", "positive"});
+  ModelConfig c = parse_model_config_text(config_text(), "ok.json");
+  c.num_key_value_heads = 0;
+  expect_error([&] { c.validate("struct"); }, {"struct", "num_key_value_heads"});
+}
+
+TEST(ModelConfig, ToJsonRoundTrips) {
+  std::vector<ModelConfig> configs;
+  configs.push_back(parse_model_config_text(config_text(), "a"));
+  configs.push_back(
+      parse_model_config_text(config_text({{"rope_scaling",
+                                            {{"rope_type", "llama3"},
+                                             {"factor", 32.0},
+                                             {"low_freq_factor", 1.0},
+                                             {"high_freq_factor", 4.0},
+                                             {"original_max_position_embeddings", 8192}}},
+                                           {"torch_dtype", "bfloat16"},
+                                           {"tie_word_embeddings", true},
+                                           {"attention_bias", true},
+                                           {"rms_norm_eps", 1e-5},
+                                           {"head_dim", 64}}),
+                              "b"));
+  configs.push_back(parse_model_config_text(
+      config_text({{"architectures", {"Qwen2ForCausalLM"}},
+                   {"model_type", "qwen2"},
+                   {"torch_dtype", "float16"},
+                   {"rope_scaling", {{"rope_type", "linear"}, {"factor", 2.5}}}}),
+      "c"));
+  for (const ModelConfig& c : configs) {
+    const ModelConfig back = parse_model_config_text(to_json(c), "round trip");
+    EXPECT_EQ(back.model_type, c.model_type);
+    EXPECT_EQ(back.hidden_size, c.hidden_size);
+    EXPECT_EQ(back.intermediate_size, c.intermediate_size);
+    EXPECT_EQ(back.num_hidden_layers, c.num_hidden_layers);
+    EXPECT_EQ(back.num_attention_heads, c.num_attention_heads);
+    EXPECT_EQ(back.num_key_value_heads, c.num_key_value_heads);
+    EXPECT_EQ(back.head_dim, c.head_dim);
+    EXPECT_EQ(back.vocab_size, c.vocab_size);
+    EXPECT_EQ(back.max_position_embeddings, c.max_position_embeddings);
+    EXPECT_EQ(back.rms_norm_eps, c.rms_norm_eps);
+    EXPECT_EQ(back.rope_theta, c.rope_theta);
+    EXPECT_EQ(back.rope_scaling.type, c.rope_scaling.type);
+    EXPECT_EQ(back.rope_scaling.factor, c.rope_scaling.factor);
+    EXPECT_EQ(back.rope_scaling.low_freq_factor, c.rope_scaling.low_freq_factor);
+    EXPECT_EQ(back.rope_scaling.high_freq_factor, c.rope_scaling.high_freq_factor);
+    EXPECT_EQ(back.rope_scaling.original_max_position_embeddings,
+              c.rope_scaling.original_max_position_embeddings);
+    EXPECT_EQ(back.tie_word_embeddings, c.tie_word_embeddings);
+    EXPECT_EQ(back.attention_bias, c.attention_bias);
+    EXPECT_EQ(back.o_proj_bias, c.o_proj_bias);
+    EXPECT_EQ(back.mlp_bias, c.mlp_bias);
+    EXPECT_EQ(back.torch_dtype, c.torch_dtype);
+  }
+}
+
+TEST(TensorNames, BuildAndParse) {
+  EXPECT_EQ(linear_weight_name(3, Linear::Q), "model.layers.3.self_attn.q_proj.weight");
+  EXPECT_EQ(linear_bias_name(0, Linear::Down), "model.layers.0.mlp.down_proj.bias");
+  EXPECT_EQ(input_norm_name(2), "model.layers.2.input_layernorm.weight");
+  EXPECT_EQ(post_attention_norm_name(12), "model.layers.12.post_attention_layernorm.weight");
+  for (const Linear linear : kAllLinears) {
+    EXPECT_EQ(parse_linear(linear_name(linear)), linear);
+    for (const std::int64_t layer : {0, 7, 125}) {
+      const auto weight = parse_tensor_name(linear_weight_name(layer, linear));
+      ASSERT_TRUE(weight.has_value());
+      EXPECT_EQ(weight->layer, layer);
+      EXPECT_EQ(weight->linear, linear);
+      EXPECT_EQ(weight->field, "weight");
+      const auto bias = parse_tensor_name(linear_bias_name(layer, linear));
+      ASSERT_TRUE(bias.has_value());
+      EXPECT_EQ(bias->field, "bias");
+    }
+  }
+  EXPECT_EQ(parse_linear("q"), Linear::Q);
+  EXPECT_EQ(parse_linear("gate"), Linear::Gate);
+  EXPECT_FALSE(parse_linear("qkv_proj").has_value());
+  EXPECT_EQ(linear_parent(Linear::O), "self_attn");
+  EXPECT_EQ(linear_parent(Linear::Up), "mlp");
+
+  const auto norm = parse_tensor_name("model.layers.4.post_attention_layernorm.weight");
+  ASSERT_TRUE(norm.has_value());
+  EXPECT_EQ(norm->layer, 4);
+  EXPECT_FALSE(norm->linear.has_value());
+  EXPECT_EQ(norm->field, "post_attention_layernorm");
+  EXPECT_EQ(parse_tensor_name("model.layers.0.input_layernorm.weight")->field, "input_layernorm");
+  EXPECT_EQ(parse_tensor_name(kEmbedName)->field, "embed_tokens");
+  EXPECT_EQ(parse_tensor_name(kEmbedName)->layer, -1);
+  EXPECT_EQ(parse_tensor_name(kFinalNormName)->field, "norm");
+  EXPECT_EQ(parse_tensor_name(kLmHeadName)->field, "lm_head");
+
+  for (const char* unknown :
+       {"model.layers.0.self_attn.rotary_emb.inv_freq", "model.layers.0.mlp.q_proj.weight",
+        "model.layers.x.self_attn.q_proj.weight", "model.layers.01.self_attn.q_proj.weight",
+        "model.layers.-1.self_attn.q_proj.weight", "model.layers.0.self_attn.q_proj.weight.x",
+        "model.layers..self_attn.q_proj.weight", "lm_head.bias",
+        "model.layers.0.input_layernorm"}) {
+    EXPECT_FALSE(parse_tensor_name(unknown).has_value()) << unknown;
+  }
+}
+
+}  // namespace
+}  // namespace qshard
