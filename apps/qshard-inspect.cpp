@@ -1,0 +1,38 @@
+// qshard-inspect: prints what a model directory holds (config, tensors, totals).
+#include <boost/program_options.hpp>
+#include <iostream>
+#include <string>
+
+#include "qshard/core/error.hpp"
+#include "qshard/io/inspect.hpp"
+
+namespace po = boost::program_options;
+
+int main(int argc, char** argv) {
+  po::options_description options("qshard-inspect: print the contents of a model\n\nOptions");
+  // One option per kind of input; main dispatches on the one given.
+  options.add_options()("help,h", "print this help")(
+      "model", po::value<std::string>()->value_name("DIR"),
+      "a Hugging Face model directory (config.json and *.safetensors)");
+  try {
+    po::variables_map args;
+    po::store(po::command_line_parser(argc, argv).options(options).run(), args);
+    po::notify(args);
+    if (args.count("help")) {
+      std::cout << options << '\n';
+      return 0;
+    }
+    if (args.count("model")) {
+      qshard::inspect_model(args["model"].as<std::string>(), std::cout);
+      return 0;
+    }
+    std::cerr << "qshard-inspect: error: give --model DIR (see --help)\n";
+    return 1;
+  } catch (const po::error& e) {
+    std::cerr << "qshard-inspect: error: " << e.what() << " (see --help)\n";
+    return 1;
+  } catch (const qshard::Error& e) {
+    std::cerr << "qshard-inspect: error: " << e.what() << '\n';
+    return 1;
+  }
+}

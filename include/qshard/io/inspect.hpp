@@ -1,0 +1,35 @@
+#pragma once
+// The printing behind qshard-inspect: one function per kind of input, all writing to a stream.
+#include <filesystem>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "qshard/core/tensor.hpp"
+#include "qshard/io/model_config.hpp"
+
+namespace qshard {
+
+// One line of the tensor table.
+struct TensorRow {
+  std::string name;
+  Shape shape;
+  DType dtype = DType::F32;
+  std::string file;  // the file (or group) holding it, as it should be shown
+};
+
+// The parsed config, one "key: value" line per field.
+void print_config(std::ostream& out, const ModelConfig& config);
+// An aligned table of the rows (name, shape, dtype, file) followed by the totals: tensor count,
+// parameter count and bytes.
+void print_tensor_table(std::ostream& out, const std::vector<TensorRow>& rows);
+// The names the config implies (embeddings, norms, every linear and its biases, lm_head unless
+// tied), in layer order.
+std::vector<std::string> expected_tensor_names(const ModelConfig& config);
+
+// `qshard-inspect --model DIR`: config.json, every tensor of the safetensors files (all shards
+// opened and cross-checked), the totals, and the tensors the config expects but the files lack
+// or the files hold but no LLaMA-family name matches. Throws qshard::Error on a broken model.
+void inspect_model(const std::filesystem::path& directory, std::ostream& out);
+
+}  // namespace qshard
