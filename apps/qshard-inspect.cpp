@@ -1,9 +1,10 @@
-// qshard-inspect: prints what a model directory holds (config, tensors, totals).
+// qshard-inspect: prints what a model directory or a qshard checkpoint holds.
 #include <boost/program_options.hpp>
 #include <iostream>
 #include <string>
 
 #include "qshard/core/error.hpp"
+#include "qshard/io/checkpoint.hpp"
 #include "qshard/io/inspect.hpp"
 
 namespace po = boost::program_options;
@@ -13,7 +14,9 @@ int main(int argc, char** argv) {
   // One option per kind of input; main dispatches on the one given.
   options.add_options()("help,h", "print this help")(
       "model", po::value<std::string>()->value_name("DIR"),
-      "a Hugging Face model directory (config.json and *.safetensors)");
+      "a Hugging Face model directory (config.json and *.safetensors)")(
+      "checkpoint", po::value<std::string>()->value_name("FILE.h5"),
+      "a qshard HDF5 checkpoint: provenance, layers, bits, groups, sizes, objectives");
   try {
     po::variables_map args;
     po::store(po::command_line_parser(argc, argv).options(options).run(), args);
@@ -26,7 +29,12 @@ int main(int argc, char** argv) {
       qshard::inspect_model(args["model"].as<std::string>(), std::cout);
       return 0;
     }
-    std::cerr << "qshard-inspect: error: give --model DIR (see --help)\n";
+    if (args.count("checkpoint")) {
+      qshard::h5::silence_library_errors();
+      qshard::print_checkpoint_summary(qshard::Checkpoint(args["checkpoint"].as<std::string>()), std::cout);
+      return 0;
+    }
+    std::cerr << "qshard-inspect: error: give --model DIR or --checkpoint FILE.h5 (see --help)\n";
     return 1;
   } catch (const po::error& e) {
     std::cerr << "qshard-inspect: error: " << e.what() << " (see --help)\n";

@@ -6,11 +6,13 @@
 #include "qshard/backend/backend.hpp"
 #include "qshard/core/error.hpp"
 #include "qshard/dist/mpi.hpp"
+#include "qshard/io/hdf5.hpp"
 #include "qshard/pipeline/quantize_job.hpp"
 
 int main(int argc, char** argv) {
   qshard::MpiSession mpi(&argc, &argv);
   qshard::MpiCommunicator comm;
+  qshard::h5::silence_library_errors();  // HDF5 failures become exceptions with context
   std::string command_line;
   for (int i = 0; i < argc; ++i) command_line += (i ? " " : "") + std::string(argv[i]);
   try {
