@@ -80,8 +80,10 @@ class SyntheticSource final : public WeightSource {
     }
     // RMSNorm weights: around 1, with a few large channels that become large-variance inputs.
     MatrixF norm(1, hidden);
+    const auto forced = static_cast<std::int64_t>(splitmix64(key) % static_cast<std::uint64_t>(hidden));
     for (std::int64_t c = 0; c < hidden; ++c) {
-      const bool outlier = uniform(key ^ 0x5bd1e995ull, static_cast<std::uint64_t>(c)) < 0.01;
+      const bool outlier =
+          c == forced || uniform(key ^ 0x5bd1e995ull, static_cast<std::uint64_t>(c)) < 0.01;
       norm(0, c) = static_cast<float>((1.0 + 0.1 * normal(key, static_cast<std::uint64_t>(c))) *
                                       (outlier ? 6.0 : 1.0));
     }
@@ -122,10 +124,12 @@ class SyntheticSource final : public WeightSource {
     const double base = 1.0 / std::sqrt(static_cast<double>(cols)) /
                         (residual ? std::sqrt(2.0 * static_cast<double>(config_.num_hidden_layers)) : 1.0);
     const std::uint64_t column_key = hash_name(str("columns.", layer, ".", linear_name(l)), seed_);
+    // ~1% of the columns, and always at least one.
+    const auto forced = static_cast<std::int64_t>(splitmix64(column_key) % static_cast<std::uint64_t>(cols));
     std::vector<float> column_scale(static_cast<std::size_t>(cols));
     for (std::int64_t c = 0; c < cols; ++c)
       column_scale[static_cast<std::size_t>(c)] =
-          uniform(column_key, static_cast<std::uint64_t>(c)) < 0.01 ? 4.0f : 1.0f;
+          (c == forced || uniform(column_key, static_cast<std::uint64_t>(c)) < 0.01) ? 4.0f : 1.0f;
     MatrixF m(rows, cols);
     for (std::int64_t r = 0; r < rows; ++r) {
       const double row_scale = base * std::exp(0.3 * normal(key ^ 0xabcdefull, static_cast<std::uint64_t>(r)));
