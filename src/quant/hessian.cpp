@@ -70,8 +70,8 @@ void HessianAccumulator::add_partial(const MatrixD& partial, std::int64_t tokens
   std::int64_t* low = buffer_.data() + n;
   for (std::size_t i = 0; i < n; ++i) {
     const double v = partial.data()[i];
-    require(std::isfinite(v), "Hessian accumulation: non-finite value ", v, " at (",
-            i / features_, ", ", i % features_, ") of a calibration unit's X^T X");
+    require(std::isfinite(v), "Hessian accumulation: non-finite value ", v, " at (", i / features_,
+            ", ", i % features_, ") of a calibration unit's X^T X");
     std::int64_t h = 0, l = 0;
     to_fixed_limbs(v, h, l);
     high[i] += h;

@@ -1,0 +1,38 @@
+// Round-to-nearest: the baseline every GPTQ result is compared with.
+#include "qshard/quant/quantizer.hpp"
+#include "qshard/quant/solver.hpp"
+
+namespace qshard {
+
+QuantizedWeight quantize_rtn(const MatrixF& weight, const QuantConfig& config) {
+  config.validate();
+  const std::int64_t rows = weight.rows(), cols = weight.cols();
+  const std::int64_t size = config.group_size > 0 ? config.group_size : cols;
+  const std::int64_t groups = group_count(cols, config.group_size);
+  QuantizedWeight q;
+  q.bits = config.bits;
+  q.group_size = config.group_size;
+  q.codes = Matrix<std::uint8_t>(rows, cols);
+  q.scales = MatrixF(rows, groups);
+  q.zeros = Matrix<std::int32_t>(rows, groups);
+  q.g_idx.resize(static_cast<std::size_t>(cols));
+  for (std::int64_t c = 0; c < cols; ++c)
+    q.g_idx[static_cast<std::size_t>(c)] = static_cast<std::int32_t>(c / size);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const std::span<const float> row = weight.row(r);
+    for (std::int64_t g = 0; g < groups; ++g) {
+      const std::int64_t begin = g * size, end = std::min(cols, begin + size);
+      const GroupParams p = find_params(
+          row.subspan(static_cast<std::size_t>(begin), static_cast<std::size_t>(end - begin)),
+          config);
+      q.scales(r, g) = p.scale;
+      q.zeros(r, g) = p.zero;
+      for (std::int64_t c = begin; c < end; ++c)
+        q.codes(r, c) = static_cast<std::uint8_t>(
+            quantize_value(row[static_cast<std::size_t>(c)], p, config.maxq()));
+    }
+  }
+  return q;
+}
+
+}  // namespace qshard
