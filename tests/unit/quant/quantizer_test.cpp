@@ -1,0 +1,98 @@
+// The quantizer against its definition, written out independently in double precision.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "qshard/core/dtype.hpp"
+#include "qshard/quant/quantizer.hpp"
+#include "qshard/quant/solver.hpp"
+
+namespace qshard {
+namespace {
+
+TEST(Quantizer, MinMaxMatchesDefinition) {
+  std::mt19937 rng(std::random_device{}());
+  std::normal_distribution<float> normal(0.0f, 0.1f);
+  for (const int bits : {2, 3, 4, 8})
+    for (const bool sym : {false, true})
+      for (int trial = 0; trial < 50; ++trial) {
+        std::vector<float> x(37);
+        for (float& v : x) v = normal(rng) + (trial % 3 == 0 ? 0.2f : 0.0f);  // some all-positive
+        QuantConfig c;
+        c.bits = bits;
+        c.sym = sym;
+        const double maxq = (1 << bits) - 1;
+        double lo = std::min(0.0, double(*std::min_element(x.begin(), x.end())));
+        double hi = std::max(0.0, double(*std::max_element(x.begin(), x.end())));
+        if (sym) {
+          hi = std::max(-lo, hi);
+          if (lo < 0) lo = -hi;
+        }
+        const float scale = round_to_f16(static_cast<float>((hi - lo) / maxq));
+        const int zero = sym ? (1 << bits) / 2 : static_cast<int>(std::nearbyint(-lo / scale));
+        const GroupParams p = find_params(std::span<const float>(x), c);
+        ASSERT_EQ(p.scale, scale);
+        ASSERT_EQ(p.zero, zero);
+        for (const float v : x) {
+          const double q = std::clamp(std::nearbyint(v / double(scale)) + zero, 0.0, maxq);
+          ASSERT_EQ(quantize_value(v, p, c.maxq()), static_cast<int>(q));
+        }
+      }
+}
+
+TEST(Quantizer, ZeroGroupAndRoundHalfToEven) {
+  QuantConfig c;
+  c.bits = 4;
+  const std::vector<float> zeros(8, 0.0f);
+  const GroupParams p = find_params(std::span<const float>(zeros), c);
+  EXPECT_EQ(p.scale, round_to_f16(2.0f / 15.0f));
+  EXPECT_EQ(quantize_value(0.0, p, 15), p.zero);
+  const GroupParams unit{1.0f, 0};
+  EXPECT_EQ(quantize_value(2.5, unit, 15), 2);
+  EXPECT_EQ(quantize_value(3.5, unit, 15), 4);
+  EXPECT_EQ(quantize_value(99.0, unit, 15), 15);
+  EXPECT_EQ(quantize_value(-3.0, unit, 15), 0);
+}
+
+TEST(Quantizer, MseSearchNeverWorseThanMinMax) {
+  std::mt19937 rng(std::random_device{}());
+  std::student_t_distribution<float> heavy(2.0f);
+  for (int trial = 0; trial < 40; ++trial) {
+    std::vector<float> x(64);
+    for (float& v : x) v = heavy(rng) * 0.01f;
+    QuantConfig c;
+    c.bits = 3;
+    const auto error = [&](const GroupParams& p) {
+      double e = 0.0;
+      for (const float v : x)
+        e += std::pow(std::abs(dequantize_value(quantize_value(v, p, c.maxq()), p) - v), 2.4);
+      return e;
+    };
+    const double plain = error(find_params(std::span<const float>(x), c));
+    c.mse = true;
+    EXPECT_LE(error(find_params(std::span<const float>(x), c)), plain * (1 + 1e-12));
+  }
+}
+
+TEST(Rtn, PartialLastGroupAndGidx) {
+  std::mt19937 rng(std::random_device{}());
+  std::normal_distribution<float> normal;
+  MatrixF w(4, 172);
+  for (float& v : w.values()) v = normal(rng);
+  QuantConfig c;
+  c.group_size = 64;
+  const QuantizedWeight q = quantize_rtn(w, c);
+  EXPECT_EQ(q.groups(), 3);
+  EXPECT_EQ(q.g_idx[171], 2);
+  EXPECT_EQ(q.g_idx[64], 1);
+  const MatrixF d = q.dequantize();
+  for (std::int64_t r = 0; r < 4; ++r)
+    for (std::int64_t col = 0; col < 172; ++col) {
+      const std::int64_t g = col / 64;
+      EXPECT_LE(std::abs(d(r, col) - w(r, col)), 0.51 * q.scales(r, g));
+    }
+}
+
+}  // namespace
+}  // namespace qshard
