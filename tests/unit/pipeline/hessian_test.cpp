@@ -50,7 +50,8 @@ TEST(HessianAccumulator, MatchesDoubleBruteForce) {
     tokens += x.rows();
     for (std::int64_t t = 0; t < x.rows(); ++t)
       for (std::int64_t i = 0; i < features; ++i)
-        for (std::int64_t j = 0; j < features; ++j) brute(i, j) += double(x(t, i)) * double(x(t, j));
+        for (std::int64_t j = 0; j < features; ++j)
+          brute(i, j) += double(x(t, i)) * double(x(t, j));
   }
   EXPECT_EQ(acc.tokens(), tokens);
   const MatrixD h = acc.hessian();

@@ -9,9 +9,7 @@
 namespace qshard {
 namespace {
 
-JobOptions parse(const std::vector<std::string>& args) {
-  return *parse_job_options(args).options;
-}
+JobOptions parse(const std::vector<std::string>& args) { return *parse_job_options(args).options; }
 
 std::string error_of(const std::vector<std::string>& args) {
   try {
@@ -23,7 +21,8 @@ std::string error_of(const std::vector<std::string>& args) {
 }
 
 TEST(JobOptions, DefaultsAndCommandLine) {
-  const JobOptions o = parse({"--bits", "3", "--group_size", "128", "--act_order", "--modules", "q,k,down"});
+  const JobOptions o =
+      parse({"--bits", "3", "--group_size", "128", "--act_order", "--modules", "q,k,down"});
   EXPECT_EQ(o.gptq.quant.bits, 3);
   EXPECT_EQ(o.gptq.quant.group_size, 128);
   EXPECT_TRUE(o.gptq.act_order);
@@ -64,7 +63,8 @@ TEST(JobOptions, BadValuesAreRefusedByName) {
 }
 
 TEST(JobOptions, ResultKeyIgnoresOutputAndThreads) {
-  EXPECT_EQ(parse({"--out", "a.h5", "--threads", "2"}).result_key(), parse({"--out", "b.h5"}).result_key());
+  EXPECT_EQ(parse({"--out", "a.h5", "--threads", "2"}).result_key(),
+            parse({"--out", "b.h5"}).result_key());
   EXPECT_NE(parse({"--bits", "3"}).result_key(), parse({"--bits", "4"}).result_key());
 }
 

@@ -37,7 +37,8 @@ TEST(SyntheticModel, HasPerRowScalesAndLargeInputChannels) {
   const auto model = open_model("synthetic:tiny", 0);
   const MatrixF w = model->load(linear_weight_name(0, Linear::Up));
   // Row norms vary (log-normal scales); a few columns are ~4x larger than the rest.
-  std::vector<double> rows(static_cast<std::size_t>(w.rows())), cols(static_cast<std::size_t>(w.cols()));
+  std::vector<double> rows(static_cast<std::size_t>(w.rows())),
+      cols(static_cast<std::size_t>(w.cols()));
   for (std::int64_t r = 0; r < w.rows(); ++r)
     for (std::int64_t c = 0; c < w.cols(); ++c) {
       rows[static_cast<std::size_t>(r)] += double(w(r, c)) * w(r, c);
