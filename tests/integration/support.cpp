@@ -56,12 +56,7 @@ std::string compare_group(const h5::Group& a, const h5::Group& b) {
   const auto children = a.children();
   if (children != b.children()) return a.path() + ": different children";
   for (const std::string& name : children) {
-    const H5O_type_t type = [&] {
-      H5O_info2_t info;
-      H5Oget_info_by_name3(a.id(), name.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT);
-      return info.type;
-    }();
-    if (type == H5O_TYPE_GROUP) {
+    if (a.is_group(name)) {
       if (auto d = compare_group(a.open_group(name), b.open_group(name)); !d.empty()) return d;
       continue;
     }

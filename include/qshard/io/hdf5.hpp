@@ -47,6 +47,7 @@ class Group {
   Group open_group(const std::string& name) const;
   bool contains(const std::string& name) const;    // a link of that name exists
   std::vector<std::string> children() const;       // names of links, in name order
+  bool is_group(const std::string& name) const;
   const std::string& path() const { return path_; }  // "/model/layers/0"
 
   // Datasets of fp32, fp64, int32, int64, uint8, uint16 with any shape (row-major).

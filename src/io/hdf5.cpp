@@ -1,0 +1,291 @@
+#include "qshard/io/hdf5.hpp"
+
+#include <cstdint>
+
+#include "qshard/core/error.hpp"
+
+namespace qshard::h5 {
+namespace {
+
+template <typename T>
+hid_t native_type();
+template <> hid_t native_type<float>() { return H5T_NATIVE_FLOAT; }
+template <> hid_t native_type<double>() { return H5T_NATIVE_DOUBLE; }
+template <> hid_t native_type<std::int32_t>() { return H5T_NATIVE_INT32; }
+template <> hid_t native_type<std::int64_t>() { return H5T_NATIVE_INT64; }
+template <> hid_t native_type<std::uint8_t>() { return H5T_NATIVE_UINT8; }
+template <> hid_t native_type<std::uint16_t>() { return H5T_NATIVE_UINT16; }
+
+Handle checked(hid_t id, Handle::Closer closer, const std::string& what) {
+  require(id >= 0, what);
+  return Handle(id, closer);
+}
+
+std::string child_path(const std::string& parent, const std::string& name) {
+  return parent == "/" ? "/" + name : parent + "/" + name;
+}
+
+Handle scalar_space() { return checked(H5Screate(H5S_SCALAR), H5Sclose, "H5Screate(scalar) failed"); }
+
+}  // namespace
+
+Handle& Handle::operator=(Handle&& other) noexcept {
+  if (this != &other) {
+    reset();
+    id_ = other.id_;
+    closer_ = other.closer_;
+    other.id_ = H5I_INVALID_HID;
+  }
+  return *this;
+}
+
+void Handle::reset() {
+  if (id_ >= 0 && closer_ != nullptr) closer_(id_);
+  id_ = H5I_INVALID_HID;
+}
+
+Group::Group(Handle handle, std::string path, std::string file)
+    : handle_(std::move(handle)), path_(std::move(path)), file_(std::move(file)) {}
+
+Group Group::create_group(const std::string& name) const {
+  const std::string path = child_path(path_, name);
+  return Group(checked(H5Gcreate2(id(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose,
+                       str(file_, ": cannot create group ", path)),
+               path, file_);
+}
+
+Group Group::open_group(const std::string& name) const {
+  const std::string path = child_path(path_, name);
+  require(contains(name), file_, ": no group ", path);
+  return Group(checked(H5Gopen2(id(), name.c_str(), H5P_DEFAULT), H5Gclose, str(file_, ": cannot open group ", path)),
+               path, file_);
+}
+
+bool Group::contains(const std::string& name) const {
+  // Check every component of a relative path ("a/b/c"), as H5Lexists requires.
+  std::string prefix;
+  std::size_t start = 0;
+  while (start <= name.size()) {
+    const std::size_t slash = name.find('/', start);
+    prefix = name.substr(0, slash);
+    if (H5Lexists(id(), prefix.c_str(), H5P_DEFAULT) <= 0) return false;
+    if (slash == std::string::npos) break;
+    start = slash + 1;
+  }
+  return true;
+}
+
+std::vector<std::string> Group::children() const {
+  std::vector<std::string> names;
+  H5Literate(
+      id(), H5_INDEX_NAME, H5_ITER_INC, nullptr,
+      [](hid_t, const char* name, const H5L_info_t*, void* data) -> herr_t {
+        static_cast<std::vector<std::string>*>(data)->emplace_back(name);
+        return 0;
+      },
+      &names);
+  return names;
+}
+
+template <typename T>
+void Group::write(const std::string& name, std::span<const T> data, const std::vector<std::int64_t>& shape) const {
+  std::vector<hsize_t> dims(shape.begin(), shape.end());
+  hsize_t count = 1;
+  for (const hsize_t d : dims) count *= d;
+  const std::string path = child_path(path_, name);
+  require(count == data.size(), file_, ": dataset ", path, " given ", data.size(), " values for its shape");
+  const Handle space = checked(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose,
+                               str(file_, ": bad shape for ", path));
+  const Handle dataset = checked(H5Dcreate2(id(), name.c_str(), native_type<T>(), space.get(), H5P_DEFAULT,
+                                            H5P_DEFAULT, H5P_DEFAULT),
+                                 H5Dclose, str(file_, ": cannot create dataset ", path));
+  if (count > 0) {
+    require(H5Dwrite(dataset.get(), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()) >= 0, file_,
+            ": cannot write dataset ", path);
+  }
+}
+
+template <typename T>
+std::vector<T> Group::read(const std::string& name, std::vector<std::int64_t>* shape) const {
+  const std::string path = child_path(path_, name);
+  require(contains(name), file_, ": no dataset ", path);
+  const Handle dataset = checked(H5Dopen2(id(), name.c_str(), H5P_DEFAULT), H5Dclose, str(file_, ": cannot open dataset ", path));
+  const Handle space = checked(H5Dget_space(dataset.get()), H5Sclose, str(file_, ": no dataspace for ", path));
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  std::vector<hsize_t> dims(static_cast<std::size_t>(std::max(rank, 0)));
+  H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+  hsize_t count = 1;
+  for (const hsize_t d : dims) count *= d;
+  std::vector<T> values(count);
+  if (count > 0) {
+    require(H5Dread(dataset.get(), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()) >= 0, file_,
+            ": cannot read dataset ", path);
+  }
+  if (shape != nullptr) shape->assign(dims.begin(), dims.end());
+  return values;
+}
+
+bool Group::is_group(const std::string& name) const {
+  if (!contains(name)) return false;
+  const Handle object = checked(H5Oopen(id(), name.c_str(), H5P_DEFAULT), H5Oclose,
+                                str(file_, ": cannot open ", child_path(path_, name)));
+  return H5Iget_type(object.get()) == H5I_GROUP;
+}
+
+DatasetInfo Group::info(const std::string& name) const {
+  const std::string path = child_path(path_, name);
+  require(contains(name), file_, ": no dataset ", path);
+  const Handle dataset = checked(H5Dopen2(id(), name.c_str(), H5P_DEFAULT), H5Dclose, str(file_, ": cannot open dataset ", path));
+  const Handle space = checked(H5Dget_space(dataset.get()), H5Sclose, str(file_, ": no dataspace for ", path));
+  const Handle type = checked(H5Dget_type(dataset.get()), H5Tclose, str(file_, ": no type for ", path));
+  DatasetInfo out;
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  std::vector<hsize_t> dims(static_cast<std::size_t>(std::max(rank, 0)));
+  H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+  out.shape.assign(dims.begin(), dims.end());
+  out.type_class = H5Tget_class(type.get());
+  out.type_size = H5Tget_size(type.get());
+  out.is_signed = out.type_class != H5T_INTEGER || H5Tget_sign(type.get()) == H5T_SGN_2;
+  return out;
+}
+
+namespace {
+void write_attribute(hid_t object, const std::string& name, hid_t type, hid_t space, const void* data,
+                     const std::string& where) {
+  if (H5Aexists(object, name.c_str()) > 0) H5Adelete(object, name.c_str());
+  const Handle attr = checked(H5Acreate2(object, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT), H5Aclose,
+                              str(where, ": cannot create attribute ", name));
+  require(H5Awrite(attr.get(), type, data) >= 0, where, ": cannot write attribute ", name);
+}
+}  // namespace
+
+void Group::set_attr(const std::string& name, const std::string& value) const {
+  const Handle type = checked(H5Tcopy(H5T_C_S1), H5Tclose, "H5Tcopy failed");
+  H5Tset_size(type.get(), std::max<std::size_t>(value.size(), 1));
+  H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
+  H5Tset_cset(type.get(), H5T_CSET_UTF8);
+  const std::string padded = value.empty() ? std::string(1, '\0') : value;
+  write_attribute(id(), name, type.get(), scalar_space().get(), padded.data(), file_ + ":" + path_);
+}
+
+void Group::set_attr(const std::string& name, std::int64_t value) const {
+  write_attribute(id(), name, H5T_NATIVE_INT64, scalar_space().get(), &value, file_ + ":" + path_);
+}
+
+void Group::set_attr(const std::string& name, double value) const {
+  write_attribute(id(), name, H5T_NATIVE_DOUBLE, scalar_space().get(), &value, file_ + ":" + path_);
+}
+
+void Group::set_attr(const std::string& name, std::span<const double> values) const {
+  const hsize_t dims[1] = {values.size()};
+  const Handle space = checked(H5Screate_simple(1, dims, nullptr), H5Sclose, "H5Screate_simple failed");
+  write_attribute(id(), name, H5T_NATIVE_DOUBLE, space.get(), values.data(), file_ + ":" + path_);
+}
+
+bool Group::has_attr(const std::string& name) const { return H5Aexists(id(), name.c_str()) > 0; }
+
+std::vector<std::string> Group::attr_names() const {
+  std::vector<std::string> names;
+  H5Aiterate2(
+      id(), H5_INDEX_NAME, H5_ITER_INC, nullptr,
+      [](hid_t, const char* name, const H5A_info_t*, void* data) -> herr_t {
+        static_cast<std::vector<std::string>*>(data)->emplace_back(name);
+        return 0;
+      },
+      &names);
+  return names;
+}
+
+namespace {
+Handle open_attribute(hid_t object, const std::string& name, const std::string& where) {
+  require(H5Aexists(object, name.c_str()) > 0, where, ": no attribute ", name);
+  return checked(H5Aopen(object, name.c_str(), H5P_DEFAULT), H5Aclose, str(where, ": cannot open attribute ", name));
+}
+}  // namespace
+
+std::string Group::attr_string(const std::string& name) const {
+  const std::string where = file_ + ":" + path_;
+  const Handle attr = open_attribute(id(), name, where);
+  const Handle type = checked(H5Aget_type(attr.get()), H5Tclose, str(where, ": attribute ", name, " has no type"));
+  require(H5Tget_class(type.get()) == H5T_STRING, where, ": attribute ", name, " is not a string");
+  if (H5Tis_variable_str(type.get()) > 0) {
+    char* value = nullptr;
+    const Handle memtype = checked(H5Tcopy(H5T_C_S1), H5Tclose, "H5Tcopy failed");
+    H5Tset_size(memtype.get(), H5T_VARIABLE);
+    require(H5Aread(attr.get(), memtype.get(), &value) >= 0, where, ": cannot read attribute ", name);
+    std::string out = value != nullptr ? value : "";
+    H5free_memory(value);
+    return out;
+  }
+  const std::size_t size = H5Tget_size(type.get());
+  std::string value(size, '\0');
+  require(H5Aread(attr.get(), type.get(), value.data()) >= 0, where, ": cannot read attribute ", name);
+  value.resize(value.find('\0') == std::string::npos ? size : value.find('\0'));
+  return value;
+}
+
+std::int64_t Group::attr_int(const std::string& name) const {
+  const Handle attr = open_attribute(id(), name, file_ + ":" + path_);
+  std::int64_t value = 0;
+  require(H5Aread(attr.get(), H5T_NATIVE_INT64, &value) >= 0, file_, ":", path_, ": cannot read attribute ", name);
+  return value;
+}
+
+double Group::attr_double(const std::string& name) const {
+  const Handle attr = open_attribute(id(), name, file_ + ":" + path_);
+  double value = 0;
+  require(H5Aread(attr.get(), H5T_NATIVE_DOUBLE, &value) >= 0, file_, ":", path_, ": cannot read attribute ", name);
+  return value;
+}
+
+std::vector<double> Group::attr_doubles(const std::string& name) const {
+  const Handle attr = open_attribute(id(), name, file_ + ":" + path_);
+  const Handle space = checked(H5Aget_space(attr.get()), H5Sclose, "H5Aget_space failed");
+  std::vector<double> values(static_cast<std::size_t>(H5Sget_simple_extent_npoints(space.get())));
+  require(H5Aread(attr.get(), H5T_NATIVE_DOUBLE, values.data()) >= 0, file_, ":", path_,
+          ": cannot read attribute ", name);
+  return values;
+}
+
+File File::create(const std::filesystem::path& path) {
+  const hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  require(id >= 0, "cannot create HDF5 file ", path, " (is its directory writable?)");
+  return File(Handle(id, H5Fclose), path);
+}
+
+File File::open_read(const std::filesystem::path& path) {
+  require(std::filesystem::exists(path), "HDF5 file ", path, " does not exist");
+  const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  require(id >= 0, "cannot open ", path, " as an HDF5 file");
+  return File(Handle(id, H5Fclose), path);
+}
+
+File File::open_write(const std::filesystem::path& path) {
+  require(std::filesystem::exists(path), "HDF5 file ", path, " does not exist");
+  const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  require(id >= 0, "cannot open ", path, " for writing as an HDF5 file");
+  return File(Handle(id, H5Fclose), path);
+}
+
+Group File::root() const {
+  return Group(checked(H5Gopen2(handle_.get(), "/", H5P_DEFAULT), H5Gclose, str(path_, ": cannot open /")), "/",
+               path_.string());
+}
+
+void File::flush() const { require(H5Fflush(handle_.get(), H5F_SCOPE_GLOBAL) >= 0, "cannot flush ", path_); }
+
+void silence_library_errors() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+
+#define QSHARD_H5_INSTANTIATE(T)                                                                       \
+  template void Group::write<T>(const std::string&, std::span<const T>, const std::vector<std::int64_t>&) \
+      const;                                                                                           \
+  template std::vector<T> Group::read<T>(const std::string&, std::vector<std::int64_t>*) const;
+QSHARD_H5_INSTANTIATE(float)
+QSHARD_H5_INSTANTIATE(double)
+QSHARD_H5_INSTANTIATE(std::int32_t)
+QSHARD_H5_INSTANTIATE(std::int64_t)
+QSHARD_H5_INSTANTIATE(std::uint8_t)
+QSHARD_H5_INSTANTIATE(std::uint16_t)
+#undef QSHARD_H5_INSTANTIATE
+
+}  // namespace qshard::h5
