@@ -1,0 +1,97 @@
+#include "qshard/io/tokens.hpp"
+
+#include <fstream>
+#include <random>
+
+#include "qshard/core/error.hpp"
+#include "qshard/io/hdf5.hpp"
+
+namespace qshard {
+
+TokenSet read_tokens_i32(const std::filesystem::path& path, std::int64_t row_length) {
+  require(row_length > 0, "row length must be positive (got ", row_length, ")");
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  require(in.good(), "cannot open token file ", path);
+  const auto bytes = static_cast<std::int64_t>(in.tellg());
+  require(bytes % 4 == 0, "token file ", path, " has ", bytes, " bytes: not a multiple of 4 (int32 ids)");
+  require((bytes / 4) % row_length == 0, "token file ", path, " has ", bytes / 4,
+          " ids: not a multiple of the row length ", row_length);
+  TokenSet set{bytes / 4 / row_length, row_length, std::vector<std::int32_t>(static_cast<std::size_t>(bytes / 4))};
+  in.seekg(0);
+  in.read(reinterpret_cast<char*>(set.ids.data()), bytes);  // little-endian host (x86-64, aarch64)
+  require(in.good(), "cannot read token file ", path);
+  return set;
+}
+
+TokenSet read_tokens_hdf5(const std::filesystem::path& path, const std::string& dataset) {
+  const h5::File file = h5::File::open_read(path);
+  const h5::Group root = file.root();
+  require(root.contains(dataset), path, ": no dataset '", dataset, "'");
+  const h5::DatasetInfo info = root.info(dataset);
+  require(info.type_class == H5T_INTEGER, path, ":", dataset, " is not an integer dataset");
+  require(info.shape.size() == 2, path, ":", dataset, " must be [samples, seq_len], got ", info.shape.size(),
+          " dimensions");
+  const std::vector<std::int64_t> ids = root.read<std::int64_t>(dataset);
+  TokenSet set{info.shape[0], info.shape[1], {}};
+  set.ids.reserve(ids.size());
+  for (const std::int64_t id : ids) {
+    require(id >= INT32_MIN && id <= INT32_MAX, path, ":", dataset, " has id ", id, " beyond int32");
+    set.ids.push_back(static_cast<std::int32_t>(id));
+  }
+  return set;
+}
+
+TokenSet read_tokens(const std::string& spec, std::int64_t row_length) {
+  const std::size_t h5 = spec.find(".h5");
+  if (h5 != std::string::npos) {
+    const std::string file = spec.substr(0, h5 + 3);
+    const std::string dataset = spec.size() > h5 + 4 && spec[h5 + 3] == ':' ? spec.substr(h5 + 4) : "tokens";
+    return read_tokens_hdf5(file, dataset);
+  }
+  return read_tokens_i32(spec, row_length);
+}
+
+void write_tokens_hdf5(const std::filesystem::path& path, const std::string& dataset, const TokenSet& set) {
+  const h5::File file = h5::File::create(path);
+  file.root().write<std::int32_t>(dataset, set.ids, {set.rows, set.cols});
+}
+
+TokenSet sample_windows(std::span<const std::int32_t> stream, std::int64_t n, std::int64_t seq_len,
+                        std::uint64_t seed) {
+  require(seq_len > 0 && n > 0, "sample_windows: n and seq_len must be positive");
+  const auto length = static_cast<std::int64_t>(stream.size());
+  require(length >= seq_len, "token stream of ", length, " ids is shorter than seq_len ", seq_len);
+  const auto starts = static_cast<std::uint64_t>(length - seq_len + 1);
+  std::mt19937_64 rng(seed);
+  // Rejection sampling on raw 64-bit outputs: the same windows on every platform.
+  const std::uint64_t limit = UINT64_MAX - UINT64_MAX % starts;
+  TokenSet set{n, seq_len, std::vector<std::int32_t>(static_cast<std::size_t>(n * seq_len))};
+  for (std::int64_t i = 0; i < n; ++i) {
+    std::uint64_t x = rng();
+    while (x >= limit) x = rng();
+    const auto start = static_cast<std::int64_t>(x % starts);
+    std::copy(stream.begin() + start, stream.begin() + start + seq_len, set.ids.begin() + i * seq_len);
+  }
+  return set;
+}
+
+void check_vocab(const TokenSet& set, std::int64_t vocab, std::string_view source) {
+  for (std::int64_t r = 0; r < set.rows; ++r)
+    for (std::int64_t c = 0; c < set.cols; ++c) {
+      const std::int32_t id = set.ids[static_cast<std::size_t>(r * set.cols + c)];
+      require(id >= 0 && id < vocab, "token id ", id, " at row ", r, ", column ", c, " of ",
+              source.empty() ? std::string_view("calibration tokens") : source,
+              " is outside the vocabulary [0, ", vocab, ")");
+    }
+}
+
+std::uint64_t hash_tokens(const TokenSet& set) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (const std::int32_t id : set.ids) {
+    const auto u = static_cast<std::uint32_t>(id);
+    for (int b = 0; b < 4; ++b) h = (h ^ ((u >> (8 * b)) & 0xffu)) * 1099511628211ull;
+  }
+  return h;
+}
+
+}  // namespace qshard
