@@ -1,0 +1,212 @@
+// The LLaMA-family decoder layer on the CPU (OpenBLAS for the products).
+#include "qshard/model/decoder.hpp"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+
+#include "qshard/core/error.hpp"
+
+namespace qshard {
+namespace {
+
+// HF rotary frequencies, with Llama-3 or linear scaling where the config says so.
+std::vector<double> inverse_frequencies(const ModelConfig& c) {
+  const std::int64_t half = c.head_dim / 2;
+  std::vector<double> inv(static_cast<std::size_t>(half));
+  for (std::int64_t i = 0; i < half; ++i)
+    inv[static_cast<std::size_t>(i)] = 1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / static_cast<double>(c.head_dim));
+  const RopeScaling& s = c.rope_scaling;
+  if (s.type == "linear") {
+    for (double& f : inv) f /= s.factor;
+  } else if (s.type == "llama3") {
+    const double old_context = static_cast<double>(s.original_max_position_embeddings);
+    const double low_wavelen = old_context / s.low_freq_factor;
+    const double high_wavelen = old_context / s.high_freq_factor;
+    for (double& f : inv) {
+      const double wavelen = 2.0 * std::numbers::pi / f;
+      if (wavelen < high_wavelen) continue;
+      if (wavelen > low_wavelen) {
+        f /= s.factor;
+      } else {
+        const double smooth = (old_context / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+        f = (1.0 - smooth) * f / s.factor + smooth * f;
+      }
+    }
+  } else {
+    require(s.type.empty(), "unsupported rope_scaling type '", s.type, "'");
+  }
+  return inv;
+}
+
+void rotate(float* x, const float* cos, const float* sin, std::int64_t half) {
+  for (std::int64_t i = 0; i < half; ++i) {
+    const float a = x[i], b = x[i + half];
+    x[i] = a * cos[i] - b * sin[i];
+    x[i + half] = b * cos[i] + a * sin[i];
+  }
+}
+
+// Causal grouped-query attention of one sample: q [seq, heads*d], k/v [seq, kv*d] -> out [seq, heads*d].
+void attention(const ModelConfig& c, const float* q, const float* k, const float* v, std::int64_t seq, float* out) {
+  const std::int64_t d = c.head_dim, heads = c.num_attention_heads, kv_heads = c.num_key_value_heads;
+  const std::int64_t group = heads / kv_heads, q_stride = heads * d, kv_stride = kv_heads * d;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  std::vector<float> scores(static_cast<std::size_t>(seq));
+  for (std::int64_t h = 0; h < heads; ++h) {
+    const std::int64_t kvh = h / group;
+    for (std::int64_t t = 0; t < seq; ++t) {
+      const float* qt = q + t * q_stride + h * d;
+      float max_score = -INFINITY;
+      for (std::int64_t s = 0; s <= t; ++s) {
+        const float* ks = k + s * kv_stride + kvh * d;
+        float dot = 0.0f;
+        for (std::int64_t i = 0; i < d; ++i) dot += qt[i] * ks[i];
+        scores[static_cast<std::size_t>(s)] = dot * scale;
+        max_score = std::max(max_score, dot * scale);
+      }
+      double total = 0.0;
+      for (std::int64_t s = 0; s <= t; ++s) {
+        const float e = std::exp(scores[static_cast<std::size_t>(s)] - max_score);
+        scores[static_cast<std::size_t>(s)] = e;
+        total += e;
+      }
+      const auto inv_total = static_cast<float>(1.0 / total);
+      float* ot = out + t * q_stride + h * d;
+      std::fill(ot, ot + d, 0.0f);
+      for (std::int64_t s = 0; s <= t; ++s) {
+        const float p = scores[static_cast<std::size_t>(s)] * inv_total;
+        const float* vs = v + s * kv_stride + kvh * d;
+        for (std::int64_t i = 0; i < d; ++i) ot[i] += p * vs[i];
+      }
+    }
+  }
+}
+
+void add_in_place(MatrixF& a, const MatrixF& b) {
+  for (std::size_t i = 0; i < a.size(); ++i) a.data()[i] += b.data()[i];
+}
+
+}  // namespace
+
+LinearInput input_of(Linear linear) {
+  switch (linear) {
+    case Linear::Q:
+    case Linear::K:
+    case Linear::V: return LinearInput::Attention;
+    case Linear::O: return LinearInput::AttentionOutput;
+    case Linear::Gate:
+    case Linear::Up: return LinearInput::Mlp;
+    case Linear::Down: return LinearInput::MlpDown;
+  }
+  throw Error("invalid linear module");
+}
+
+LayerWeights LayerWeights::load(const WeightSource& source, std::int64_t layer) {
+  LayerWeights w;
+  w.input_norm = source.load(input_norm_name(layer));
+  w.post_norm = source.load(post_attention_norm_name(layer));
+  for (const Linear l : kAllLinears) {
+    w[l] = source.load(linear_weight_name(layer, l));
+    const std::string bias = linear_bias_name(layer, l);
+    if (source.contains(bias)) w.bias[static_cast<std::size_t>(l)] = source.load(bias).values();
+  }
+  return w;
+}
+
+RotaryTable::RotaryTable(const ModelConfig& config, std::int64_t max_positions)
+    : head_dim_(config.head_dim), max_positions_(max_positions) {
+  require(head_dim_ % 2 == 0, "rotary embedding needs an even head_dim (got ", head_dim_, ")");
+  const std::vector<double> inv = inverse_frequencies(config);
+  const std::int64_t half = head_dim_ / 2;
+  cos_.resize(static_cast<std::size_t>(max_positions * half));
+  sin_.resize(cos_.size());
+  for (std::int64_t p = 0; p < max_positions; ++p)
+    for (std::int64_t i = 0; i < half; ++i) {
+      // HF computes the angle in fp32 before cos/sin.
+      const float angle = static_cast<float>(p) * static_cast<float>(inv[static_cast<std::size_t>(i)]);
+      cos_[static_cast<std::size_t>(p * half + i)] = std::cos(angle);
+      sin_[static_cast<std::size_t>(p * half + i)] = std::sin(angle);
+    }
+}
+
+MatrixF linear_forward(const MatrixF& x, const MatrixF& weight, const std::vector<float>& bias) {
+  require(x.cols() == weight.cols(), "linear: input has ", x.cols(), " features, weight expects ", weight.cols());
+  MatrixF y(x.rows(), weight.rows());
+  if (x.rows() > 0 && weight.rows() > 0) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(x.rows()), static_cast<int>(weight.rows()),
+                static_cast<int>(x.cols()), 1.0f, x.data(), static_cast<int>(x.cols()), weight.data(),
+                static_cast<int>(weight.cols()), 0.0f, y.data(), static_cast<int>(y.cols()));
+  }
+  if (!bias.empty()) {
+    require(static_cast<std::int64_t>(bias.size()) == y.cols(), "linear: bias of ", bias.size(), " for ", y.cols(), " outputs");
+    for (std::int64_t r = 0; r < y.rows(); ++r)
+      for (std::int64_t c = 0; c < y.cols(); ++c) y(r, c) += bias[static_cast<std::size_t>(c)];
+  }
+  return y;
+}
+
+void rms_norm(MatrixF& x, const MatrixF& weight, double eps) {
+  require(weight.size() == static_cast<std::size_t>(x.cols()), "rms_norm: weight of ", weight.size(), " for ", x.cols(), " features");
+  for (std::int64_t r = 0; r < x.rows(); ++r) {
+    float* row = x.data() + r * x.cols();
+    double sum = 0.0;
+    for (std::int64_t c = 0; c < x.cols(); ++c) sum += static_cast<double>(row[c]) * row[c];
+    const auto inv = static_cast<float>(1.0 / std::sqrt(sum / static_cast<double>(x.cols()) + eps));
+    for (std::int64_t c = 0; c < x.cols(); ++c) row[c] = weight.data()[c] * (row[c] * inv);
+  }
+}
+
+MatrixF forward_layer(const ModelConfig& config, const LayerWeights& w, const RotaryTable& rope, const MatrixF& hidden,
+                      std::int64_t seq_len, const CaptureFn& capture, std::optional<LinearInput> stop_after) {
+  require(seq_len > 0 && hidden.rows() % seq_len == 0, "forward: ", hidden.rows(), " rows are not whole samples of ",
+          seq_len, " tokens");
+  require(seq_len <= rope.max_positions(), "forward: seq_len ", seq_len, " beyond the rotary table's ", rope.max_positions());
+  require(hidden.cols() == config.hidden_size, "forward: hidden states have ", hidden.cols(), " features, the model ",
+          config.hidden_size);
+  const auto emit = [&](LinearInput input, const MatrixF& x) {
+    if (capture) capture(input, x);
+    return stop_after && *stop_after == input;
+  };
+  const auto bias = [&](Linear l) -> const std::vector<float>& { return w.bias[static_cast<std::size_t>(l)]; };
+  const std::int64_t samples = hidden.rows() / seq_len, d = config.head_dim, half = d / 2;
+
+  MatrixF x = hidden;
+  rms_norm(x, w.input_norm, config.rms_norm_eps);
+  if (emit(LinearInput::Attention, x)) return {};
+  MatrixF q = linear_forward(x, w[Linear::Q], bias(Linear::Q));
+  MatrixF k = linear_forward(x, w[Linear::K], bias(Linear::K));
+  const MatrixF v = linear_forward(x, w[Linear::V], bias(Linear::V));
+  for (std::int64_t row = 0; row < q.rows(); ++row) {
+    const std::int64_t position = row % seq_len;
+    for (std::int64_t h = 0; h < config.num_attention_heads; ++h)
+      rotate(q.data() + row * q.cols() + h * d, rope.cos(position), rope.sin(position), half);
+    for (std::int64_t h = 0; h < config.num_key_value_heads; ++h)
+      rotate(k.data() + row * k.cols() + h * d, rope.cos(position), rope.sin(position), half);
+  }
+  MatrixF heads(hidden.rows(), config.q_dim());
+  for (std::int64_t s = 0; s < samples; ++s) {
+    attention(config, q.data() + s * seq_len * q.cols(), k.data() + s * seq_len * k.cols(),
+              v.data() + s * seq_len * v.cols(), seq_len, heads.data() + s * seq_len * heads.cols());
+  }
+  if (emit(LinearInput::AttentionOutput, heads)) return {};
+  MatrixF h = hidden;
+  add_in_place(h, linear_forward(heads, w[Linear::O], bias(Linear::O)));
+
+  MatrixF m = h;
+  rms_norm(m, w.post_norm, config.rms_norm_eps);
+  if (emit(LinearInput::Mlp, m)) return {};
+  MatrixF gate = linear_forward(m, w[Linear::Gate], bias(Linear::Gate));
+  const MatrixF up = linear_forward(m, w[Linear::Up], bias(Linear::Up));
+  for (std::size_t i = 0; i < gate.size(); ++i) {
+    const float g = gate.data()[i];
+    gate.data()[i] = g / (1.0f + std::exp(-g)) * up.data()[i];
+  }
+  if (emit(LinearInput::MlpDown, gate)) return {};
+  add_in_place(h, linear_forward(gate, w[Linear::Down], bias(Linear::Down)));
+  return h;
+}
+
+}  // namespace qshard

@@ -1,0 +1,97 @@
+// A Hugging Face model directory as a WeightSource: config.json + memory-mapped safetensors.
+#include <cmath>
+
+#include "qshard/core/error.hpp"
+#include "qshard/io/safetensors.hpp"
+#include "qshard/model/override_source.hpp"
+#include "qshard/model/weight_source.hpp"
+
+namespace qshard {
+namespace {
+
+// The shape a tensor must have, from the config; empty when the name is not a model tensor.
+Shape expected_shape(const ModelConfig& c, const std::string& name) {
+  const auto ref = parse_tensor_name(name);
+  if (!ref) return {};
+  if (name == kEmbedName || name == kLmHeadName) return {c.vocab_size, c.hidden_size};
+  if (name == kFinalNormName) return {c.hidden_size};
+  if (!ref->linear) return {c.hidden_size};  // the layer norms
+  const auto [rows, cols] = [&]() -> std::pair<std::int64_t, std::int64_t> {
+    switch (*ref->linear) {
+      case Linear::Q: return {c.q_dim(), c.hidden_size};
+      case Linear::K:
+      case Linear::V: return {c.kv_dim(), c.hidden_size};
+      case Linear::O: return {c.hidden_size, c.q_dim()};
+      case Linear::Gate:
+      case Linear::Up: return {c.intermediate_size, c.hidden_size};
+      case Linear::Down: return {c.hidden_size, c.intermediate_size};
+    }
+    return {0, 0};
+  }();
+  if (ref->field == "bias") return {rows};
+  return {rows, cols};
+}
+
+class HfSource final : public WeightSource {
+ public:
+  explicit HfSource(const std::filesystem::path& dir)
+      : directory_(dir), config_(parse_model_config(dir / "config.json")), model_(dir) {}
+  const ModelConfig& config() const override { return config_; }
+  bool contains(const std::string& name) const override {
+    return model_.contains(name) || (name == kLmHeadName && config_.tie_word_embeddings);
+  }
+  MatrixF load(const std::string& name) const override {
+    const std::string stored =
+        name == kLmHeadName && !model_.contains(name) && config_.tie_word_embeddings ? std::string(kEmbedName) : name;
+    require(model_.contains(stored), directory_, ": tensor '", name, "' is missing");
+    const TensorView view = model_.view(stored);
+    const Shape expected = expected_shape(config_, name);
+    require(expected.empty() || view.shape == expected, directory_, ": tensor '", stored, "' has shape ",
+            shape_string(view.shape), ", the config implies ", shape_string(expected));
+    MatrixF m = view.to_matrix();
+    for (std::size_t i = 0; i < m.size(); ++i)
+      require(std::isfinite(m.data()[i]), directory_, ": tensor '", stored, "' has a non-finite value at element ", i);
+    return m;
+  }
+  std::string describe() const override { return str("model ", directory_); }
+
+ private:
+  std::filesystem::path directory_;
+  ModelConfig config_;
+  SafetensorsModel model_;
+};
+
+class OverrideSource final : public WeightSource {
+ public:
+  OverrideSource(const WeightSource& base, std::map<std::string, MatrixF> replacements)
+      : base_(base), replacements_(std::move(replacements)) {}
+  const ModelConfig& config() const override { return base_.config(); }
+  bool contains(const std::string& name) const override {
+    return replacements_.contains(name) || base_.contains(name);
+  }
+  MatrixF load(const std::string& name) const override {
+    const auto it = replacements_.find(name);
+    return it != replacements_.end() ? it->second : base_.load(name);
+  }
+  std::string describe() const override {
+    return str(base_.describe(), " with ", replacements_.size(), " replaced tensors");
+  }
+
+ private:
+  const WeightSource& base_;
+  std::map<std::string, MatrixF> replacements_;
+};
+
+}  // namespace
+
+std::unique_ptr<WeightSource> open_hf_model(const std::filesystem::path& directory) {
+  require(std::filesystem::is_directory(directory), "model directory ", directory, " does not exist");
+  require(std::filesystem::exists(directory / "config.json"), "model directory ", directory, " has no config.json");
+  return std::make_unique<HfSource>(directory);
+}
+
+std::unique_ptr<WeightSource> with_overrides(const WeightSource& base, std::map<std::string, MatrixF> replacements) {
+  return std::make_unique<OverrideSource>(base, std::move(replacements));
+}
+
+}  // namespace qshard
