@@ -2,12 +2,22 @@
 #include <cblas.h>
 
 #include <iostream>
+#include <string>
 
 #include "qshard/backend/backend.hpp"
 #include "qshard/core/error.hpp"
 #include "qshard/dist/mpi.hpp"
 #include "qshard/io/hdf5.hpp"
 #include "qshard/pipeline/quantize_job.hpp"
+
+namespace {
+// One write per message, so the lines of several ranks never interleave.
+void report(int rank, const char* what) {
+  const std::string line = "qshard-quantize: error (rank " + std::to_string(rank) + "): " + what + "\n";
+  std::fwrite(line.data(), 1, line.size(), stderr);
+  std::fflush(stderr);
+}
+}  // namespace
 
 int main(int argc, char** argv) {
   qshard::MpiSession mpi(&argc, &argv);
@@ -35,11 +45,11 @@ int main(int argc, char** argv) {
     return result.completed ? 0 : qshard::kStoppedExitCode;
   } catch (const qshard::CollectiveError& e) {
     // Raised on every rank together (checked options, missing inputs, agreed failures).
-    std::cerr << "qshard-quantize: error (rank " << comm.rank() << "): " << e.what() << std::endl;
+    report(comm.rank(), e.what());
     return 1;
   } catch (const std::exception& e) {
     // An error of this rank alone would leave the others waiting in a collective: abort the job.
-    std::cerr << "qshard-quantize: error (rank " << comm.rank() << "): " << e.what() << std::endl;
+    report(comm.rank(), e.what());
     if (comm.size() > 1) comm.abort(1);
     return 1;
   }

@@ -33,13 +33,13 @@ void print_checkpoint_summary(const Checkpoint& checkpoint, std::ostream& out) {
   out << "checkpoint " << checkpoint.path().string() << '\n';
   for (const char* key : {"format", "qshard_version", "git_commit", "model_source", "backend",
                           "calibration_hash", "created_utc", "command_line"}) {
-    if (root.has_attr(key)) out << "  " << std::left << std::setw(18) << key << root.attr_string(key) << '\n';
+    if (root.has_attr(key)) out << "  " << std::left << std::setw(22) << key << root.attr_string(key) << '\n';
   }
   for (const char* key : {"ranks", "calibration_seed", "calibration_samples", "calibration_seq_len", "layers"}) {
-    if (root.has_attr(key)) out << "  " << std::left << std::setw(18) << key << root.attr_int(key) << '\n';
+    if (root.has_attr(key)) out << "  " << std::left << std::setw(22) << key << root.attr_int(key) << '\n';
   }
   if (root.has_attr("seconds"))
-    out << "  " << std::left << std::setw(18) << "seconds" << root.attr_double("seconds") << '\n';
+    out << "  " << std::left << std::setw(22) << "seconds" << root.attr_double("seconds") << '\n';
 
   std::map<std::string, std::int64_t> settings;  // "4-bit g32 gptq" -> modules
   double quantized_weights = 0.0, quantized_bytes = 0.0, float_bytes = 0.0;

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "qshard/core/error.hpp"
 #include "qshard/pipeline/calibration.hpp"
 #include "qshard/pipeline/job_options.hpp"
 
