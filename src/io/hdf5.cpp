@@ -9,12 +9,30 @@ namespace {
 
 template <typename T>
 hid_t native_type();
-template <> hid_t native_type<float>() { return H5T_NATIVE_FLOAT; }
-template <> hid_t native_type<double>() { return H5T_NATIVE_DOUBLE; }
-template <> hid_t native_type<std::int32_t>() { return H5T_NATIVE_INT32; }
-template <> hid_t native_type<std::int64_t>() { return H5T_NATIVE_INT64; }
-template <> hid_t native_type<std::uint8_t>() { return H5T_NATIVE_UINT8; }
-template <> hid_t native_type<std::uint16_t>() { return H5T_NATIVE_UINT16; }
+template <>
+hid_t native_type<float>() {
+  return H5T_NATIVE_FLOAT;
+}
+template <>
+hid_t native_type<double>() {
+  return H5T_NATIVE_DOUBLE;
+}
+template <>
+hid_t native_type<std::int32_t>() {
+  return H5T_NATIVE_INT32;
+}
+template <>
+hid_t native_type<std::int64_t>() {
+  return H5T_NATIVE_INT64;
+}
+template <>
+hid_t native_type<std::uint8_t>() {
+  return H5T_NATIVE_UINT8;
+}
+template <>
+hid_t native_type<std::uint16_t>() {
+  return H5T_NATIVE_UINT16;
+}
 
 Handle checked(hid_t id, Handle::Closer closer, const std::string& what) {
   require(id >= 0, what);
@@ -25,7 +43,9 @@ std::string child_path(const std::string& parent, const std::string& name) {
   return parent == "/" ? "/" + name : parent + "/" + name;
 }
 
-Handle scalar_space() { return checked(H5Screate(H5S_SCALAR), H5Sclose, "H5Screate(scalar) failed"); }
+Handle scalar_space() {
+  return checked(H5Screate(H5S_SCALAR), H5Sclose, "H5Screate(scalar) failed");
+}
 
 }  // namespace
 
@@ -49,15 +69,16 @@ Group::Group(Handle handle, std::string path, std::string file)
 
 Group Group::create_group(const std::string& name) const {
   const std::string path = child_path(path_, name);
-  return Group(checked(H5Gcreate2(id(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose,
-                       str(file_, ": cannot create group ", path)),
+  return Group(checked(H5Gcreate2(id(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                       H5Gclose, str(file_, ": cannot create group ", path)),
                path, file_);
 }
 
 Group Group::open_group(const std::string& name) const {
   const std::string path = child_path(path_, name);
   require(contains(name), file_, ": no group ", path);
-  return Group(checked(H5Gopen2(id(), name.c_str(), H5P_DEFAULT), H5Gclose, str(file_, ": cannot open group ", path)),
+  return Group(checked(H5Gopen2(id(), name.c_str(), H5P_DEFAULT), H5Gclose,
+                       str(file_, ": cannot open group ", path)),
                path, file_);
 }
 
@@ -88,20 +109,24 @@ std::vector<std::string> Group::children() const {
 }
 
 template <typename T>
-void Group::write(const std::string& name, std::span<const T> data, const std::vector<std::int64_t>& shape) const {
+void Group::write(const std::string& name, std::span<const T> data,
+                  const std::vector<std::int64_t>& shape) const {
   std::vector<hsize_t> dims(shape.begin(), shape.end());
   hsize_t count = 1;
   for (const hsize_t d : dims) count *= d;
   const std::string path = child_path(path_, name);
-  require(count == data.size(), file_, ": dataset ", path, " given ", data.size(), " values for its shape");
-  const Handle space = checked(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose,
-                               str(file_, ": bad shape for ", path));
-  const Handle dataset = checked(H5Dcreate2(id(), name.c_str(), native_type<T>(), space.get(), H5P_DEFAULT,
-                                            H5P_DEFAULT, H5P_DEFAULT),
+  require(count == data.size(), file_, ": dataset ", path, " given ", data.size(),
+          " values for its shape");
+  const Handle space =
+      checked(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose,
+              str(file_, ": bad shape for ", path));
+  const Handle dataset = checked(H5Dcreate2(id(), name.c_str(), native_type<T>(), space.get(),
+                                            H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
                                  H5Dclose, str(file_, ": cannot create dataset ", path));
   if (count > 0) {
-    require(H5Dwrite(dataset.get(), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()) >= 0, file_,
-            ": cannot write dataset ", path);
+    require(
+        H5Dwrite(dataset.get(), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()) >= 0,
+        file_, ": cannot write dataset ", path);
   }
 }
 
@@ -109,8 +134,10 @@ template <typename T>
 std::vector<T> Group::read(const std::string& name, std::vector<std::int64_t>* shape) const {
   const std::string path = child_path(path_, name);
   require(contains(name), file_, ": no dataset ", path);
-  const Handle dataset = checked(H5Dopen2(id(), name.c_str(), H5P_DEFAULT), H5Dclose, str(file_, ": cannot open dataset ", path));
-  const Handle space = checked(H5Dget_space(dataset.get()), H5Sclose, str(file_, ": no dataspace for ", path));
+  const Handle dataset = checked(H5Dopen2(id(), name.c_str(), H5P_DEFAULT), H5Dclose,
+                                 str(file_, ": cannot open dataset ", path));
+  const Handle space =
+      checked(H5Dget_space(dataset.get()), H5Sclose, str(file_, ": no dataspace for ", path));
   const int rank = H5Sget_simple_extent_ndims(space.get());
   std::vector<hsize_t> dims(static_cast<std::size_t>(std::max(rank, 0)));
   H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
@@ -118,8 +145,9 @@ std::vector<T> Group::read(const std::string& name, std::vector<std::int64_t>* s
   for (const hsize_t d : dims) count *= d;
   std::vector<T> values(count);
   if (count > 0) {
-    require(H5Dread(dataset.get(), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()) >= 0, file_,
-            ": cannot read dataset ", path);
+    require(
+        H5Dread(dataset.get(), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()) >= 0,
+        file_, ": cannot read dataset ", path);
   }
   if (shape != nullptr) shape->assign(dims.begin(), dims.end());
   return values;
@@ -135,9 +163,12 @@ bool Group::is_group(const std::string& name) const {
 DatasetInfo Group::info(const std::string& name) const {
   const std::string path = child_path(path_, name);
   require(contains(name), file_, ": no dataset ", path);
-  const Handle dataset = checked(H5Dopen2(id(), name.c_str(), H5P_DEFAULT), H5Dclose, str(file_, ": cannot open dataset ", path));
-  const Handle space = checked(H5Dget_space(dataset.get()), H5Sclose, str(file_, ": no dataspace for ", path));
-  const Handle type = checked(H5Dget_type(dataset.get()), H5Tclose, str(file_, ": no type for ", path));
+  const Handle dataset = checked(H5Dopen2(id(), name.c_str(), H5P_DEFAULT), H5Dclose,
+                                 str(file_, ": cannot open dataset ", path));
+  const Handle space =
+      checked(H5Dget_space(dataset.get()), H5Sclose, str(file_, ": no dataspace for ", path));
+  const Handle type =
+      checked(H5Dget_type(dataset.get()), H5Tclose, str(file_, ": no type for ", path));
   DatasetInfo out;
   const int rank = H5Sget_simple_extent_ndims(space.get());
   std::vector<hsize_t> dims(static_cast<std::size_t>(std::max(rank, 0)));
@@ -150,11 +181,12 @@ DatasetInfo Group::info(const std::string& name) const {
 }
 
 namespace {
-void write_attribute(hid_t object, const std::string& name, hid_t type, hid_t space, const void* data,
-                     const std::string& where) {
+void write_attribute(hid_t object, const std::string& name, hid_t type, hid_t space,
+                     const void* data, const std::string& where) {
   if (H5Aexists(object, name.c_str()) > 0) H5Adelete(object, name.c_str());
-  const Handle attr = checked(H5Acreate2(object, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT), H5Aclose,
-                              str(where, ": cannot create attribute ", name));
+  const Handle attr =
+      checked(H5Acreate2(object, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT), H5Aclose,
+              str(where, ": cannot create attribute ", name));
   require(H5Awrite(attr.get(), type, data) >= 0, where, ": cannot write attribute ", name);
 }
 }  // namespace
@@ -178,7 +210,8 @@ void Group::set_attr(const std::string& name, double value) const {
 
 void Group::set_attr(const std::string& name, std::span<const double> values) const {
   const hsize_t dims[1] = {values.size()};
-  const Handle space = checked(H5Screate_simple(1, dims, nullptr), H5Sclose, "H5Screate_simple failed");
+  const Handle space =
+      checked(H5Screate_simple(1, dims, nullptr), H5Sclose, "H5Screate_simple failed");
   write_attribute(id(), name, H5T_NATIVE_DOUBLE, space.get(), values.data(), file_ + ":" + path_);
 }
 
@@ -199,27 +232,31 @@ std::vector<std::string> Group::attr_names() const {
 namespace {
 Handle open_attribute(hid_t object, const std::string& name, const std::string& where) {
   require(H5Aexists(object, name.c_str()) > 0, where, ": no attribute ", name);
-  return checked(H5Aopen(object, name.c_str(), H5P_DEFAULT), H5Aclose, str(where, ": cannot open attribute ", name));
+  return checked(H5Aopen(object, name.c_str(), H5P_DEFAULT), H5Aclose,
+                 str(where, ": cannot open attribute ", name));
 }
 }  // namespace
 
 std::string Group::attr_string(const std::string& name) const {
   const std::string where = file_ + ":" + path_;
   const Handle attr = open_attribute(id(), name, where);
-  const Handle type = checked(H5Aget_type(attr.get()), H5Tclose, str(where, ": attribute ", name, " has no type"));
+  const Handle type =
+      checked(H5Aget_type(attr.get()), H5Tclose, str(where, ": attribute ", name, " has no type"));
   require(H5Tget_class(type.get()) == H5T_STRING, where, ": attribute ", name, " is not a string");
   if (H5Tis_variable_str(type.get()) > 0) {
     char* value = nullptr;
     const Handle memtype = checked(H5Tcopy(H5T_C_S1), H5Tclose, "H5Tcopy failed");
     H5Tset_size(memtype.get(), H5T_VARIABLE);
-    require(H5Aread(attr.get(), memtype.get(), &value) >= 0, where, ": cannot read attribute ", name);
+    require(H5Aread(attr.get(), memtype.get(), &value) >= 0, where, ": cannot read attribute ",
+            name);
     std::string out = value != nullptr ? value : "";
     H5free_memory(value);
     return out;
   }
   const std::size_t size = H5Tget_size(type.get());
   std::string value(size, '\0');
-  require(H5Aread(attr.get(), type.get(), value.data()) >= 0, where, ": cannot read attribute ", name);
+  require(H5Aread(attr.get(), type.get(), value.data()) >= 0, where, ": cannot read attribute ",
+          name);
   value.resize(value.find('\0') == std::string::npos ? size : value.find('\0'));
   return value;
 }
@@ -227,14 +264,16 @@ std::string Group::attr_string(const std::string& name) const {
 std::int64_t Group::attr_int(const std::string& name) const {
   const Handle attr = open_attribute(id(), name, file_ + ":" + path_);
   std::int64_t value = 0;
-  require(H5Aread(attr.get(), H5T_NATIVE_INT64, &value) >= 0, file_, ":", path_, ": cannot read attribute ", name);
+  require(H5Aread(attr.get(), H5T_NATIVE_INT64, &value) >= 0, file_, ":", path_,
+          ": cannot read attribute ", name);
   return value;
 }
 
 double Group::attr_double(const std::string& name) const {
   const Handle attr = open_attribute(id(), name, file_ + ":" + path_);
   double value = 0;
-  require(H5Aread(attr.get(), H5T_NATIVE_DOUBLE, &value) >= 0, file_, ":", path_, ": cannot read attribute ", name);
+  require(H5Aread(attr.get(), H5T_NATIVE_DOUBLE, &value) >= 0, file_, ":", path_,
+          ": cannot read attribute ", name);
   return value;
 }
 
@@ -268,17 +307,20 @@ File File::open_write(const std::filesystem::path& path) {
 }
 
 Group File::root() const {
-  return Group(checked(H5Gopen2(handle_.get(), "/", H5P_DEFAULT), H5Gclose, str(path_, ": cannot open /")), "/",
-               path_.string());
+  return Group(
+      checked(H5Gopen2(handle_.get(), "/", H5P_DEFAULT), H5Gclose, str(path_, ": cannot open /")),
+      "/", path_.string());
 }
 
-void File::flush() const { require(H5Fflush(handle_.get(), H5F_SCOPE_GLOBAL) >= 0, "cannot flush ", path_); }
+void File::flush() const {
+  require(H5Fflush(handle_.get(), H5F_SCOPE_GLOBAL) >= 0, "cannot flush ", path_);
+}
 
 void silence_library_errors() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
 
-#define QSHARD_H5_INSTANTIATE(T)                                                                       \
-  template void Group::write<T>(const std::string&, std::span<const T>, const std::vector<std::int64_t>&) \
-      const;                                                                                           \
+#define QSHARD_H5_INSTANTIATE(T)                                         \
+  template void Group::write<T>(const std::string&, std::span<const T>,  \
+                                const std::vector<std::int64_t>&) const; \
   template std::vector<T> Group::read<T>(const std::string&, std::vector<std::int64_t>*) const;
 QSHARD_H5_INSTANTIATE(float)
 QSHARD_H5_INSTANTIATE(double)

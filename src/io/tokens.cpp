@@ -13,10 +13,12 @@ TokenSet read_tokens_i32(const std::filesystem::path& path, std::int64_t row_len
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   require(in.good(), "cannot open token file ", path);
   const auto bytes = static_cast<std::int64_t>(in.tellg());
-  require(bytes % 4 == 0, "token file ", path, " has ", bytes, " bytes: not a multiple of 4 (int32 ids)");
+  require(bytes % 4 == 0, "token file ", path, " has ", bytes,
+          " bytes: not a multiple of 4 (int32 ids)");
   require((bytes / 4) % row_length == 0, "token file ", path, " has ", bytes / 4,
           " ids: not a multiple of the row length ", row_length);
-  TokenSet set{bytes / 4 / row_length, row_length, std::vector<std::int32_t>(static_cast<std::size_t>(bytes / 4))};
+  TokenSet set{bytes / 4 / row_length, row_length,
+               std::vector<std::int32_t>(static_cast<std::size_t>(bytes / 4))};
   in.seekg(0);
   in.read(reinterpret_cast<char*>(set.ids.data()), bytes);  // little-endian host (x86-64, aarch64)
   require(in.good(), "cannot read token file ", path);
@@ -29,13 +31,14 @@ TokenSet read_tokens_hdf5(const std::filesystem::path& path, const std::string& 
   require(root.contains(dataset), path, ": no dataset '", dataset, "'");
   const h5::DatasetInfo info = root.info(dataset);
   require(info.type_class == H5T_INTEGER, path, ":", dataset, " is not an integer dataset");
-  require(info.shape.size() == 2, path, ":", dataset, " must be [samples, seq_len], got ", info.shape.size(),
-          " dimensions");
+  require(info.shape.size() == 2, path, ":", dataset, " must be [samples, seq_len], got ",
+          info.shape.size(), " dimensions");
   const std::vector<std::int64_t> ids = root.read<std::int64_t>(dataset);
   TokenSet set{info.shape[0], info.shape[1], {}};
   set.ids.reserve(ids.size());
   for (const std::int64_t id : ids) {
-    require(id >= INT32_MIN && id <= INT32_MAX, path, ":", dataset, " has id ", id, " beyond int32");
+    require(id >= INT32_MIN && id <= INT32_MAX, path, ":", dataset, " has id ", id,
+            " beyond int32");
     set.ids.push_back(static_cast<std::int32_t>(id));
   }
   return set;
@@ -45,13 +48,15 @@ TokenSet read_tokens(const std::string& spec, std::int64_t row_length) {
   const std::size_t h5 = spec.find(".h5");
   if (h5 != std::string::npos) {
     const std::string file = spec.substr(0, h5 + 3);
-    const std::string dataset = spec.size() > h5 + 4 && spec[h5 + 3] == ':' ? spec.substr(h5 + 4) : "tokens";
+    const std::string dataset =
+        spec.size() > h5 + 4 && spec[h5 + 3] == ':' ? spec.substr(h5 + 4) : "tokens";
     return read_tokens_hdf5(file, dataset);
   }
   return read_tokens_i32(spec, row_length);
 }
 
-void write_tokens_hdf5(const std::filesystem::path& path, const std::string& dataset, const TokenSet& set) {
+void write_tokens_hdf5(const std::filesystem::path& path, const std::string& dataset,
+                       const TokenSet& set) {
   const h5::File file = h5::File::create(path);
   file.root().write<std::int32_t>(dataset, set.ids, {set.rows, set.cols});
 }
@@ -70,7 +75,8 @@ TokenSet sample_windows(std::span<const std::int32_t> stream, std::int64_t n, st
     std::uint64_t x = rng();
     while (x >= limit) x = rng();
     const auto start = static_cast<std::int64_t>(x % starts);
-    std::copy(stream.begin() + start, stream.begin() + start + seq_len, set.ids.begin() + i * seq_len);
+    std::copy(stream.begin() + start, stream.begin() + start + seq_len,
+              set.ids.begin() + i * seq_len);
   }
   return set;
 }

@@ -17,14 +17,16 @@ class CheckpointSource final : public WeightSource {
     if (!ref) return false;
     if (ref->layer < 0) return checkpoint_.has_model_tensor(name);
     if (ref->layer >= checkpoint_.layer_count()) return false;
-    if (ref->linear && ref->field == "bias") return !layer(ref->layer).module(*ref->linear).bias.empty();
+    if (ref->linear && ref->field == "bias")
+      return !layer(ref->layer).module(*ref->linear).bias.empty();
     return true;
   }
   MatrixF load(const std::string& name) const override {
     const auto ref = parse_tensor_name(name);
     require(ref.has_value(), describe(), ": unknown tensor name '", name, "'");
     if (ref->layer < 0) {
-      if (name == kLmHeadName && !checkpoint_.has_model_tensor(name) && config().tie_word_embeddings)
+      if (name == kLmHeadName && !checkpoint_.has_model_tensor(name) &&
+          config().tie_word_embeddings)
         return checkpoint_.model_tensor(std::string(kEmbedName));
       return checkpoint_.model_tensor(name);
     }

@@ -17,7 +17,8 @@ std::vector<double> inverse_frequencies(const ModelConfig& c) {
   const std::int64_t half = c.head_dim / 2;
   std::vector<double> inv(static_cast<std::size_t>(half));
   for (std::int64_t i = 0; i < half; ++i)
-    inv[static_cast<std::size_t>(i)] = 1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / static_cast<double>(c.head_dim));
+    inv[static_cast<std::size_t>(i)] =
+        1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / static_cast<double>(c.head_dim));
   const RopeScaling& s = c.rope_scaling;
   if (s.type == "linear") {
     for (double& f : inv) f /= s.factor;
@@ -31,7 +32,8 @@ std::vector<double> inverse_frequencies(const ModelConfig& c) {
       if (wavelen > low_wavelen) {
         f /= s.factor;
       } else {
-        const double smooth = (old_context / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+        const double smooth =
+            (old_context / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
         f = (1.0 - smooth) * f / s.factor + smooth * f;
       }
     }
@@ -49,9 +51,12 @@ void rotate(float* x, const float* cos, const float* sin, std::int64_t half) {
   }
 }
 
-// Causal grouped-query attention of one sample: q [seq, heads*d], k/v [seq, kv*d] -> out [seq, heads*d].
-void attention(const ModelConfig& c, const float* q, const float* k, const float* v, std::int64_t seq, float* out) {
-  const std::int64_t d = c.head_dim, heads = c.num_attention_heads, kv_heads = c.num_key_value_heads;
+// Causal grouped-query attention of one sample: q [seq, heads*d], k/v [seq, kv*d] -> out [seq,
+// heads*d].
+void attention(const ModelConfig& c, const float* q, const float* k, const float* v,
+               std::int64_t seq, float* out) {
+  const std::int64_t d = c.head_dim, heads = c.num_attention_heads,
+                     kv_heads = c.num_key_value_heads;
   const std::int64_t group = heads / kv_heads, q_stride = heads * d, kv_stride = kv_heads * d;
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   std::vector<float> scores(static_cast<std::size_t>(seq));
@@ -95,11 +100,15 @@ LinearInput input_of(Linear linear) {
   switch (linear) {
     case Linear::Q:
     case Linear::K:
-    case Linear::V: return LinearInput::Attention;
-    case Linear::O: return LinearInput::AttentionOutput;
+    case Linear::V:
+      return LinearInput::Attention;
+    case Linear::O:
+      return LinearInput::AttentionOutput;
     case Linear::Gate:
-    case Linear::Up: return LinearInput::Mlp;
-    case Linear::Down: return LinearInput::MlpDown;
+    case Linear::Up:
+      return LinearInput::Mlp;
+    case Linear::Down:
+      return LinearInput::MlpDown;
   }
   throw Error("invalid linear module");
 }
@@ -126,22 +135,26 @@ RotaryTable::RotaryTable(const ModelConfig& config, std::int64_t max_positions)
   for (std::int64_t p = 0; p < max_positions; ++p)
     for (std::int64_t i = 0; i < half; ++i) {
       // HF computes the angle in fp32 before cos/sin.
-      const float angle = static_cast<float>(p) * static_cast<float>(inv[static_cast<std::size_t>(i)]);
+      const float angle =
+          static_cast<float>(p) * static_cast<float>(inv[static_cast<std::size_t>(i)]);
       cos_[static_cast<std::size_t>(p * half + i)] = std::cos(angle);
       sin_[static_cast<std::size_t>(p * half + i)] = std::sin(angle);
     }
 }
 
 MatrixF linear_forward(const MatrixF& x, const MatrixF& weight, const std::vector<float>& bias) {
-  require(x.cols() == weight.cols(), "linear: input has ", x.cols(), " features, weight expects ", weight.cols());
+  require(x.cols() == weight.cols(), "linear: input has ", x.cols(), " features, weight expects ",
+          weight.cols());
   MatrixF y(x.rows(), weight.rows());
   if (x.rows() > 0 && weight.rows() > 0) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(x.rows()), static_cast<int>(weight.rows()),
-                static_cast<int>(x.cols()), 1.0f, x.data(), static_cast<int>(x.cols()), weight.data(),
-                static_cast<int>(weight.cols()), 0.0f, y.data(), static_cast<int>(y.cols()));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(x.rows()),
+                static_cast<int>(weight.rows()), static_cast<int>(x.cols()), 1.0f, x.data(),
+                static_cast<int>(x.cols()), weight.data(), static_cast<int>(weight.cols()), 0.0f,
+                y.data(), static_cast<int>(y.cols()));
   }
   if (!bias.empty()) {
-    require(static_cast<std::int64_t>(bias.size()) == y.cols(), "linear: bias of ", bias.size(), " for ", y.cols(), " outputs");
+    require(static_cast<std::int64_t>(bias.size()) == y.cols(), "linear: bias of ", bias.size(),
+            " for ", y.cols(), " outputs");
     for (std::int64_t r = 0; r < y.rows(); ++r)
       for (std::int64_t c = 0; c < y.cols(); ++c) y(r, c) += bias[static_cast<std::size_t>(c)];
   }
@@ -149,7 +162,8 @@ MatrixF linear_forward(const MatrixF& x, const MatrixF& weight, const std::vecto
 }
 
 void rms_norm(MatrixF& x, const MatrixF& weight, double eps) {
-  require(weight.size() == static_cast<std::size_t>(x.cols()), "rms_norm: weight of ", weight.size(), " for ", x.cols(), " features");
+  require(weight.size() == static_cast<std::size_t>(x.cols()), "rms_norm: weight of ",
+          weight.size(), " for ", x.cols(), " features");
   for (std::int64_t r = 0; r < x.rows(); ++r) {
     float* row = x.data() + r * x.cols();
     double sum = 0.0;
@@ -159,18 +173,22 @@ void rms_norm(MatrixF& x, const MatrixF& weight, double eps) {
   }
 }
 
-MatrixF forward_layer(const ModelConfig& config, const LayerWeights& w, const RotaryTable& rope, const MatrixF& hidden,
-                      std::int64_t seq_len, const CaptureFn& capture, std::optional<LinearInput> stop_after) {
-  require(seq_len > 0 && hidden.rows() % seq_len == 0, "forward: ", hidden.rows(), " rows are not whole samples of ",
-          seq_len, " tokens");
-  require(seq_len <= rope.max_positions(), "forward: seq_len ", seq_len, " beyond the rotary table's ", rope.max_positions());
-  require(hidden.cols() == config.hidden_size, "forward: hidden states have ", hidden.cols(), " features, the model ",
-          config.hidden_size);
+MatrixF forward_layer(const ModelConfig& config, const LayerWeights& w, const RotaryTable& rope,
+                      const MatrixF& hidden, std::int64_t seq_len, const CaptureFn& capture,
+                      std::optional<LinearInput> stop_after) {
+  require(seq_len > 0 && hidden.rows() % seq_len == 0, "forward: ", hidden.rows(),
+          " rows are not whole samples of ", seq_len, " tokens");
+  require(seq_len <= rope.max_positions(), "forward: seq_len ", seq_len,
+          " beyond the rotary table's ", rope.max_positions());
+  require(hidden.cols() == config.hidden_size, "forward: hidden states have ", hidden.cols(),
+          " features, the model ", config.hidden_size);
   const auto emit = [&](LinearInput input, const MatrixF& x) {
     if (capture) capture(input, x);
     return stop_after && *stop_after == input;
   };
-  const auto bias = [&](Linear l) -> const std::vector<float>& { return w.bias[static_cast<std::size_t>(l)]; };
+  const auto bias = [&](Linear l) -> const std::vector<float>& {
+    return w.bias[static_cast<std::size_t>(l)];
+  };
   const std::int64_t samples = hidden.rows() / seq_len, d = config.head_dim, half = d / 2;
 
   MatrixF x = hidden;
@@ -189,7 +207,8 @@ MatrixF forward_layer(const ModelConfig& config, const LayerWeights& w, const Ro
   MatrixF heads(hidden.rows(), config.q_dim());
   for (std::int64_t s = 0; s < samples; ++s) {
     attention(config, q.data() + s * seq_len * q.cols(), k.data() + s * seq_len * k.cols(),
-              v.data() + s * seq_len * v.cols(), seq_len, heads.data() + s * seq_len * heads.cols());
+              v.data() + s * seq_len * v.cols(), seq_len,
+              heads.data() + s * seq_len * heads.cols());
   }
   if (emit(LinearInput::AttentionOutput, heads)) return {};
   MatrixF h = hidden;

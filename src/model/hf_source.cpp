@@ -18,13 +18,18 @@ Shape expected_shape(const ModelConfig& c, const std::string& name) {
   if (!ref->linear) return {c.hidden_size};  // the layer norms
   const auto [rows, cols] = [&]() -> std::pair<std::int64_t, std::int64_t> {
     switch (*ref->linear) {
-      case Linear::Q: return {c.q_dim(), c.hidden_size};
+      case Linear::Q:
+        return {c.q_dim(), c.hidden_size};
       case Linear::K:
-      case Linear::V: return {c.kv_dim(), c.hidden_size};
-      case Linear::O: return {c.hidden_size, c.q_dim()};
+      case Linear::V:
+        return {c.kv_dim(), c.hidden_size};
+      case Linear::O:
+        return {c.hidden_size, c.q_dim()};
       case Linear::Gate:
-      case Linear::Up: return {c.intermediate_size, c.hidden_size};
-      case Linear::Down: return {c.hidden_size, c.intermediate_size};
+      case Linear::Up:
+        return {c.intermediate_size, c.hidden_size};
+      case Linear::Down:
+        return {c.hidden_size, c.intermediate_size};
     }
     return {0, 0};
   }();
@@ -42,15 +47,19 @@ class HfSource final : public WeightSource {
   }
   MatrixF load(const std::string& name) const override {
     const std::string stored =
-        name == kLmHeadName && !model_.contains(name) && config_.tie_word_embeddings ? std::string(kEmbedName) : name;
+        name == kLmHeadName && !model_.contains(name) && config_.tie_word_embeddings
+            ? std::string(kEmbedName)
+            : name;
     require(model_.contains(stored), directory_, ": tensor '", name, "' is missing");
     const TensorView view = model_.view(stored);
     const Shape expected = expected_shape(config_, name);
-    require(expected.empty() || view.shape == expected, directory_, ": tensor '", stored, "' has shape ",
-            shape_string(view.shape), ", the config implies ", shape_string(expected));
+    require(expected.empty() || view.shape == expected, directory_, ": tensor '", stored,
+            "' has shape ", shape_string(view.shape), ", the config implies ",
+            shape_string(expected));
     MatrixF m = view.to_matrix();
     for (std::size_t i = 0; i < m.size(); ++i)
-      require(std::isfinite(m.data()[i]), directory_, ": tensor '", stored, "' has a non-finite value at element ", i);
+      require(std::isfinite(m.data()[i]), directory_, ": tensor '", stored,
+              "' has a non-finite value at element ", i);
     return m;
   }
   std::string describe() const override { return str("model ", directory_); }
@@ -85,12 +94,15 @@ class OverrideSource final : public WeightSource {
 }  // namespace
 
 std::unique_ptr<WeightSource> open_hf_model(const std::filesystem::path& directory) {
-  require(std::filesystem::is_directory(directory), "model directory ", directory, " does not exist");
-  require(std::filesystem::exists(directory / "config.json"), "model directory ", directory, " has no config.json");
+  require(std::filesystem::is_directory(directory), "model directory ", directory,
+          " does not exist");
+  require(std::filesystem::exists(directory / "config.json"), "model directory ", directory,
+          " has no config.json");
   return std::make_unique<HfSource>(directory);
 }
 
-std::unique_ptr<WeightSource> with_overrides(const WeightSource& base, std::map<std::string, MatrixF> replacements) {
+std::unique_ptr<WeightSource> with_overrides(const WeightSource& base,
+                                             std::map<std::string, MatrixF> replacements) {
   return std::make_unique<OverrideSource>(base, std::move(replacements));
 }
 

@@ -72,7 +72,8 @@ class SyntheticSource final : public WeightSource {
     require(ref.has_value() && contains(name), describe(), ": no tensor '", name, "'");
     const std::uint64_t key = hash_name(name, seed_);
     const std::int64_t hidden = config_.hidden_size;
-    if (name == kEmbedName || name == kLmHeadName) return gaussian(key, config_.vocab_size, hidden, 1.0);
+    if (name == kEmbedName || name == kLmHeadName)
+      return gaussian(key, config_.vocab_size, hidden, 1.0);
     if (ref->linear) {
       const auto [rows, cols] = linear_shape(*ref->linear);
       if (ref->field == "bias") return gaussian(key, 1, rows, 0.02);
@@ -80,7 +81,8 @@ class SyntheticSource final : public WeightSource {
     }
     // RMSNorm weights: around 1, with a few large channels that become large-variance inputs.
     MatrixF norm(1, hidden);
-    const auto forced = static_cast<std::int64_t>(splitmix64(key) % static_cast<std::uint64_t>(hidden));
+    const auto forced =
+        static_cast<std::int64_t>(splitmix64(key) % static_cast<std::uint64_t>(hidden));
     for (std::int64_t c = 0; c < hidden; ++c) {
       const bool outlier =
           c == forced || uniform(key ^ 0x5bd1e995ull, static_cast<std::uint64_t>(c)) < 0.01;
@@ -89,7 +91,9 @@ class SyntheticSource final : public WeightSource {
     }
     return norm;
   }
-  std::string describe() const override { return str("synthetic model '", name_, "' (seed ", seed_, ")"); }
+  std::string describe() const override {
+    return str("synthetic model '", name_, "' (seed ", seed_, ")");
+  }
 
  private:
   bool has_bias(Linear l) const {
@@ -100,13 +104,18 @@ class SyntheticSource final : public WeightSource {
   std::pair<std::int64_t, std::int64_t> linear_shape(Linear l) const {
     const ModelConfig& c = config_;
     switch (l) {
-      case Linear::Q: return {c.q_dim(), c.hidden_size};
+      case Linear::Q:
+        return {c.q_dim(), c.hidden_size};
       case Linear::K:
-      case Linear::V: return {c.kv_dim(), c.hidden_size};
-      case Linear::O: return {c.hidden_size, c.q_dim()};
+      case Linear::V:
+        return {c.kv_dim(), c.hidden_size};
+      case Linear::O:
+        return {c.hidden_size, c.q_dim()};
       case Linear::Gate:
-      case Linear::Up: return {c.intermediate_size, c.hidden_size};
-      case Linear::Down: return {c.hidden_size, c.intermediate_size};
+      case Linear::Up:
+        return {c.intermediate_size, c.hidden_size};
+      case Linear::Down:
+        return {c.hidden_size, c.intermediate_size};
     }
     throw Error("invalid linear module");
   }
@@ -121,23 +130,27 @@ class SyntheticSource final : public WeightSource {
   MatrixF linear(std::uint64_t key, std::int64_t rows, std::int64_t cols, Linear l,
                  std::int64_t layer) const {
     const bool residual = l == Linear::O || l == Linear::Down;
-    const double base = 1.0 / std::sqrt(static_cast<double>(cols)) /
-                        (residual ? std::sqrt(2.0 * static_cast<double>(config_.num_hidden_layers)) : 1.0);
+    const double base =
+        1.0 / std::sqrt(static_cast<double>(cols)) /
+        (residual ? std::sqrt(2.0 * static_cast<double>(config_.num_hidden_layers)) : 1.0);
     const std::uint64_t column_key = hash_name(str("columns.", layer, ".", linear_name(l)), seed_);
     // ~1% of the columns, and always at least one.
-    const auto forced = static_cast<std::int64_t>(splitmix64(column_key) % static_cast<std::uint64_t>(cols));
+    const auto forced =
+        static_cast<std::int64_t>(splitmix64(column_key) % static_cast<std::uint64_t>(cols));
     std::vector<float> column_scale(static_cast<std::size_t>(cols));
     for (std::int64_t c = 0; c < cols; ++c)
       column_scale[static_cast<std::size_t>(c)] =
           (c == forced || uniform(column_key, static_cast<std::uint64_t>(c)) < 0.01) ? 4.0f : 1.0f;
     MatrixF m(rows, cols);
     for (std::int64_t r = 0; r < rows; ++r) {
-      const double row_scale = base * std::exp(0.3 * normal(key ^ 0xabcdefull, static_cast<std::uint64_t>(r)));
+      const double row_scale =
+          base * std::exp(0.3 * normal(key ^ 0xabcdefull, static_cast<std::uint64_t>(r)));
       float* row = m.data() + r * cols;
       const auto offset = static_cast<std::uint64_t>(r * cols);
       for (std::int64_t c = 0; c < cols; ++c)
-        row[c] = static_cast<float>(row_scale * normal(key, offset + static_cast<std::uint64_t>(c)) *
-                                    column_scale[static_cast<std::size_t>(c)]);
+        row[c] =
+            static_cast<float>(row_scale * normal(key, offset + static_cast<std::uint64_t>(c)) *
+                               column_scale[static_cast<std::size_t>(c)]);
     }
     return m;
   }
