@@ -31,7 +31,8 @@ int main(int argc, char** argv) {
     }
     if (args.count("checkpoint")) {
       qshard::h5::silence_library_errors();
-      qshard::print_checkpoint_summary(qshard::Checkpoint(args["checkpoint"].as<std::string>()), std::cout);
+      qshard::print_checkpoint_summary(qshard::Checkpoint(args["checkpoint"].as<std::string>()),
+                                       std::cout);
       return 0;
     }
     std::cerr << "qshard-inspect: error: give --model DIR or --checkpoint FILE.h5 (see --help)\n";

@@ -1,6 +1,7 @@
 // qshard-quantize: GPTQ of a whole model over MPI ranks (mpirun / srun), one rank per GPU or core.
 #include <cblas.h>
 
+#include <cstdio>
 #include <iostream>
 #include <string>
 
@@ -13,7 +14,8 @@
 namespace {
 // One write per message, so the lines of several ranks never interleave.
 void report(int rank, const char* what) {
-  const std::string line = "qshard-quantize: error (rank " + std::to_string(rank) + "): " + what + "\n";
+  const std::string line =
+      "qshard-quantize: error (rank " + std::to_string(rank) + "): " + what + "\n";
   std::fwrite(line.data(), 1, line.size(), stderr);
   std::fflush(stderr);
 }
@@ -39,9 +41,11 @@ int main(int argc, char** argv) {
     }
     const qshard::JobOptions& options = *parsed.options;
     openblas_set_num_threads(options.threads);
-    const int local_rank = qshard::launcher_local_rank() >= 0 ? qshard::launcher_local_rank() : comm.local_rank();
+    const int local_rank =
+        qshard::launcher_local_rank() >= 0 ? qshard::launcher_local_rank() : comm.local_rank();
     const auto backend = qshard::make_backend(options.backend, local_rank);
-    const qshard::JobResult result = qshard::run_quantize_job(options, comm, *backend, command_line, std::cout);
+    const qshard::JobResult result =
+        qshard::run_quantize_job(options, comm, *backend, command_line, std::cout);
     return result.completed ? 0 : qshard::kStoppedExitCode;
   } catch (const qshard::CollectiveError& e) {
     // Raised on every rank together (checked options, missing inputs, agreed failures).

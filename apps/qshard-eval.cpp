@@ -1,0 +1,46 @@
+// qshard-eval: perplexity, KL divergence and top-1 agreement of a (quantized) model.
+#include <boost/program_options.hpp>
+#include <iostream>
+
+#include "qshard/core/error.hpp"
+#include "qshard/eval/eval_job.hpp"
+#include "qshard/io/hdf5.hpp"
+
+namespace po = boost::program_options;
+
+int main(int argc, char** argv) {
+  qshard::EvalOptions o;
+  po::options_description d(
+      "qshard-eval: perplexity of a model; KL divergence and top-1 agreement against the "
+      "original\n\nOptions");
+  d.add_options()("help,h", "print this help")(
+      "model", po::value(&o.model),
+      "original model: Hugging Face directory or synthetic:NAME (the reference)")(
+      "checkpoint", po::value(&o.checkpoint), "qshard HDF5 checkpoint to evaluate against --model")(
+      "tokens", po::value(&o.tokens), "evaluation tokens: FILE.i32 or FILE.h5[:DATASET]")(
+      "seq_len", po::value(&o.seq_len), "tokens per row of the token file")(
+      "window", po::value(&o.window)->default_value(-1),
+      "non-overlapping windows of this length (-1: whole rows)")(
+      "max_rows", po::value(&o.max_rows)->default_value(-1), "evaluate only the first rows")(
+      "rtn_bits", po::value(&o.rtn_bits)->default_value(0),
+      "evaluate --model quantized with RTN at these bits")(
+      "rtn_group_size", po::value(&o.rtn_group_size)->default_value(-1),
+      "group size of --rtn_bits")("json", po::bool_switch(&o.json), "print one JSON line");
+  try {
+    po::variables_map vm;
+    po::store(po::command_line_parser(argc, argv).options(d).run(), vm);
+    po::notify(vm);
+    if (vm.count("help")) {
+      std::cout << d << '\n';
+      return 0;
+    }
+    qshard::h5::silence_library_errors();
+    qshard::print_report(qshard::run_eval(o), o.json, std::cout);
+    return 0;
+  } catch (const po::error& e) {
+    std::cerr << "qshard-eval: error: " << e.what() << " (see --help)\n";
+  } catch (const std::exception& e) {
+    std::cerr << "qshard-eval: error: " << e.what() << '\n';
+  }
+  return 1;
+}

@@ -1,0 +1,35 @@
+#pragma once
+// qshard-eval: perplexity of a model (a Hugging Face directory, a synthetic model, a qshard
+// checkpoint, or a model quantized with RTN in memory), and KL divergence / top-1 agreement
+// against a reference model.
+#include <cstdint>
+#include <optional>
+#include <ostream>
+#include <string>
+
+#include "qshard/eval/metrics.hpp"
+
+namespace qshard {
+
+struct EvalOptions {
+  std::string model;       // the original model (reference for comparisons)
+  std::string checkpoint;  // a qshard checkpoint to evaluate (against `model` when given)
+  std::string tokens;      // evaluation token file
+  std::int64_t seq_len = 0;
+  std::int64_t window = -1;
+  std::int64_t max_rows = -1;
+  int rtn_bits = 0;        // > 0: evaluate `model` quantized with RTN at these bits
+  std::int64_t rtn_group_size = -1;
+  bool json = false;
+};
+
+struct EvalReport {
+  PerplexityResult evaluated;
+  std::optional<ComparisonResult> comparison;  // when a reference is available
+  std::string description;
+};
+
+EvalReport run_eval(const EvalOptions& options);
+void print_report(const EvalReport& report, bool json, std::ostream& out);
+
+}  // namespace qshard

@@ -1,0 +1,93 @@
+#include "qshard/eval/eval_job.hpp"
+
+#include <iomanip>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "qshard/core/error.hpp"
+#include "qshard/model/checkpoint_source.hpp"
+#include "qshard/model/override_source.hpp"
+#include "qshard/model/synthetic_source.hpp"
+#include "qshard/quant/solver.hpp"
+
+namespace qshard {
+namespace {
+
+// Every decoder linear of `source` quantized with RTN and dequantized, in memory.
+std::unique_ptr<WeightSource> rtn_model(const WeightSource& source, const QuantConfig& config) {
+  std::map<std::string, MatrixF> replaced;
+  for (std::int64_t l = 0; l < source.config().num_hidden_layers; ++l)
+    for (const Linear linear : kAllLinears) {
+      const std::string name = linear_weight_name(l, linear);
+      replaced[name] = quantize_rtn(source.load(name), config).dequantize();
+    }
+  return with_overrides(source, std::move(replaced));
+}
+
+}  // namespace
+
+EvalReport run_eval(const EvalOptions& o) {
+  require(!o.tokens.empty(), "give the evaluation tokens with --tokens");
+  require(o.seq_len > 1, "give --seq_len (tokens per row of the token file)");
+  require(!o.model.empty() || !o.checkpoint.empty(), "give --model and/or --checkpoint");
+  TokenSet tokens = read_tokens(o.tokens, o.seq_len);
+  if (o.max_rows > 0 && o.max_rows < tokens.rows) {
+    tokens.rows = o.max_rows;
+    tokens.ids.resize(static_cast<std::size_t>(tokens.rows * tokens.cols));
+  }
+  EvalReport report;
+  std::unique_ptr<WeightSource> reference = o.model.empty() ? nullptr : open_model(o.model, 0);
+  std::unique_ptr<WeightSource> evaluated;
+  if (!o.checkpoint.empty()) {
+    evaluated = open_checkpoint_model(o.checkpoint);
+    report.description = "checkpoint " + o.checkpoint;
+  } else if (o.rtn_bits > 0) {
+    QuantConfig q;
+    q.bits = o.rtn_bits;
+    q.group_size = o.rtn_group_size;
+    q.validate();
+    evaluated = rtn_model(*reference, q);
+    report.description = str("RTN ", o.rtn_bits, "-bit group ", o.rtn_group_size, " of ", o.model);
+  }
+  if (!evaluated) {
+    report.description = o.model;
+    report.evaluated = perplexity(CausalLm(*reference), tokens, o.window);
+    return report;
+  }
+  const CausalLm model(*evaluated);
+  if (!reference) {
+    report.evaluated = perplexity(model, tokens, o.window);
+    return report;
+  }
+  report.comparison = compare_models(CausalLm(*reference), model, tokens, o.window);
+  report.evaluated = report.comparison->model;
+  return report;
+}
+
+void print_report(const EvalReport& r, bool json, std::ostream& out) {
+  if (json) {
+    nlohmann::json j;
+    j["evaluated"] = r.description;
+    j["perplexity"] = r.evaluated.perplexity;
+    j["mean_nll"] = r.evaluated.mean_nll;
+    j["predictions"] = r.evaluated.predictions;
+    if (r.comparison) {
+      j["reference_perplexity"] = r.comparison->reference.perplexity;
+      j["kl"] = r.comparison->mean_kl;
+      j["top1"] = r.comparison->top1_agreement;
+    }
+    out << j.dump() << '\n';
+    return;
+  }
+  out << std::fixed << std::setprecision(4) << "evaluated            " << r.description << '\n'
+      << "perplexity           " << r.evaluated.perplexity << "  (mean NLL " << r.evaluated.mean_nll
+      << ", " << r.evaluated.predictions << " predictions)\n";
+  if (r.comparison) {
+    out << "reference perplexity " << r.comparison->reference.perplexity << '\n'
+        << "mean KL divergence   " << std::setprecision(6) << r.comparison->mean_kl << " nats\n"
+        << "top-1 agreement      " << std::setprecision(4) << 100.0 * r.comparison->top1_agreement
+        << " %\n";
+  }
+}
+
+}  // namespace qshard
