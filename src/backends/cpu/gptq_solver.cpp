@@ -18,6 +18,7 @@
 #include <numeric>
 
 #include "qshard/core/error.hpp"
+#include "qshard/quant/gptq_plan.hpp"
 #include "qshard/quant/quantizer.hpp"
 #include "qshard/quant/solver.hpp"
 
@@ -46,53 +47,7 @@ bool inverse_upper_cholesky(const MatrixD& a, MatrixD& u) {
 class CpuSolver final : public Solver {
  public:
   HessianFactor factorize(const MatrixD& hessian, const GptqOptions& options) const override {
-    options.validate();
-    const std::int64_t n = hessian.rows();
-    require(n > 0 && hessian.cols() == n, "Hessian must be square (got [", hessian.rows(), ", ",
-            hessian.cols(), "])");
-    for (std::int64_t i = 0; i < n; ++i)
-      for (std::int64_t j = 0; j < n; ++j)
-        require(std::isfinite(hessian(i, j)), "Hessian has a non-finite value ", hessian(i, j),
-                " at (", i, ", ", j, ")");
-    HessianFactor f;
-    f.columns = n;
-    f.dead.assign(static_cast<std::size_t>(n), 0);
-    MatrixD h = hessian;
-    for (std::int64_t i = 0; i < n; ++i) {
-      if (h(i, i) == 0.0) {
-        f.dead[static_cast<std::size_t>(i)] = 1;
-        h(i, i) = 1.0;
-      }
-    }
-    f.perm.resize(static_cast<std::size_t>(n));
-    std::iota(f.perm.begin(), f.perm.end(), 0);
-    if (options.act_order) {
-      std::stable_sort(f.perm.begin(), f.perm.end(),
-                       [&](std::int32_t a, std::int32_t b) { return h(a, a) > h(b, b); });
-    }
-    MatrixD permuted(n, n);
-    double mean_diag = 0.0;
-    for (std::int64_t i = 0; i < n; ++i) {
-      for (std::int64_t j = 0; j < n; ++j)
-        permuted(i, j) =
-            h(f.perm[static_cast<std::size_t>(i)], f.perm[static_cast<std::size_t>(j)]);
-      mean_diag += permuted(i, i);
-    }
-    mean_diag /= static_cast<double>(n);
-    double damp = options.damp_percent;
-    for (int step = 0; step <= options.max_damp_steps; ++step) {
-      MatrixD damped = permuted;
-      for (std::int64_t i = 0; i < n; ++i) damped(i, i) += damp * mean_diag;
-      if (inverse_upper_cholesky(damped, f.hinv_upper)) {
-        f.damp_percent_used = damp;
-        f.damp_steps = step;
-        return f;
-      }
-      damp = damp > 0.0 ? damp * 10.0 : 0.01;
-    }
-    throw Error(str("Hessian of ", n, " features is not positive definite even with damp_percent ",
-                    damp / 10.0, " after ", options.max_damp_steps,
-                    " increases (too few calibration tokens, or degenerate inputs)"));
+    return factorize_hessian(hessian, options, inverse_upper_cholesky);
   }
 
   QuantizedWeight solve(const MatrixF& weight, const HessianFactor& f,
@@ -100,58 +55,26 @@ class CpuSolver final : public Solver {
     options.validate();
     const QuantConfig& qc = options.quant;
     const std::int64_t rows = weight.rows(), n = weight.cols();
-    require(n == f.columns, "solve: weight has ", n, " columns, the factorisation ", f.columns);
     const std::int32_t maxq = qc.maxq();
-    const std::int64_t gs = qc.group_size > 0 ? qc.group_size : n;
-    const std::int64_t groups = group_count(n, qc.group_size);
-
-    // W in double, dead columns zeroed, columns in solve order.
-    MatrixD original(rows, n);
-    for (std::int64_t r = 0; r < rows; ++r)
-      for (std::int64_t c = 0; c < n; ++c) {
-        const float v = weight(r, c);
-        require(std::isfinite(v), "weight has a non-finite value ", v, " at (", r, ", ", c, ")");
-        original(r, c) = f.dead[static_cast<std::size_t>(c)] ? 0.0 : static_cast<double>(v);
-      }
-    MatrixD w(rows, n);
-    for (std::int64_t r = 0; r < rows; ++r)
-      for (std::int64_t k = 0; k < n; ++k)
-        w(r, k) = original(r, f.perm[static_cast<std::size_t>(k)]);
+    const GroupPlan plan = plan_groups(f, options);
+    const std::int64_t gs = plan.group_size;
+    MatrixD w = permuted_weights(weight, f);
 
     QuantizedWeight q;
     q.bits = qc.bits;
     q.group_size = qc.group_size;
     q.codes = Matrix<std::uint8_t>(rows, n);
-    q.scales = MatrixF(rows, groups);
-    q.zeros = Matrix<std::int32_t>(rows, groups);
-    q.g_idx.resize(static_cast<std::size_t>(n));
-
-    // Group of the k-th solved column, and (static groups) parameters from the original weights.
-    std::vector<std::int32_t> group_of_position(static_cast<std::size_t>(n));
-    for (std::int64_t k = 0; k < n; ++k) {
-      const std::int64_t column = f.perm[static_cast<std::size_t>(k)];
-      const std::int64_t g = options.static_groups ? column / gs : k / gs;
-      group_of_position[static_cast<std::size_t>(k)] = static_cast<std::int32_t>(g);
-      q.g_idx[static_cast<std::size_t>(column)] = static_cast<std::int32_t>(g);
-    }
+    q.scales = MatrixF(rows, plan.groups);
+    q.zeros = Matrix<std::int32_t>(rows, plan.groups);
+    q.g_idx = plan.g_idx;
+    if (plan.precomputed) precompute_group_params(weight, f, plan, qc, q.scales, q.zeros);
+    const std::vector<std::int32_t>& group_of_position = plan.group_of_position;
     std::vector<GroupParams> current(static_cast<std::size_t>(rows));
     const auto set_params = [&](std::int64_t r, std::int64_t g, const GroupParams& p) {
       current[static_cast<std::size_t>(r)] = p;
       q.scales(r, g) = p.scale;
       q.zeros(r, g) = p.zero;
     };
-    if (options.static_groups || qc.group_size <= 0) {
-      for (std::int64_t r = 0; r < rows; ++r) {
-        for (std::int64_t g = 0; g < groups; ++g) {
-          const std::int64_t begin = g * gs, end = std::min(n, begin + gs);
-          const std::span<const double> values(original.data() + r * n + begin,
-                                               static_cast<std::size_t>(end - begin));
-          const GroupParams p = find_params(values, qc);
-          q.scales(r, g) = p.scale;
-          q.zeros(r, g) = p.zero;
-        }
-      }
-    }
 
     const std::int64_t block = options.block_size;
     std::vector<double> group_values(static_cast<std::size_t>(gs));
@@ -159,8 +82,7 @@ class CpuSolver final : public Solver {
       const std::int64_t i2 = std::min(n, i1 + block), count = i2 - i1;
       MatrixD err(rows, count);
       MatrixD block_start;  // the batch as it was when it started (for the reference group rule)
-      if (options.group_rule == GroupScaleRule::Reference && !options.static_groups &&
-          qc.group_size > 0) {
+      if (options.group_rule == GroupScaleRule::Reference && !plan.precomputed) {
         block_start = MatrixD(rows, count);
         for (std::int64_t r = 0; r < rows; ++r)
           std::copy(&w(r, i1), &w(r, i1) + count, &block_start(r, 0));
@@ -168,10 +90,10 @@ class CpuSolver final : public Solver {
       for (std::int64_t i = 0; i < count; ++i) {
         const std::int64_t k = i1 + i;
         const std::int64_t g = group_of_position[static_cast<std::size_t>(k)];
-        const bool group_starts = !options.static_groups && qc.group_size > 0 && k % gs == 0;
+        const bool group_starts = !plan.precomputed && k % gs == 0;
         const double d = f.hinv_upper(k, k);
         for (std::int64_t r = 0; r < rows; ++r) {
-          if (options.static_groups || qc.group_size <= 0) {
+          if (plan.precomputed) {
             current[static_cast<std::size_t>(r)] = {q.scales(r, g), q.zeros(r, g)};
           } else if (group_starts) {
             const std::int64_t end = std::min(n, k + gs);
