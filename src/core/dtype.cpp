@@ -27,14 +27,22 @@ std::size_t dtype_size(DType dtype) {
 
 std::string_view dtype_name(DType dtype) {
   switch (dtype) {
-    case DType::F32: return "F32";
-    case DType::F16: return "F16";
-    case DType::BF16: return "BF16";
-    case DType::F64: return "F64";
-    case DType::I32: return "I32";
-    case DType::I64: return "I64";
-    case DType::U8: return "U8";
-    case DType::I8: return "I8";
+    case DType::F32:
+      return "F32";
+    case DType::F16:
+      return "F16";
+    case DType::BF16:
+      return "BF16";
+    case DType::F64:
+      return "F64";
+    case DType::I32:
+      return "I32";
+    case DType::I64:
+      return "I64";
+    case DType::U8:
+      return "U8";
+    case DType::I8:
+      return "I8";
   }
   throw Error("dtype_name: invalid dtype");
 }
@@ -44,8 +52,8 @@ DType parse_dtype(std::string_view name) {
                         DType::U8, DType::I8}) {
     if (dtype_name(d) == name) return d;
   }
-  throw Error(str("unsupported dtype '", name,
-                  "' (supported: F32, F16, BF16, F64, I32, I64, U8, I8)"));
+  throw Error(
+      str("unsupported dtype '", name, "' (supported: F32, F16, BF16, F64, I32, I64, U8, I8)"));
 }
 
 DType parse_torch_dtype(std::string_view name) {
@@ -53,6 +61,17 @@ DType parse_torch_dtype(std::string_view name) {
   if (name == "float16" || name == "half") return DType::F16;
   if (name == "bfloat16") return DType::BF16;
   throw Error(str("unsupported torch_dtype '", name, "' (supported: float32, float16, bfloat16)"));
+}
+
+std::string_view torch_dtype_name(DType dtype) {
+  switch (dtype) {
+    case DType::F16:
+      return "float16";
+    case DType::BF16:
+      return "bfloat16";
+    default:
+      return "float32";
+  }
 }
 
 bool is_float(DType dtype) {

@@ -11,17 +11,6 @@
 namespace qshard {
 namespace {
 
-std::string torch_name(const DType dtype) {
-  switch (dtype) {
-    case DType::F16:
-      return "float16";
-    case DType::BF16:
-      return "bfloat16";
-    default:
-      return "float32";
-  }
-}
-
 void print_list(std::ostream& out, const std::string& title,
                 const std::vector<std::string>& names) {
   if (names.empty()) return;
@@ -61,7 +50,7 @@ void print_config(std::ostream& out, const ModelConfig& c) {
   line("attention_bias (q/k/v)", c.attention_bias ? "true" : "false");
   line("o_proj_bias", c.o_proj_bias ? "true" : "false");
   line("mlp_bias", c.mlp_bias ? "true" : "false");
-  line("torch_dtype", torch_name(c.torch_dtype));
+  line("torch_dtype", std::string(torch_dtype_name(c.torch_dtype)));
 }
 
 void print_tensor_table(std::ostream& out, const std::vector<TensorRow>& rows) {

@@ -141,17 +141,6 @@ RopeScaling parse_rope_scaling(const json& value, std::string_view source) {
   return out;
 }
 
-std::string torch_dtype_name(const DType dtype) {
-  switch (dtype) {
-    case DType::F16:
-      return "float16";
-    case DType::BF16:
-      return "bfloat16";
-    default:
-      return "float32";
-  }
-}
-
 std::string architecture_of(std::string_view model_type) {
   const Family* family = family_by_type(model_type);
   require(family != nullptr, "to_json: unsupported model_type '", model_type, "'");
@@ -282,6 +271,24 @@ std::string to_json(const ModelConfig& c) {
     root["rope_scaling"] = {{"rope_type", c.rope_scaling.type}, {"factor", c.rope_scaling.factor}};
   }
   return root.dump(2) + "\n";
+}
+
+std::pair<std::int64_t, std::int64_t> linear_shape(const ModelConfig& c, Linear linear) {
+  switch (linear) {
+    case Linear::Q:
+      return {c.q_dim(), c.hidden_size};
+    case Linear::K:
+    case Linear::V:
+      return {c.kv_dim(), c.hidden_size};
+    case Linear::O:
+      return {c.hidden_size, c.q_dim()};
+    case Linear::Gate:
+    case Linear::Up:
+      return {c.intermediate_size, c.hidden_size};
+    case Linear::Down:
+      return {c.hidden_size, c.intermediate_size};
+  }
+  throw Error("invalid linear module");
 }
 
 }  // namespace qshard

@@ -16,23 +16,7 @@ Shape expected_shape(const ModelConfig& c, const std::string& name) {
   if (name == kEmbedName || name == kLmHeadName) return {c.vocab_size, c.hidden_size};
   if (name == kFinalNormName) return {c.hidden_size};
   if (!ref->linear) return {c.hidden_size};  // the layer norms
-  const auto [rows, cols] = [&]() -> std::pair<std::int64_t, std::int64_t> {
-    switch (*ref->linear) {
-      case Linear::Q:
-        return {c.q_dim(), c.hidden_size};
-      case Linear::K:
-      case Linear::V:
-        return {c.kv_dim(), c.hidden_size};
-      case Linear::O:
-        return {c.hidden_size, c.q_dim()};
-      case Linear::Gate:
-      case Linear::Up:
-        return {c.intermediate_size, c.hidden_size};
-      case Linear::Down:
-        return {c.hidden_size, c.intermediate_size};
-    }
-    return {0, 0};
-  }();
+  const auto [rows, cols] = linear_shape(c, *ref->linear);
   if (ref->field == "bias") return {rows};
   return {rows, cols};
 }

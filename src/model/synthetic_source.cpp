@@ -75,7 +75,7 @@ class SyntheticSource final : public WeightSource {
     if (name == kEmbedName || name == kLmHeadName)
       return gaussian(key, config_.vocab_size, hidden, 1.0);
     if (ref->linear) {
-      const auto [rows, cols] = linear_shape(*ref->linear);
+      const auto [rows, cols] = linear_shape(config_, *ref->linear);
       if (ref->field == "bias") return gaussian(key, 1, rows, 0.02);
       return linear(key, rows, cols, *ref->linear, ref->layer);
     }
@@ -100,24 +100,6 @@ class SyntheticSource final : public WeightSource {
     if (l == Linear::Q || l == Linear::K || l == Linear::V) return config_.attention_bias;
     if (l == Linear::O) return config_.o_proj_bias;
     return config_.mlp_bias;
-  }
-  std::pair<std::int64_t, std::int64_t> linear_shape(Linear l) const {
-    const ModelConfig& c = config_;
-    switch (l) {
-      case Linear::Q:
-        return {c.q_dim(), c.hidden_size};
-      case Linear::K:
-      case Linear::V:
-        return {c.kv_dim(), c.hidden_size};
-      case Linear::O:
-        return {c.hidden_size, c.q_dim()};
-      case Linear::Gate:
-      case Linear::Up:
-        return {c.intermediate_size, c.hidden_size};
-      case Linear::Down:
-        return {c.hidden_size, c.intermediate_size};
-    }
-    throw Error("invalid linear module");
   }
   static MatrixF gaussian(std::uint64_t key, std::int64_t rows, std::int64_t cols, double stddev) {
     MatrixF m(rows, cols);

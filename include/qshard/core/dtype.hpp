@@ -16,6 +16,8 @@ std::string_view dtype_name(DType dtype);
 DType parse_dtype(std::string_view name);
 // Parses a config.json torch_dtype ("float32", "bfloat16", "float16").
 DType parse_torch_dtype(std::string_view name);
+// The config.json spelling: "float32", "float16" or "bfloat16" (other types: "float32").
+std::string_view torch_dtype_name(DType dtype);
 bool is_float(DType dtype);
 
 // IEEE binary16 and bfloat16 <-> binary32. Widening is exact; narrowing rounds to nearest,

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "qshard/core/dtype.hpp"
 
@@ -56,6 +57,8 @@ inline constexpr Linear kAllLinears[] = {Linear::Q,    Linear::K,  Linear::V,   
 std::string_view linear_name(Linear linear);         // "q_proj", ..., "down_proj"
 std::optional<Linear> parse_linear(std::string_view name);  // accepts "q_proj" and "q"
 std::string_view linear_parent(Linear linear);       // "self_attn" or "mlp"
+// [out_features, in_features] of a decoder layer's linear module.
+std::pair<std::int64_t, std::int64_t> linear_shape(const ModelConfig& config, Linear linear);
 
 // HF tensor names: "model.layers.{i}.self_attn.q_proj.weight" etc.
 std::string linear_weight_name(std::int64_t layer, Linear linear);

@@ -1,0 +1,166 @@
+// Checked CUDA calls and the RAII wrappers of backend/cuda/device.hpp.
+#include "qshard/backend/cuda/device.hpp"
+
+#include <limits>
+
+#include "qshard/backend/cuda_backend.hpp"
+
+namespace qshard::cuda {
+namespace {
+
+const char* cublas_status_name(cublasStatus_t status) {
+  switch (status) {
+    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case CUBLAS_STATUS_MAPPING_ERROR: return "CUBLAS_STATUS_MAPPING_ERROR";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+    case CUBLAS_STATUS_LICENSE_ERROR: return "CUBLAS_STATUS_LICENSE_ERROR";
+  }
+  return "unknown cuBLAS status";
+}
+
+const char* cusolver_status_name(cusolverStatus_t status) {
+  switch (status) {
+    case CUSOLVER_STATUS_SUCCESS: return "CUSOLVER_STATUS_SUCCESS";
+    case CUSOLVER_STATUS_NOT_INITIALIZED: return "CUSOLVER_STATUS_NOT_INITIALIZED";
+    case CUSOLVER_STATUS_ALLOC_FAILED: return "CUSOLVER_STATUS_ALLOC_FAILED";
+    case CUSOLVER_STATUS_INVALID_VALUE: return "CUSOLVER_STATUS_INVALID_VALUE";
+    case CUSOLVER_STATUS_ARCH_MISMATCH: return "CUSOLVER_STATUS_ARCH_MISMATCH";
+    case CUSOLVER_STATUS_EXECUTION_FAILED: return "CUSOLVER_STATUS_EXECUTION_FAILED";
+    case CUSOLVER_STATUS_INTERNAL_ERROR: return "CUSOLVER_STATUS_INTERNAL_ERROR";
+    case CUSOLVER_STATUS_MATRIX_TYPE_NOT_SUPPORTED:
+      return "CUSOLVER_STATUS_MATRIX_TYPE_NOT_SUPPORTED";
+    case CUSOLVER_STATUS_NOT_SUPPORTED: return "CUSOLVER_STATUS_NOT_SUPPORTED";
+    default: break;
+  }
+  return "cuSOLVER status";
+}
+
+}  // namespace
+
+void check(cudaError_t status, const char* call) {
+  if (status == cudaSuccess) return;
+  (void)cudaGetLastError();  // clear a non-sticky error so later calls are not blamed for it
+  throw Error(str(call, " failed: ", cudaGetErrorString(status), " (", cudaGetErrorName(status),
+                  ")"));
+}
+
+void check(cublasStatus_t status, const char* call) {
+  if (status == CUBLAS_STATUS_SUCCESS) return;
+  throw Error(str(call, " failed: ", cublas_status_name(status), " (", static_cast<int>(status),
+                  ")"));
+}
+
+void check(cusolverStatus_t status, const char* call) {
+  if (status == CUSOLVER_STATUS_SUCCESS) return;
+  throw Error(str(call, " failed: ", cusolver_status_name(status), " (",
+                  static_cast<int>(status), ")"));
+}
+
+void check_launch(const char* kernel) {
+  const cudaError_t status = cudaGetLastError();
+  if (status != cudaSuccess)
+    throw Error(str("launch of kernel ", kernel, " failed: ", cudaGetErrorString(status)));
+}
+
+int device_count() noexcept {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return count;
+}
+
+DeviceGuard::DeviceGuard(int device) {
+  const int count = device_count();
+  require(device >= 0 && device < count, "CUDA device ", device, " requested but ", count,
+          " visible");
+  QSHARD_CUDA_CHECK(cudaGetDevice(&previous_));
+  if (previous_ != device) {
+    QSHARD_CUDA_CHECK(cudaSetDevice(device));
+    restore_ = true;
+  }
+}
+
+DeviceGuard::~DeviceGuard() {
+  if (restore_) (void)cudaSetDevice(previous_);
+}
+
+Stream::Stream() { QSHARD_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
+Stream::~Stream() {
+  if (stream_ != nullptr) (void)cudaStreamDestroy(stream_);
+}
+void Stream::synchronize() const { QSHARD_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+Event::Event() { QSHARD_CUDA_CHECK(cudaEventCreate(&event_)); }
+Event::~Event() {
+  if (event_ != nullptr) (void)cudaEventDestroy(event_);
+}
+void Event::record(cudaStream_t stream) const {
+  QSHARD_CUDA_CHECK(cudaEventRecord(event_, stream));
+}
+void Event::synchronize() const { QSHARD_CUDA_CHECK(cudaEventSynchronize(event_)); }
+float Event::elapsed_ms_since(const Event& start) const {
+  float ms = 0.0f;
+  QSHARD_CUDA_CHECK(cudaEventElapsedTime(&ms, start.event_, event_));
+  return ms;
+}
+
+CublasHandle::CublasHandle(cudaStream_t stream) {
+  QSHARD_CUDA_CHECK(cublasCreate(&handle_));
+  try {
+    QSHARD_CUDA_CHECK(cublasSetStream(handle_, stream));
+    QSHARD_CUDA_CHECK(cublasSetMathMode(handle_, CUBLAS_DEFAULT_MATH));
+    QSHARD_CUDA_CHECK(cublasSetAtomicsMode(handle_, CUBLAS_ATOMICS_NOT_ALLOWED));
+  } catch (...) {
+    (void)cublasDestroy(handle_);
+    throw;
+  }
+}
+CublasHandle::~CublasHandle() {
+  if (handle_ != nullptr) (void)cublasDestroy(handle_);
+}
+
+CusolverHandle::CusolverHandle(cudaStream_t stream) {
+  QSHARD_CUDA_CHECK(cusolverDnCreate(&handle_));
+  try {
+    QSHARD_CUDA_CHECK(cusolverDnSetStream(handle_, stream));
+  } catch (...) {
+    (void)cusolverDnDestroy(handle_);
+    throw;
+  }
+}
+CusolverHandle::~CusolverHandle() {
+  if (handle_ != nullptr) (void)cusolverDnDestroy(handle_);
+}
+
+CusolverParams::CusolverParams() { QSHARD_CUDA_CHECK(cusolverDnCreateParams(&params_)); }
+CusolverParams::~CusolverParams() {
+  if (params_ != nullptr) (void)cusolverDnDestroyParams(params_);
+}
+
+void ErrorIndex::reset(cudaStream_t stream) {
+  QSHARD_CUDA_CHECK(cudaMemsetAsync(flag_.data(), 0xff, sizeof(unsigned long long), stream));
+}
+
+std::uint64_t ErrorIndex::fetch(cudaStream_t stream) const {
+  unsigned long long value = 0;
+  QSHARD_CUDA_CHECK(cudaMemcpyAsync(&value, flag_.data(), sizeof(value), cudaMemcpyDeviceToHost,
+                                    stream));
+  QSHARD_CUDA_CHECK(cudaStreamSynchronize(stream));
+  return value;
+}
+
+}  // namespace qshard::cuda
+
+namespace qshard {
+
+int cuda_device_count() { return cuda::device_count(); }
+
+}  // namespace qshard
