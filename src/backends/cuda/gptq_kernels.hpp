@@ -54,8 +54,7 @@ cudaError_t prepare_weights(const float* weight, std::int64_t rows, std::int64_t
 cudaError_t static_group_params(const float* weight, std::int64_t rows, std::int64_t rows_padded,
                                 std::int64_t n, const std::uint8_t* dead, std::int64_t group_size,
                                 std::int64_t groups, const QuantArgs& qa, float* scales,
-                                std::int32_t* zeros, unsigned long long* flag,
-                                cudaStream_t stream);
+                                std::int32_t* zeros, unsigned long long* flag, cudaStream_t stream);
 
 struct BatchArgs {
   float* w = nullptr;  // working weights [rows_padded, n], solve order

@@ -53,8 +53,8 @@ class DeviceBuffer {
       const cudaError_t status = cudaMalloc(&p, count * sizeof(T));
       if (status != cudaSuccess) {
         (void)cudaGetLastError();
-        throw Error(str("cudaMalloc of ", count * sizeof(T), " bytes failed: ",
-                        cudaGetErrorString(status)));
+        throw Error(str("cudaMalloc of ", count * sizeof(T),
+                        " bytes failed: ", cudaGetErrorString(status)));
       }
       data_ = static_cast<T*>(p);
     }
@@ -89,15 +89,15 @@ class DeviceBuffer {
     require(offset + count <= count_, "DeviceBuffer::upload: ", count, " elements at ", offset,
             " beyond ", count_);
     if (count > 0)
-      QSHARD_CUDA_CHECK(cudaMemcpyAsync(data_ + offset, host, count * sizeof(T),
-                                        cudaMemcpyHostToDevice, stream));
+      QSHARD_CUDA_CHECK(
+          cudaMemcpyAsync(data_ + offset, host, count * sizeof(T), cudaMemcpyHostToDevice, stream));
   }
   void download(T* host, std::size_t count, cudaStream_t stream, std::size_t offset = 0) const {
     require(offset + count <= count_, "DeviceBuffer::download: ", count, " elements at ", offset,
             " beyond ", count_);
     if (count > 0)
-      QSHARD_CUDA_CHECK(cudaMemcpyAsync(host, data_ + offset, count * sizeof(T),
-                                        cudaMemcpyDeviceToHost, stream));
+      QSHARD_CUDA_CHECK(
+          cudaMemcpyAsync(host, data_ + offset, count * sizeof(T), cudaMemcpyDeviceToHost, stream));
   }
   void fill_zero(cudaStream_t stream) {
     if (count_ > 0) QSHARD_CUDA_CHECK(cudaMemsetAsync(data_, 0, count_ * sizeof(T), stream));
