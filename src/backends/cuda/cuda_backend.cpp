@@ -1,0 +1,42 @@
+// The CUDA backend: GPTQ solver and Hessian builder on one GPU; the decoder forward runs on the
+// CPU implementation for now (model/decoder.hpp).
+#include "qshard/backend/cuda_backend.hpp"
+
+#include "qshard/backend/cuda/cuda_hessian.hpp"
+#include "qshard/backend/cuda/cuda_solver.hpp"
+#include "qshard/backend/cuda/device.hpp"
+
+namespace qshard {
+namespace {
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device) : device_(device), solver_(device) {}
+  std::string name() const override { return "cuda"; }
+  const Solver& solver() const override { return solver_; }
+  std::unique_ptr<HessianBuilder> make_hessian(std::int64_t features) const override {
+    return std::make_unique<cuda::CudaHessianBuilder>(device_, features);
+  }
+  MatrixF forward_layer(const ModelConfig& config, const LayerWeights& weights,
+                        const RotaryTable& rope, const MatrixF& hidden, std::int64_t seq_len,
+                        const CaptureFn& capture,
+                        std::optional<LinearInput> stop_after) const override {
+    return qshard::forward_layer(config, weights, rope, hidden, seq_len, capture, stop_after);
+  }
+
+ private:
+  const int device_;
+  cuda::CudaSolver solver_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend(int device) {
+  const int count = cuda_device_count();
+  require(count > 0, "CUDA backend: no CUDA device is visible (no driver or no GPU)");
+  require(device >= 0 && device < count, "CUDA backend: device ", device, " requested but only ",
+          count, " visible");
+  return std::make_unique<CudaBackend>(device);
+}
+
+}  // namespace qshard

@@ -1,0 +1,203 @@
+// The CUDA Hessian builder, host side (see backend/cuda/cuda_hessian.hpp).
+#include "qshard/backend/cuda/cuda_hessian.hpp"
+
+#include <mutex>
+
+#include "hessian_kernels.hpp"
+#include "qshard/backend/cuda/device.hpp"
+#include "qshard/backend/cuda/nccl_communicator.hpp"
+
+namespace qshard::cuda {
+namespace {
+constexpr std::uint64_t kNoError = ~std::uint64_t{0};
+}  // namespace
+
+struct CudaHessianBuilder::State {
+  State(int device_, std::int64_t features_, HessianPrecision precision_)
+      : device(device_),
+        features(features_),
+        precision(precision_),
+        packed(kernels::packed_count(features_)),
+        cublas(stream.get()),
+        limbs(2 * packed + 1),
+        product(static_cast<std::size_t>(features_) * static_cast<std::size_t>(features_)) {
+    limbs.fill_zero(stream.get());
+    error.reset(stream.get());
+  }
+
+  std::int64_t* high() { return limbs.data(); }
+  std::int64_t* low() { return limbs.data() + packed; }
+
+  // Throws for a non-finite partial reported by an earlier unit (synchronises).
+  void check_finite() const {
+    const std::uint64_t bad = error.fetch(stream.get());
+    if (bad != kNoError) {
+      const auto f = static_cast<std::uint64_t>(features);
+      throw Error(str("Hessian accumulation: non-finite value at (", bad % f, ", ", bad / f,
+                      ") of a calibration unit's X^T X (non-finite or huge activations)"));
+    }
+  }
+
+  const int device;
+  const std::int64_t features;
+  const HessianPrecision precision;
+  const std::size_t packed;
+  std::mutex mutex;
+  Stream stream;
+  CublasHandle cublas;
+  mutable ErrorIndex error;
+  DeviceBuffer<std::int64_t> limbs;  // [packed high][packed low][token count slot]
+  DeviceBuffer<float> product;       // X^T X of the current unit, column-major
+  DeviceBuffer<float> upload;        // X of a host unit
+  DeviceBuffer<std::uint16_t> x_bf16;
+  std::int64_t tokens = 0;
+};
+
+CudaHessianBuilder::CudaHessianBuilder(int device, std::int64_t features,
+                                       HessianPrecision precision) {
+  require(features > 0 && features <= 65535,
+          "CudaHessianBuilder: features must be in [1, 65535] (got ", features, ")");
+  const DeviceGuard guard(device);
+  state_ = std::make_unique<State>(device, features, precision);
+}
+
+CudaHessianBuilder::~CudaHessianBuilder() {
+  int previous = 0;
+  const bool switched = cudaGetDevice(&previous) == cudaSuccess && previous != state_->device &&
+                        cudaSetDevice(state_->device) == cudaSuccess;
+  state_.reset();
+  if (switched) (void)cudaSetDevice(previous);
+}
+
+std::int64_t CudaHessianBuilder::features() const { return state_->features; }
+std::int64_t CudaHessianBuilder::tokens() const { return state_->tokens; }
+cudaStream_t CudaHessianBuilder::stream() const { return state_->stream.get(); }
+int CudaHessianBuilder::device() const { return state_->device; }
+
+void CudaHessianBuilder::add(const MatrixF& x) {
+  State& s = *state_;
+  require(x.cols() == s.features, "HessianAccumulator: unit has ", x.cols(), " features, expected ",
+          s.features);
+  const DeviceGuard guard(s.device);
+  {
+    const std::lock_guard lock(s.mutex);
+    s.upload.reserve(x.size());
+    // From pageable memory this returns once x is staged: x may change after add() returns.
+    s.upload.upload(x.data(), x.size(), s.stream.get());
+  }
+  add_device(s.upload.data(), x.rows());
+}
+
+void CudaHessianBuilder::add_device(const float* x, std::int64_t tokens) {
+  State& s = *state_;
+  require(tokens >= 0, "CudaHessianBuilder: negative token count ", tokens);
+  const DeviceGuard guard(s.device);
+  const std::lock_guard lock(s.mutex);
+  const cudaStream_t stream = s.stream.get();
+  s.tokens += tokens;
+  if (tokens == 0) return;
+  const auto f = static_cast<int>(s.features);
+  const std::size_t count = static_cast<std::size_t>(tokens) * static_cast<std::size_t>(f);
+  require(tokens <= 0x7fffffff, "CudaHessianBuilder: unit of ", tokens, " tokens is too large");
+  const float one = 1.0f, zero = 0.0f;
+  // Row-major X [tokens, f] is column-major X^T (f x tokens, ld f): C = X^T (X^T)^T = X^T X.
+  if (s.precision == HessianPrecision::Bf16) {
+    s.x_bf16.reserve(count);
+    QSHARD_CUDA_CHECK(kernels::to_bf16(x, count, s.x_bf16.data(), stream));
+    QSHARD_CUDA_CHECK(cublasGemmEx(s.cublas.get(), CUBLAS_OP_N, CUBLAS_OP_T, f, f,
+                                   static_cast<int>(tokens), &one, s.x_bf16.data(), CUDA_R_16BF, f,
+                                   s.x_bf16.data(), CUDA_R_16BF, f, &zero, s.product.data(),
+                                   CUDA_R_32F, f, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  } else {
+    QSHARD_CUDA_CHECK(cublasGemmEx(s.cublas.get(), CUBLAS_OP_N, CUBLAS_OP_T, f, f,
+                                   static_cast<int>(tokens), &one, x, CUDA_R_32F, f, x, CUDA_R_32F,
+                                   f, &zero, s.product.data(), CUDA_R_32F, f, CUBLAS_COMPUTE_32F,
+                                   CUBLAS_GEMM_DEFAULT));
+  }
+  QSHARD_CUDA_CHECK(kernels::accumulate_limbs(s.product.data(), s.features, s.high(), s.low(),
+                                              s.error.data(), stream));
+}
+
+void CudaHessianBuilder::all_reduce(Communicator& comm) {
+  State& s = *state_;
+  const DeviceGuard guard(s.device);
+  const std::lock_guard lock(s.mutex);
+  const cudaStream_t stream = s.stream.get();
+  s.check_finite();
+  if (auto* nccl = dynamic_cast<NcclCommunicator*>(&comm)) {
+    require(nccl->device() == s.device, "all_reduce: NCCL communicator of device ", nccl->device(),
+            " for a Hessian on device ", s.device);
+    s.limbs.upload(&s.tokens, 1, stream, 2 * s.packed);
+    nccl->all_reduce_sum_device(s.limbs.data(), s.limbs.size(), stream);
+    s.limbs.download(&s.tokens, 1, stream, 2 * s.packed);
+    s.stream.synchronize();
+    nccl->check_async();
+    return;
+  }
+  if (comm.size() == 1) return;
+  // The CPU builder's layout ([f^2 high][f^2 low][tokens], both triangles), so the sums agree
+  // with CPU ranks too.
+  const std::int64_t f = s.features;
+  const std::size_t square = static_cast<std::size_t>(f) * static_cast<std::size_t>(f);
+  std::vector<std::int64_t> packed(2 * s.packed);
+  s.limbs.download(packed.data(), packed.size(), stream);
+  s.stream.synchronize();
+  std::vector<std::int64_t> full(2 * square + 1);
+  const auto at = [f](std::int64_t i, std::int64_t j) {
+    return static_cast<std::size_t>(j * f - j * (j - 1) / 2 + (i - j));
+  };
+  for (std::int64_t j = 0; j < f; ++j)
+    for (std::int64_t i = j; i < f; ++i) {
+      const std::size_t p = at(i, j);
+      for (const std::size_t base : {std::size_t{0}, square}) {
+        const std::int64_t v = packed[(base == 0 ? 0 : s.packed) + p];
+        full[base + static_cast<std::size_t>(i * f + j)] = v;
+        full[base + static_cast<std::size_t>(j * f + i)] = v;
+      }
+    }
+  full.back() = s.tokens;
+  comm.all_reduce_sum(full);
+  for (std::int64_t j = 0; j < f; ++j)
+    for (std::int64_t i = j; i < f; ++i) {
+      const std::size_t p = at(i, j);
+      packed[p] = full[static_cast<std::size_t>(i * f + j)];
+      packed[s.packed + p] = full[square + static_cast<std::size_t>(i * f + j)];
+    }
+  s.tokens = full.back();
+  s.limbs.upload(packed.data(), packed.size(), stream);
+  s.stream.synchronize();
+}
+
+MatrixD CudaHessianBuilder::sum() const {
+  State& s = *state_;
+  const DeviceGuard guard(s.device);
+  const std::lock_guard lock(s.mutex);
+  s.check_finite();
+  const std::int64_t f = s.features;
+  DeviceBuffer<double> out(static_cast<std::size_t>(f) * static_cast<std::size_t>(f));
+  QSHARD_CUDA_CHECK(kernels::expand_limbs(s.high(), s.low(), f, 1.0, out.data(), s.stream.get()));
+  MatrixD h(f, f);
+  out.download(h.data(), h.size(), s.stream.get());
+  s.stream.synchronize();
+  return h;
+}
+
+MatrixD CudaHessianBuilder::hessian() const {
+  State& s = *state_;
+  require(s.tokens > 0, "Hessian requested before any calibration token was added");
+  const DeviceGuard guard(s.device);
+  const std::lock_guard lock(s.mutex);
+  s.check_finite();
+  const std::int64_t f = s.features;
+  // The CPU multiplies the sum by 2/n; the device does the same operation on the same doubles.
+  const double factor = 2.0 / static_cast<double>(s.tokens);
+  DeviceBuffer<double> out(static_cast<std::size_t>(f) * static_cast<std::size_t>(f));
+  QSHARD_CUDA_CHECK(
+      kernels::expand_limbs(s.high(), s.low(), f, factor, out.data(), s.stream.get()));
+  MatrixD h(f, f);
+  out.download(h.data(), h.size(), s.stream.get());
+  s.stream.synchronize();
+  return h;
+}
+
+}  // namespace qshard::cuda
