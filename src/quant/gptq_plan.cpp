@@ -8,6 +8,15 @@
 #include "qshard/quant/quantizer.hpp"
 
 namespace qshard {
+namespace {
+
+bool pivots_are_regular(const MatrixD& damped, const MatrixD& u) {
+  for (std::int64_t k = 0; k < damped.rows(); ++k)
+    if (!(1.0 / (u(k, k) * u(k, k) * damped(k, k)) >= kMinRelativePivot)) return false;
+  return true;
+}
+
+}  // namespace
 
 HessianFactor factorize_hessian(const MatrixD& hessian, const GptqOptions& options,
                                 const InverseUpperCholesky& factor) {
@@ -49,7 +58,7 @@ HessianFactor factorize_hessian(const MatrixD& hessian, const GptqOptions& optio
   for (int step = 0; step <= options.max_damp_steps; ++step) {
     MatrixD damped = permuted;
     for (std::int64_t i = 0; i < n; ++i) damped(i, i) += damp * mean_diag;
-    if (factor(damped, f.hinv_upper)) {
+    if (factor(damped, f.hinv_upper) && pivots_are_regular(damped, f.hinv_upper)) {
       f.damp_percent_used = damp;
       f.damp_steps = step;
       return f;

@@ -99,7 +99,12 @@ inline Result gptq(const MatrixF& weight, const MatrixD& hessian, const GptqOpti
         u.assign(n, std::vector<double>(n, 0.0));
         for (std::size_t i = 0; i < n; ++i)
           for (std::size_t j = i; j < n; ++j) u[i][j] = l2[j][i];
-        break;
+        // Numerically singular: some column is (almost) a combination of the later ones, its
+        // conditional variance 1 / U_kk^2 below 1e-10 of its diagonal (the solver's bound).
+        bool regular = true;
+        for (std::size_t k = 0; k < n; ++k)
+          regular = regular && 1.0 / (u[k][k] * u[k][k] * damped[k][k]) >= 1e-10;
+        if (regular) break;
       }
     }
     if (step == o.max_damp_steps) throw Error("reference: not positive definite");

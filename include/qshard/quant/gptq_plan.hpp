@@ -14,8 +14,15 @@ namespace qshard {
 // definite. Each backend supplies its own.
 using InverseUpperCholesky = std::function<bool(const MatrixD& a, MatrixD& u)>;
 
+// A factorisation also counts as failed when some column's relative pivot 1 / (U_kk^2 A_kk) (the
+// share of the damped A_kk not explained by the later columns, in (0, 1]) is below this: H is then
+// numerically singular (duplicated or too few inputs without damping) and U mostly rounding noise.
+// Every backend applies the same bound.
+inline constexpr double kMinRelativePivot = 1e-10;
+
 // Validates H, marks dead inputs, permutes (act_order), and raises damping x10 until `factor`
-// succeeds (at most options.max_damp_steps times); throws a clear error otherwise.
+// succeeds with every relative pivot >= kMinRelativePivot (at most options.max_damp_steps times);
+// throws a clear error otherwise.
 HessianFactor factorize_hessian(const MatrixD& hessian, const GptqOptions& options,
                                 const InverseUpperCholesky& factor);
 
