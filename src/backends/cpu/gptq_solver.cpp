@@ -1,21 +1,23 @@
 // The blocked GPTQ solver on the CPU (double precision, OpenBLAS/LAPACKE).
 //
-// factorize(): dead inputs (H_ii = 0) get H_ii = 1, act_order permutes by descending diag(H)
-// (stable: ties keep column order), damping lambda = damp * mean(diag H) is added, and the upper
-// Cholesky factor U of H^-1 (H^-1 = U^T U) is obtained in two cubic passes instead of the
-// reference's three (Cholesky, inverse, Cholesky): with J the reversal permutation, J H J = L L^T
-// gives H = (J L J)(J L J)^T with J L J upper triangular, hence H^-1 = U^T U for
-// U = (J L J)^-1 = J L^-1 J: one Cholesky and one triangular inverse.
+// factorize(): the shared preparation (quant/gptq_plan.hpp: dead inputs, act_order, stepped
+// damping) around this backend's factorisation. The upper Cholesky factor U of H^-1
+// (H^-1 = U^T U) is obtained in two cubic passes instead of the reference's three (Cholesky,
+// inverse, Cholesky): with J the reversal permutation, J H J = L L^T gives H = (J L J)(J L J)^T
+// with J L J upper triangular, hence H^-1 = U^T U for U = (J L J)^-1 = J L^-1 J: one LAPACK dpotrf
+// and one dtrtri.
 //
-// solve(): lazy batches of block_size columns; inside a batch each column is quantized, its
-// error (w - q) / U_ii propagated to the batch's later columns, and after the batch the trailing
-// columns receive one matrix product of the batch errors.
+// solve(): rows are solved in fixed panels of kPanelRows rows (the last one padded with zero rows),
+// so every BLAS call has the same shape whatever row range is solved: a row's result depends on
+// that row and H alone, bitwise. Per panel, lazy batches of block_size columns: inside a batch each
+// row's columns are quantized in turn, the error (w - q) / U_kk propagated to the batch's later
+// columns; after the batch the trailing columns receive one DGEMM of the batch errors.
 #include <cblas.h>
 #include <lapacke.h>
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
+#include <vector>
 
 #include "qshard/core/error.hpp"
 #include "qshard/quant/gptq_plan.hpp"
@@ -25,7 +27,9 @@
 namespace qshard {
 namespace {
 
-// U such that (A)^-1 = U^T U for symmetric positive definite A (row-major, n x n). False when A is
+constexpr std::int64_t kPanelRows = 64;
+
+// U such that A^-1 = U^T U for symmetric positive definite A (row-major, n x n). False when A is
 // not positive definite.
 bool inverse_upper_cholesky(const MatrixD& a, MatrixD& u) {
   const std::int64_t n = a.rows();
@@ -37,11 +41,83 @@ bool inverse_upper_cholesky(const MatrixD& a, MatrixD& u) {
   if (LAPACKE_dtrtri(LAPACK_ROW_MAJOR, 'L', 'N', ni, reversed.data(), ni) != 0) return false;
   u = MatrixD(n, n);
   for (std::int64_t i = 0; i < n; ++i)
-    for (std::int64_t j = i; j < n; ++j)
-      u(i, j) = reversed(n - 1 - i, n - 1 - j);  // lower -> upper
+    for (std::int64_t j = i; j < n; ++j) u(i, j) = reversed(n - 1 - i, n - 1 - j);  // lower->upper
   for (std::int64_t i = 0; i < n; ++i)
     if (!(u(i, i) > 0.0) || !std::isfinite(u(i, i))) return false;
   return true;
+}
+
+// One panel's work: w [panel, n] in solve order (updated in place), codes [panel, n] in solve
+// order, scales and zeros [panel, groups] (read when plan.precomputed, else written).
+struct Panel {
+  MatrixD w;
+  Matrix<std::uint8_t> codes;
+  MatrixF scales;
+  Matrix<std::int32_t> zeros;
+};
+
+// The values a group starting at solve position k = i1 + i is parameterised from (see
+// GroupScaleRule). `row` is the row as it is now (in-block updates of columns < k applied),
+// `batch_start` the batch's columns before the batch began, `errors` the row's batch errors.
+void group_values(const double* row, const double* batch_start, const double* errors,
+                  const MatrixD& u, std::int64_t i1, std::int64_t i2, std::int64_t k,
+                  std::int64_t end, GroupScaleRule rule, std::vector<double>& out) {
+  out.clear();
+  for (std::int64_t j = k; j < end; ++j) {
+    double v = row[j];
+    if (rule == GroupScaleRule::Reference) {
+      if (j < i2) v = batch_start[j - i1];  // misses this batch's in-block updates
+    } else if (j >= i2) {
+      // Exact: apply this batch's pending updates of the columns solved so far.
+      for (std::int64_t t = i1; t < k; ++t) v -= errors[t - i1] * u(t, j);
+    }
+    out.push_back(v);
+  }
+}
+
+void solve_panel(Panel& p, const HessianFactor& f, const GroupPlan& plan,
+                 const GptqOptions& options) {
+  const QuantConfig& qc = options.quant;
+  const std::int32_t maxq = qc.maxq();
+  const std::int64_t rows = p.w.rows(), n = p.w.cols(), gs = plan.group_size;
+  const MatrixD& u = f.hinv_upper;
+  std::vector<GroupParams> current(static_cast<std::size_t>(rows));
+  std::vector<double> values, batch_start;
+  for (std::int64_t i1 = 0; i1 < n; i1 += options.block_size) {
+    const std::int64_t i2 = std::min(n, i1 + options.block_size), count = i2 - i1;
+    MatrixD err(rows, count);
+    for (std::int64_t r = 0; r < rows; ++r) {
+      double* row = &p.w(r, 0);
+      double* errors = &err(r, 0);
+      GroupParams& params = current[static_cast<std::size_t>(r)];
+      batch_start.assign(row + i1, row + i2);
+      for (std::int64_t k = i1; k < i2; ++k) {
+        const std::int64_t g = plan.group_of_position[static_cast<std::size_t>(k)];
+        if (plan.precomputed) {
+          params = {p.scales(r, g), p.zeros(r, g)};
+        } else if (k % gs == 0) {
+          group_values(row, batch_start.data(), errors, u, i1, i2, k, std::min(n, k + gs),
+                       options.group_rule, values);
+          params = find_params(std::span<const double>(values), qc);
+          p.scales(r, g) = params.scale;
+          p.zeros(r, g) = params.zero;
+        }
+        const double value = row[k];
+        const std::int32_t code = quantize_value(value, params, maxq);
+        p.codes(r, k) = static_cast<std::uint8_t>(code);
+        const double e = (value - dequantize_value(code, params)) / u(k, k);
+        errors[k - i1] = e;
+        const double* hrow = &u(k, 0);
+        for (std::int64_t j = k + 1; j < i2; ++j) row[j] -= e * hrow[j];
+      }
+    }
+    if (i2 < n) {  // W[:, i2:] -= Err @ U[i1:i2, i2:], always [kPanelRows, n - i2, count]
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows),
+                  static_cast<int>(n - i2), static_cast<int>(count), -1.0, err.data(),
+                  static_cast<int>(count), &u(i1, i2), static_cast<int>(n), 1.0, &p.w(0, i2),
+                  static_cast<int>(n));
+    }
+  }
 }
 
 class CpuSolver final : public Solver {
@@ -53,82 +129,36 @@ class CpuSolver final : public Solver {
   QuantizedWeight solve(const MatrixF& weight, const HessianFactor& f,
                         const GptqOptions& options) const override {
     options.validate();
-    const QuantConfig& qc = options.quant;
     const std::int64_t rows = weight.rows(), n = weight.cols();
-    const std::int32_t maxq = qc.maxq();
+    require(n == f.columns && f.hinv_upper.rows() == n && f.hinv_upper.cols() == n,
+            "solve: weight has ", n, " columns, the factorisation ", f.columns);
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t c = 0; c < n; ++c)
+        require(std::isfinite(weight(r, c)), "weight has a non-finite value ", weight(r, c),
+                " at (", r, ", ", c, ")");
     const GroupPlan plan = plan_groups(f, options);
-    const std::int64_t gs = plan.group_size;
-    MatrixD w = permuted_weights(weight, f);
 
     QuantizedWeight q;
-    q.bits = qc.bits;
-    q.group_size = qc.group_size;
+    q.bits = options.quant.bits;
+    q.group_size = options.quant.group_size;
     q.codes = Matrix<std::uint8_t>(rows, n);
     q.scales = MatrixF(rows, plan.groups);
     q.zeros = Matrix<std::int32_t>(rows, plan.groups);
     q.g_idx = plan.g_idx;
-    if (plan.precomputed) precompute_group_params(weight, f, plan, qc, q.scales, q.zeros);
-    const std::vector<std::int32_t>& group_of_position = plan.group_of_position;
-    std::vector<GroupParams> current(static_cast<std::size_t>(rows));
-    const auto set_params = [&](std::int64_t r, std::int64_t g, const GroupParams& p) {
-      current[static_cast<std::size_t>(r)] = p;
-      q.scales(r, g) = p.scale;
-      q.zeros(r, g) = p.zero;
-    };
-
-    const std::int64_t block = options.block_size;
-    std::vector<double> group_values(static_cast<std::size_t>(gs));
-    for (std::int64_t i1 = 0; i1 < n; i1 += block) {
-      const std::int64_t i2 = std::min(n, i1 + block), count = i2 - i1;
-      MatrixD err(rows, count);
-      MatrixD block_start;  // the batch as it was when it started (for the reference group rule)
-      if (options.group_rule == GroupScaleRule::Reference && !plan.precomputed) {
-        block_start = MatrixD(rows, count);
-        for (std::int64_t r = 0; r < rows; ++r)
-          std::copy(&w(r, i1), &w(r, i1) + count, &block_start(r, 0));
-      }
-      for (std::int64_t i = 0; i < count; ++i) {
-        const std::int64_t k = i1 + i;
-        const std::int64_t g = group_of_position[static_cast<std::size_t>(k)];
-        const bool group_starts = !plan.precomputed && k % gs == 0;
-        const double d = f.hinv_upper(k, k);
-        for (std::int64_t r = 0; r < rows; ++r) {
-          if (plan.precomputed) {
-            current[static_cast<std::size_t>(r)] = {q.scales(r, g), q.zeros(r, g)};
-          } else if (group_starts) {
-            const std::int64_t end = std::min(n, k + gs);
-            for (std::int64_t j = k; j < end; ++j) {
-              double v = w(r, j);
-              if (options.group_rule == GroupScaleRule::Reference) {
-                if (j < i2) v = block_start(r, j - i1);  // misses this batch's in-block updates
-              } else if (j >= i2) {
-                // Exact: apply this batch's pending updates of the columns solved so far.
-                for (std::int64_t t = 0; t < i; ++t) v -= err(r, t) * f.hinv_upper(i1 + t, j);
-              }
-              group_values[static_cast<std::size_t>(j - k)] = v;
-            }
-            set_params(r, g,
-                       find_params(std::span<const double>(group_values.data(),
-                                                           static_cast<std::size_t>(end - k)),
-                                   qc));
-          }
-          const GroupParams& p = current[static_cast<std::size_t>(r)];
-          const double value = w(r, k);
-          const std::int32_t code = quantize_value(value, p, maxq);
-          q.codes(r, f.perm[static_cast<std::size_t>(k)]) = static_cast<std::uint8_t>(code);
-          const double e = (value - dequantize_value(code, p)) / d;
-          err(r, i) = e;
-          double* row = &w(r, 0);
-          const double* hrow = &f.hinv_upper(k, 0);
-          for (std::int64_t j = k + 1; j < i2; ++j) row[j] -= e * hrow[j];
-        }
-      }
-      if (i2 < n && rows > 0) {
-        // W[:, i2:] -= Err @ U[i1:i2, i2:]
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows),
-                    static_cast<int>(n - i2), static_cast<int>(count), -1.0, err.data(),
-                    static_cast<int>(count), &f.hinv_upper(i1, i2), static_cast<int>(n), 1.0,
-                    &w(0, i2), static_cast<int>(n));
+    for (std::int64_t r0 = 0; r0 < rows; r0 += kPanelRows) {
+      const std::int64_t used = std::min(kPanelRows, rows - r0);
+      MatrixF slice(kPanelRows, n, 0.0f);  // zero rows pad the last panel
+      std::copy(weight.data() + r0 * n, weight.data() + (r0 + used) * n, slice.data());
+      Panel p{permuted_weights(slice, f), Matrix<std::uint8_t>(kPanelRows, n),
+              MatrixF(kPanelRows, plan.groups), Matrix<std::int32_t>(kPanelRows, plan.groups)};
+      if (plan.precomputed)
+        precompute_group_params(slice, f, plan, options.quant, p.scales, p.zeros);
+      solve_panel(p, f, plan, options);
+      for (std::int64_t r = 0; r < used; ++r) {
+        for (std::int64_t k = 0; k < n; ++k)
+          q.codes(r0 + r, f.perm[static_cast<std::size_t>(k)]) = p.codes(r, k);
+        std::copy_n(&p.scales(r, 0), plan.groups, &q.scales(r0 + r, 0));
+        std::copy_n(&p.zeros(r, 0), plan.groups, &q.zeros(r0 + r, 0));
       }
     }
     return q;
