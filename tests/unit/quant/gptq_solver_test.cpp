@@ -2,6 +2,9 @@
 // properties GPTQ must have.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <iostream>
 #include <random>
 
 #include "gptq_problems.hpp"
@@ -60,6 +63,16 @@ TEST(GptqSolver, MatchesColumnByColumnReferenceForEveryOption) {
                   solver->solve(p.weight, solver->factorize(p.hessian, o), o);
               const QuantizedWeight ref = reference::gptq(p.weight, p.hessian, o).weight;
               EXPECT_GE(agreement(blocked, ref), 0.999);
+              if (rule == GroupScaleRule::Exact) {
+                for (const std::int64_t block : {32, 64}) {
+                  GptqOptions ob = o;
+                  ob.block_size = block;
+                  const QuantizedWeight other =
+                      solver->solve(p.weight, solver->factorize(p.hessian, ob), ob);
+                  EXPECT_EQ(other.codes, blocked.codes) << "block " << block;
+                  EXPECT_EQ(other.scales, blocked.scales) << "block " << block;
+                }
+              }
               const double ob = reconstruction_objective(p.weight, blocked.dequantize(), p.hessian);
               const double orf = reconstruction_objective(p.weight, ref.dequantize(), p.hessian);
               EXPECT_NEAR(ob, orf, 1e-4 * orf);
@@ -117,21 +130,38 @@ TEST(GptqSolver, ExactRuleIsIndependentOfBlockSize) {
   }
 }
 
+// Without act_order a large input channel that happens to sit near the end cannot be compensated
+// by later columns, so single problems reach ratios of ~0.4-0.6 (seen in 1 of ~100); with act_order
+// (large channels first) the worst seen in 300 problems was 0.11. Hence: act_order on every
+// problem, natural order on the median of three.
 TEST(GptqSolver, GptqRatioAtFourBitsGroup128OnCorrelatedProblems) {
   const auto solver = make_cpu_solver();
-  for (int trial = 0; trial < 3; ++trial) {
-    const std::uint64_t seed = fresh_seed();
-    SCOPED_TRACE(str("seed ", seed));
-    const test::Problem p = test::make_problem(seed, 128, 512);
-    GptqOptions o;
-    o.quant.bits = 4;
-    o.quant.group_size = 128;
-    const QuantizedWeight q = solver->solve(p.weight, solver->factorize(p.hessian, o), o);
-    const double ratio =
-        reconstruction_objective(p.weight, q.dequantize(), p.hessian) /
-        reconstruction_objective(p.weight, quantize_rtn(p.weight, o.quant).dequantize(), p.hessian);
-    std::cout << "128x512 4-bit g128: GPTQ/RTN objective " << ratio << '\n';
-    EXPECT_LE(ratio, 0.7);
+  for (const bool act_order : {false, true}) {
+    std::vector<double> ratios;
+    for (int trial = 0; trial < 3; ++trial) {
+      const std::uint64_t seed = fresh_seed();
+      SCOPED_TRACE(str("seed ", seed));
+      const test::Problem p = test::make_problem(seed, 128, 512);
+      GptqOptions o;
+      o.quant.bits = 4;
+      o.quant.group_size = 128;
+      o.act_order = act_order;
+      const QuantizedWeight q = solver->solve(p.weight, solver->factorize(p.hessian, o), o);
+      const double ratio = reconstruction_objective(p.weight, q.dequantize(), p.hessian) /
+                           reconstruction_objective(
+                               p.weight, quantize_rtn(p.weight, o.quant).dequantize(), p.hessian);
+      std::cout << "128x512 4-bit g128" << (act_order ? " act_order" : "")
+                << ": GPTQ/RTN objective " << ratio << '\n';
+      ::testing::Test::RecordProperty(str("gptq_rtn_ratio", act_order ? "_act_order_" : "_", trial),
+                                      str(ratio));
+      EXPECT_LT(ratio, 1.0);
+      if (act_order) {
+        EXPECT_LE(ratio, 0.7);
+      }
+      ratios.push_back(ratio);
+    }
+    std::sort(ratios.begin(), ratios.end());
+    EXPECT_LE(ratios[1], 0.7) << "median of three";
   }
 }
 
@@ -169,6 +199,30 @@ TEST(GptqSolver, RankDeficientHessianRaisesDampingAndReportsIt) {
   EXPECT_GT(f.damp_percent_used, 0.0);
   const reference::Result ref = reference::gptq(p.weight, p.hessian, o);
   EXPECT_DOUBLE_EQ(f.damp_percent_used, ref.damp_used);
+
+  // Duplicated input channels (X has enough tokens): singular H, one damping step suffices.
+  {
+    const std::uint64_t seed = fresh_seed();
+    SCOPED_TRACE(str("seed ", seed));
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<double> normal;
+    MatrixD x(256, 48);
+    for (double& v : x.values()) v = normal(rng);
+    for (std::int64_t t = 0; t < 256; ++t) {
+      x(t, 40) = x(t, 3);
+      x(t, 41) = x(t, 7);
+      x(t, 47) = -2.0 * x(t, 3);
+    }
+    const MatrixD h = test::hessian_of(x);
+    for (const bool act_order : {false, true}) {
+      o.act_order = act_order;
+      const HessianFactor dup = solver->factorize(h, o);
+      EXPECT_EQ(dup.damp_steps, 1);
+      EXPECT_DOUBLE_EQ(dup.damp_percent_used, 0.01);
+      EXPECT_DOUBLE_EQ(reference::gptq(MatrixF(4, 48, 0.01f), h, o).damp_used, 0.01);
+    }
+    o.act_order = false;
+  }
 
   // Indefinite H: needs a large damping, and a bound that is too small gives a clear error.
   MatrixD indefinite(8, 8);  // eigenvalues 1 (x6), 4 and -2: needs lambda > 2 = 2 * mean(diag)
@@ -229,17 +283,35 @@ TEST(GptqSolver, RowsAreSolvedIndependentlyOfTheirNeighbours) {
   EXPECT_EQ(stacked.scales, all.scales);
   EXPECT_EQ(stacked.zeros, all.zeros);
   EXPECT_EQ(all.slice_rows(64, 128).codes, bottom.codes);
+  // Uneven tiles (not multiples of the solver's internal panel) and a lone row.
+  const QuantizedWeight uneven =
+      stack_rows({solver->solve(rows(0, 37), f, o), solver->solve(rows(37, 101), f, o),
+                  solver->solve(rows(101, 102), f, o), solver->solve(rows(102, 128), f, o)});
+  EXPECT_EQ(uneven.codes, all.codes);
+  EXPECT_EQ(uneven.scales, all.scales);
+  EXPECT_EQ(uneven.zeros, all.zeros);
+  // The Reference rule and static groups too.
+  for (const bool static_groups : {false, true}) {
+    GptqOptions o2 = o;
+    o2.group_rule = GroupScaleRule::Reference;
+    o2.static_groups = static_groups;
+    const QuantizedWeight whole = solver->solve(p.weight, f, o2);
+    const QuantizedWeight parts =
+        stack_rows({solver->solve(rows(0, 70), f, o2), solver->solve(rows(70, 128), f, o2)});
+    EXPECT_EQ(parts.codes, whole.codes);
+    EXPECT_EQ(parts.scales, whole.scales);
+  }
 }
 
 // Issue 3: the exact group-scale rule against the public reference code's choice. The reference
 // rule depends on the block size: with block_size = group_size every group starts a batch and it
-// equals the exact rule; with larger batches it does not. Both objectives are reported.
+// equals the exact rule; with larger batches it does not.
 TEST(GptqSolver, ReferenceGroupRuleDependsOnBlockSizeExactRuleDoesNot) {
   const auto solver = make_cpu_solver();
-  double exact_sum = 0.0, reference_sum = 0.0;
-  int differing = 0;
-  for (int trial = 0; trial < 32; ++trial) {
-    const test::Problem p = test::make_problem(fresh_seed(), 48, 96);
+  for (int trial = 0; trial < 8; ++trial) {
+    const std::uint64_t seed = fresh_seed();
+    SCOPED_TRACE(str("seed ", seed));
+    const test::Problem p = test::make_problem(seed, 48, 96);
     GptqOptions o;
     o.quant.bits = 4;
     o.quant.group_size = 32;
@@ -249,15 +321,46 @@ TEST(GptqSolver, ReferenceGroupRuleDependsOnBlockSizeExactRuleDoesNot) {
     o.block_size = 32;
     EXPECT_EQ(solver->solve(p.weight, f, o).codes, exact.codes);
     o.block_size = 128;
-    const QuantizedWeight reference = solver->solve(p.weight, f, o);
-    differing += reference.codes != exact.codes;
-    exact_sum += reconstruction_objective(p.weight, exact.dequantize(), p.hessian);
-    reference_sum += reconstruction_objective(p.weight, reference.dequantize(), p.hessian);
+    EXPECT_NE(solver->solve(p.weight, f, o).codes, exact.codes);
   }
-  std::cout << "48x96 4-bit g32, 32 problems: objective exact / reference rule (block 128) = "
-            << exact_sum / reference_sum << "; codes differ on " << differing << " of 32\n";
-  EXPECT_GT(differing, 0);
-  EXPECT_NEAR(exact_sum / reference_sum, 1.0, 0.2);
+}
+
+// The exact rule is lower on average, by little and not on every problem (it wins ~60 %): per
+// problem the log ratio has a spread of ~0.12 around a mean of ~-0.014, so the averages are taken
+// over 2000 problems (the mean log ratio is then ~5 standard errors below 0, the win count >10).
+TEST(GptqSolver, ExactGroupRuleIsLowerThanReferenceOnAverage) {
+  const auto solver = make_cpu_solver();
+  const std::uint64_t base = fresh_seed();
+  SCOPED_TRACE(str("seeds ", base, " + 0..1999"));
+  constexpr int kProblems = 2000;
+  double exact_sum = 0.0, reference_sum = 0.0, log_ratio_sum = 0.0;
+  int exact_wins = 0;
+  for (int trial = 0; trial < kProblems; ++trial) {
+    const test::Problem p = test::make_problem(base + static_cast<std::uint64_t>(trial), 48, 96);
+    GptqOptions o;
+    o.quant.bits = 4;
+    o.quant.group_size = 32;
+    const HessianFactor f = solver->factorize(p.hessian, o);
+    const double exact =
+        reconstruction_objective(p.weight, solver->solve(p.weight, f, o).dequantize(), p.hessian);
+    o.group_rule = GroupScaleRule::Reference;
+    const double reference =
+        reconstruction_objective(p.weight, solver->solve(p.weight, f, o).dequantize(), p.hessian);
+    exact_sum += exact;
+    reference_sum += reference;
+    log_ratio_sum += std::log(exact / reference);
+    exact_wins += exact < reference;
+  }
+  const double geometric = std::exp(log_ratio_sum / kProblems);
+  std::cout << "48x96 4-bit g32 block 128, " << kProblems
+            << " problems: objective exact / reference rule: geometric mean " << geometric
+            << ", ratio of sums " << exact_sum / reference_sum << ", exact lower on " << exact_wins
+            << '\n';
+  ::testing::Test::RecordProperty("exact_reference_geometric_mean", str(geometric));
+  ::testing::Test::RecordProperty("exact_reference_ratio_of_sums", str(exact_sum / reference_sum));
+  ::testing::Test::RecordProperty("exact_wins", exact_wins);
+  EXPECT_LT(geometric, 1.0);
+  EXPECT_GT(exact_wins, kProblems / 2);
 }
 
 }  // namespace

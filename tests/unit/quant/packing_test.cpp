@@ -19,7 +19,7 @@ Matrix<std::uint8_t> random_codes(std::mt19937& rng, std::int64_t rows, std::int
 TEST(Packing, QweightRoundTripsForEveryWidthAndOddSizes) {
   std::mt19937 rng(std::random_device{}());
   for (const int bits : {2, 3, 4, 8})
-    for (const auto [rows, cols] : {std::pair{16, 64}, {37, 172}, {5, 33}, {1, 1}}) {
+    for (const auto& [rows, cols] : {std::pair{16, 64}, {37, 172}, {5, 33}, {1, 1}}) {
       const Matrix<std::uint8_t> codes = random_codes(rng, rows, cols, bits);
       const Matrix<std::int32_t> packed = pack_qweight(codes, bits);
       EXPECT_EQ(packed.rows(), (cols * bits + 31) / 32);
@@ -73,6 +73,29 @@ TEST(Packing, ZerosRoundTripWithAndWithoutTheV1Offset) {
     const Matrix<std::int32_t> v1 = pack_qzeros(zeros, bits, 1);
     EXPECT_EQ(static_cast<std::uint32_t>(v1(0, 0)) & ((1u << bits) - 1u), (1u << bits) - 1u);
   }
+}
+
+TEST(Packing, HandComputedZeroWords) {
+  // 4 bits, v1 offset: zeros 1..8 of eight outputs are stored as 0..7 along the output dimension.
+  Matrix<std::int32_t> zeros(9, 2);
+  for (int o = 0; o < 9; ++o) {
+    zeros(o, 0) = o + 1;
+    zeros(o, 1) = 15 - o;
+  }
+  const Matrix<std::int32_t> packed = pack_qzeros(zeros, 4, 1);
+  ASSERT_EQ(packed.rows(), 2);
+  ASSERT_EQ(packed.cols(), 2);
+  EXPECT_EQ(static_cast<std::uint32_t>(packed(0, 0)), 0x76543210u);
+  EXPECT_EQ(static_cast<std::uint32_t>(packed(0, 1)), 0x00000008u);  // ninth output, zero padded
+  EXPECT_EQ(static_cast<std::uint32_t>(packed(1, 0)), 0x789ABCDEu);
+  EXPECT_EQ(static_cast<std::uint32_t>(packed(1, 1)), 0x00000006u);
+  // 3 bits: the eleventh output (index 10) straddles words 0 and 1.
+  Matrix<std::int32_t> three(11, 1, 0);
+  three(10, 0) = 6;  // 0b110: bit 30 = 0, bit 31 = 1, bit 32 = 1
+  const Matrix<std::int32_t> p3 = pack_qzeros(three, 3);
+  ASSERT_EQ(p3.cols(), 2);
+  EXPECT_EQ(static_cast<std::uint32_t>(p3(0, 0)), 0x80000000u);
+  EXPECT_EQ(static_cast<std::uint32_t>(p3(0, 1)), 0x00000001u);
 }
 
 TEST(Packing, ScalesAreFp16Transposed) {

@@ -1,6 +1,7 @@
 // The quantizer against its definition, written out independently in double precision.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -73,6 +74,52 @@ TEST(Quantizer, MseSearchNeverWorseThanMinMax) {
     c.mse = true;
     EXPECT_LE(error(find_params(std::span<const float>(x), c)), plain * (1 + 1e-12));
   }
+}
+
+// The mse search written out from its definition (the reference tools' Quantizer.find_params with
+// mse=True): shrink the range by p = 1 - i/grid for i < maxshrink*grid, keep the first best.
+TEST(Quantizer, MseSearchMatchesBruteForceDefinition) {
+  std::mt19937 rng(std::random_device{}());
+  std::student_t_distribution<double> heavy(3.0);
+  for (const int bits : {2, 3, 4, 8})
+    for (const bool sym : {false, true})
+      for (int trial = 0; trial < 10; ++trial) {
+        std::vector<double> x(48);
+        for (double& v : x) v = heavy(rng) * 0.02 + (trial % 4 == 0 ? 0.05 : 0.0);
+        QuantConfig c;
+        c.bits = bits;
+        c.sym = sym;
+        c.mse = true;
+        const double maxq = (1 << bits) - 1;
+        double lo = std::min(0.0, *std::min_element(x.begin(), x.end()));
+        double hi = std::max(0.0, *std::max_element(x.begin(), x.end()));
+        if (sym) {
+          hi = std::max(-lo, hi);
+          if (lo < 0) lo = -hi;
+        }
+        double best = INFINITY;
+        float best_scale = 0.0f;
+        int best_zero = 0;
+        for (int i = 0; i < static_cast<int>(0.8 * 100); ++i) {
+          const double shrink = 1.0 - i / 100.0;
+          const float scale = round_to_f16(static_cast<float>((shrink * hi - shrink * lo) / maxq));
+          const int zero =
+              sym ? (1 << bits) / 2 : static_cast<int>(std::nearbyint(-shrink * lo / scale));
+          double err = 0.0;
+          for (const double v : x) {
+            const double q = std::clamp(std::nearbyint(v / scale) + zero, 0.0, maxq);
+            err += std::pow(std::abs(scale * (q - zero) - v), 2.4);
+          }
+          if (err < best) {
+            best = err;
+            best_scale = scale;
+            best_zero = zero;
+          }
+        }
+        const GroupParams p = find_params(std::span<const double>(x), c);
+        ASSERT_EQ(p.scale, best_scale) << bits << " bits" << (sym ? " sym" : "");
+        ASSERT_EQ(p.zero, best_zero) << bits << " bits" << (sym ? " sym" : "");
+      }
 }
 
 TEST(Rtn, PartialLastGroupAndGidx) {
