@@ -120,8 +120,13 @@ void Group::write(const std::string& name, std::span<const T> data,
   const Handle space =
       checked(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose,
               str(file_, ": bad shape for ", path));
+  // "a/b/name" creates the groups a and a/b where missing.
+  const Handle links = checked(H5Pcreate(H5P_LINK_CREATE), H5Pclose,
+                               str(file_, ": cannot create a property list for ", path));
+  require(H5Pset_create_intermediate_group(links.get(), 1) >= 0, file_,
+          ": cannot set intermediate group creation for ", path);
   const Handle dataset = checked(H5Dcreate2(id(), name.c_str(), native_type<T>(), space.get(),
-                                            H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                                            links.get(), H5P_DEFAULT, H5P_DEFAULT),
                                  H5Dclose, str(file_, ": cannot create dataset ", path));
   if (count > 0) {
     require(

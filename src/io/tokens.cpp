@@ -13,10 +13,10 @@ TokenSet read_tokens_i32(const std::filesystem::path& path, std::int64_t row_len
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   require(in.good(), "cannot open token file ", path);
   const auto bytes = static_cast<std::int64_t>(in.tellg());
-  require(bytes % 4 == 0, "token file ", path, " has ", bytes,
-          " bytes: not a multiple of 4 (int32 ids)");
-  require((bytes / 4) % row_length == 0, "token file ", path, " has ", bytes / 4,
-          " ids: not a multiple of the row length ", row_length);
+  require(
+      bytes % (4 * row_length) == 0, "token file ", path, " has ", bytes,
+      " bytes, not whole rows: its size must be a multiple of 4 (int32 ids) and of 4 x row length ",
+      row_length, " = ", 4 * row_length, " bytes");
   TokenSet set{bytes / 4 / row_length, row_length,
                std::vector<std::int32_t>(static_cast<std::size_t>(bytes / 4))};
   in.seekg(0);
@@ -45,14 +45,14 @@ TokenSet read_tokens_hdf5(const std::filesystem::path& path, const std::string& 
 }
 
 TokenSet read_tokens(const std::string& spec, std::int64_t row_length) {
-  const std::size_t h5 = spec.find(".h5");
-  if (h5 != std::string::npos) {
-    const std::string file = spec.substr(0, h5 + 3);
-    const std::string dataset =
-        spec.size() > h5 + 4 && spec[h5 + 3] == ':' ? spec.substr(h5 + 4) : "tokens";
-    return read_tokens_hdf5(file, dataset);
-  }
-  return read_tokens_i32(spec, row_length);
+  // "FILE.h5:DATASET", or a whole "FILE.h5" / "FILE.hdf5" (dataset "tokens"); anything else is raw.
+  const std::size_t colon = spec.find(".h5:");
+  if (colon != std::string::npos)
+    return read_tokens_hdf5(spec.substr(0, colon + 3), spec.substr(colon + 4));
+  const std::filesystem::path path(spec);
+  if (path.extension() == ".h5" || path.extension() == ".hdf5")
+    return read_tokens_hdf5(path, "tokens");
+  return read_tokens_i32(path, row_length);
 }
 
 void write_tokens_hdf5(const std::filesystem::path& path, const std::string& dataset,
@@ -92,10 +92,12 @@ void check_vocab(const TokenSet& set, std::int64_t vocab, std::string_view sourc
 }
 
 std::uint64_t hash_tokens(const TokenSet& set) {
-  std::uint64_t h = 1469598103934665603ull;
+  constexpr std::uint64_t kOffsetBasis = 0xcbf29ce484222325ull;  // 14695981039346656037
+  constexpr std::uint64_t kPrime = 0x100000001b3ull;
+  std::uint64_t h = kOffsetBasis;
   for (const std::int32_t id : set.ids) {
     const auto u = static_cast<std::uint32_t>(id);
-    for (int b = 0; b < 4; ++b) h = (h ^ ((u >> (8 * b)) & 0xffu)) * 1099511628211ull;
+    for (int b = 0; b < 4; ++b) h = (h ^ ((u >> (8 * b)) & 0xffu)) * kPrime;
   }
   return h;
 }
