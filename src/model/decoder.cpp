@@ -143,18 +143,30 @@ RotaryTable::RotaryTable(const ModelConfig& config, std::int64_t max_positions)
 }
 
 MatrixF linear_forward(const MatrixF& x, const MatrixF& weight, const std::vector<float>& bias) {
+  return linear_forward_blocks(x, weight, bias, std::max<std::int64_t>(x.rows(), 1));
+}
+
+MatrixF linear_forward_blocks(const MatrixF& x, const MatrixF& weight,
+                              const std::vector<float>& bias, std::int64_t block_rows) {
   require(x.cols() == weight.cols(), "linear: input has ", x.cols(), " features, weight expects ",
           weight.cols());
+  require(block_rows > 0 && x.rows() % block_rows == 0, "linear: ", x.rows(),
+          " rows are not whole blocks of ", block_rows);
+  require(bias.empty() || static_cast<std::int64_t>(bias.size()) == weight.rows(),
+          "linear: bias of ", bias.size(), " for ", weight.rows(), " outputs");
   MatrixF y(x.rows(), weight.rows());
-  if (x.rows() > 0 && weight.rows() > 0) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(x.rows()),
-                static_cast<int>(weight.rows()), static_cast<int>(x.cols()), 1.0f, x.data(),
-                static_cast<int>(x.cols()), weight.data(), static_cast<int>(weight.cols()), 0.0f,
-                y.data(), static_cast<int>(y.cols()));
+  if (weight.rows() > 0 && x.cols() > 0) {
+    // One product of the same shape per block: BLAS may pick kernels by shape, so equal shapes
+    // keep each block's result independent of how many blocks are in the batch.
+    for (std::int64_t r0 = 0; r0 < x.rows(); r0 += block_rows) {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(block_rows),
+                  static_cast<int>(weight.rows()), static_cast<int>(x.cols()), 1.0f,
+                  x.data() + r0 * x.cols(), static_cast<int>(x.cols()), weight.data(),
+                  static_cast<int>(weight.cols()), 0.0f, y.data() + r0 * y.cols(),
+                  static_cast<int>(y.cols()));
+    }
   }
   if (!bias.empty()) {
-    require(static_cast<std::int64_t>(bias.size()) == y.cols(), "linear: bias of ", bias.size(),
-            " for ", y.cols(), " outputs");
     for (std::int64_t r = 0; r < y.rows(); ++r)
       for (std::int64_t c = 0; c < y.cols(); ++c) y(r, c) += bias[static_cast<std::size_t>(c)];
   }
@@ -186,17 +198,17 @@ MatrixF forward_layer(const ModelConfig& config, const LayerWeights& w, const Ro
     if (capture) capture(input, x);
     return stop_after && *stop_after == input;
   };
-  const auto bias = [&](Linear l) -> const std::vector<float>& {
-    return w.bias[static_cast<std::size_t>(l)];
+  const auto linear = [&](const MatrixF& x, Linear l) {
+    return linear_forward_blocks(x, w[l], w.bias[static_cast<std::size_t>(l)], seq_len);
   };
   const std::int64_t samples = hidden.rows() / seq_len, d = config.head_dim, half = d / 2;
 
   MatrixF x = hidden;
   rms_norm(x, w.input_norm, config.rms_norm_eps);
   if (emit(LinearInput::Attention, x)) return {};
-  MatrixF q = linear_forward(x, w[Linear::Q], bias(Linear::Q));
-  MatrixF k = linear_forward(x, w[Linear::K], bias(Linear::K));
-  const MatrixF v = linear_forward(x, w[Linear::V], bias(Linear::V));
+  MatrixF q = linear(x, Linear::Q);
+  MatrixF k = linear(x, Linear::K);
+  const MatrixF v = linear(x, Linear::V);
   for (std::int64_t row = 0; row < q.rows(); ++row) {
     const std::int64_t position = row % seq_len;
     for (std::int64_t h = 0; h < config.num_attention_heads; ++h)
@@ -212,19 +224,19 @@ MatrixF forward_layer(const ModelConfig& config, const LayerWeights& w, const Ro
   }
   if (emit(LinearInput::AttentionOutput, heads)) return {};
   MatrixF h = hidden;
-  add_in_place(h, linear_forward(heads, w[Linear::O], bias(Linear::O)));
+  add_in_place(h, linear(heads, Linear::O));
 
   MatrixF m = h;
   rms_norm(m, w.post_norm, config.rms_norm_eps);
   if (emit(LinearInput::Mlp, m)) return {};
-  MatrixF gate = linear_forward(m, w[Linear::Gate], bias(Linear::Gate));
-  const MatrixF up = linear_forward(m, w[Linear::Up], bias(Linear::Up));
+  MatrixF gate = linear(m, Linear::Gate);
+  const MatrixF up = linear(m, Linear::Up);
   for (std::size_t i = 0; i < gate.size(); ++i) {
     const float g = gate.data()[i];
     gate.data()[i] = g / (1.0f + std::exp(-g)) * up.data()[i];
   }
   if (emit(LinearInput::MlpDown, gate)) return {};
-  add_in_place(h, linear_forward(gate, w[Linear::Down], bias(Linear::Down)));
+  add_in_place(h, linear(gate, Linear::Down));
   return h;
 }
 

@@ -14,10 +14,10 @@
 namespace qshard {
 
 struct LayerWeights {
-  MatrixF input_norm;  // [1, hidden]
-  MatrixF post_norm;   // [1, hidden]
-  std::array<MatrixF, 7> linear;              // indexed by Linear: [out, in] as HF stores them
-  std::array<std::vector<float>, 7> bias;     // empty when the module has none
+  MatrixF input_norm;                      // [1, hidden]
+  MatrixF post_norm;                       // [1, hidden]
+  std::array<MatrixF, 7> linear;           // indexed by Linear: [out, in] as HF stores them
+  std::array<std::vector<float>, 7> bias;  // empty when the module has none
 
   MatrixF& operator[](Linear l) { return linear[static_cast<int>(l)]; }
   const MatrixF& operator[](Linear l) const { return linear[static_cast<int>(l)]; }
@@ -54,12 +54,20 @@ class RotaryTable {
 // Forwards `hidden` ([samples * seq_len, hidden_size], sample-major; each sample is its own causal
 // sequence at positions 0..seq_len-1) through one layer. Calls `capture` for each linear input;
 // with `stop_after` returns an empty matrix right after that input is captured.
-MatrixF forward_layer(const ModelConfig& config, const LayerWeights& weights, const RotaryTable& rope,
-                      const MatrixF& hidden, std::int64_t seq_len, const CaptureFn& capture = {},
+// Deterministic; each sample's result is bitwise the same whichever samples share its batch.
+MatrixF forward_layer(const ModelConfig& config, const LayerWeights& weights,
+                      const RotaryTable& rope, const MatrixF& hidden, std::int64_t seq_len,
+                      const CaptureFn& capture = {},
                       std::optional<LinearInput> stop_after = std::nullopt);
 
 // y = x W^T (+ b): x [tokens, in], W [out, in].
-MatrixF linear_forward(const MatrixF& x, const MatrixF& weight, const std::vector<float>& bias = {});
+MatrixF linear_forward(const MatrixF& x, const MatrixF& weight,
+                       const std::vector<float>& bias = {});
+// The same, as one product per block of `block_rows` rows (x.rows() a multiple of it): each
+// block's result is then bitwise independent of the other blocks (forward_layer uses one block per
+// sample).
+MatrixF linear_forward_blocks(const MatrixF& x, const MatrixF& weight,
+                              const std::vector<float>& bias, std::int64_t block_rows);
 void rms_norm(MatrixF& x, const MatrixF& weight, double eps);
 
 }  // namespace qshard

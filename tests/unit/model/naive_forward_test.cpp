@@ -10,89 +10,17 @@
 #include <numbers>
 #include <random>
 
-#include "qshard/io/safetensors.hpp"
 #include "qshard/model/causal_lm.hpp"
+#include "tiny_model.hpp"
 
 namespace qshard {
 namespace {
 
-using Vec = std::vector<double>;
-using Mat = std::vector<Vec>;  // [rows][cols]
-
-struct TinyModel {
-  ModelConfig config;
-  std::map<std::string, Mat> tensors;  // 1-D tensors as one row
-};
-
-TinyModel make_tiny(std::uint64_t seed) {
-  TinyModel m;
-  ModelConfig& c = m.config;
-  c.model_type = "llama";
-  c.hidden_size = 32;
-  c.intermediate_size = 48;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  c.vocab_size = 64;
-  c.max_position_embeddings = 64;
-  c.rms_norm_eps = 1e-5;
-  c.rope_theta = 500.0;
-  c.rope_scaling = {"llama3", 4.0, 1.0, 4.0, 16};
-  c.tie_word_embeddings = false;
-  c.attention_bias = true;
-  c.o_proj_bias = true;
-  c.torch_dtype = DType::F32;
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> normal;
-  const auto random = [&](std::int64_t rows, std::int64_t cols, double scale, double offset = 0.0) {
-    Mat t(static_cast<std::size_t>(rows), Vec(static_cast<std::size_t>(cols)));
-    for (Vec& row : t)
-      for (double& v : row)
-        v = offset + scale * static_cast<float>(normal(rng));  // fp32-representable
-    for (Vec& row : t)
-      for (double& v : row) v = static_cast<float>(v);
-    return t;
-  };
-  m.tensors[std::string(kEmbedName)] = random(c.vocab_size, c.hidden_size, 1.0);
-  m.tensors[std::string(kLmHeadName)] = random(c.vocab_size, c.hidden_size, 0.3);
-  m.tensors[std::string(kFinalNormName)] = random(1, c.hidden_size, 0.1, 1.0);
-  for (std::int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    m.tensors[input_norm_name(l)] = random(1, c.hidden_size, 0.1, 1.0);
-    m.tensors[post_attention_norm_name(l)] = random(1, c.hidden_size, 0.1, 1.0);
-    const std::pair<Linear, std::pair<std::int64_t, std::int64_t>> shapes[] = {
-        {Linear::Q, {32, 32}},   {Linear::K, {16, 32}},    {Linear::V, {16, 32}},
-        {Linear::O, {32, 32}},   {Linear::Gate, {48, 32}}, {Linear::Up, {48, 32}},
-        {Linear::Down, {32, 48}}};
-    for (const auto& [linear, shape] : shapes) {
-      m.tensors[linear_weight_name(l, linear)] = random(shape.first, shape.second, 0.3);
-      if (linear == Linear::Q || linear == Linear::K || linear == Linear::V || linear == Linear::O)
-        m.tensors[linear_bias_name(l, linear)] = random(1, shape.first, 0.1);
-    }
-  }
-  return m;
-}
-
-void write_model(const TinyModel& m, const std::filesystem::path& dir) {
-  std::filesystem::create_directories(dir);
-  std::ofstream(dir / "config.json") << to_json(m.config);
-  std::vector<Tensor> tensors;
-  std::vector<std::string> names;
-  for (const auto& [name, t] : m.tensors) {
-    std::vector<float> values;
-    for (const Vec& row : t) values.insert(values.end(), row.begin(), row.end());
-    const bool vector =
-        name.find("norm") != std::string::npos || name.find("bias") != std::string::npos;
-    const Shape shape =
-        vector ? Shape{static_cast<std::int64_t>(t[0].size())}
-               : Shape{static_cast<std::int64_t>(t.size()), static_cast<std::int64_t>(t[0].size())};
-    tensors.push_back(Tensor::from_f32(values, shape, DType::F32));
-    names.push_back(name);
-  }
-  std::vector<NamedTensor> named;
-  for (std::size_t i = 0; i < tensors.size(); ++i) named.push_back({names[i], &tensors[i]});
-  write_safetensors(dir / "model.safetensors", named);
-}
+using test::make_tiny;
+using test::Mat;
+using test::TinyModel;
+using test::Vec;
+using test::write_model;
 
 // ---- the naive reference ----
 Vec matvec(const Mat& w, const Vec& x) {
@@ -189,9 +117,9 @@ TEST(NaiveForward, TinyGqaBiasUntiedLlama3ModelMatchesDoublePrecision) {
   const std::uint64_t seed = std::random_device{}();
   SCOPED_TRACE(seed);
   const TinyModel m = make_tiny(seed);
-  const auto dir = std::filesystem::temp_directory_path() / ("qshard-tiny-" + std::to_string(seed));
-  write_model(m, dir);
-  const auto source = open_hf_model(dir);
+  const test::TempDir dir("qshard-tiny");
+  write_model(m, dir.path());
+  const auto source = open_hf_model(dir.path());
   EXPECT_TRUE(source->config().o_proj_bias);
   EXPECT_EQ(source->config().rope_scaling.type, "llama3");
   const CausalLm model(*source);
@@ -213,14 +141,13 @@ TEST(NaiveForward, TinyGqaBiasUntiedLlama3ModelMatchesDoublePrecision) {
   }
   std::cout << "tiny model: max |logit - double reference| = " << max_diff << '\n';
   EXPECT_LT(max_diff, 1e-4);
-  std::filesystem::remove_all(dir);
 }
 
 TEST(Forward, CaptureDeliversEveryInputAndStopAfterStops) {
   const TinyModel m = make_tiny(3);
-  const auto dir = std::filesystem::temp_directory_path() / "qshard-tiny-capture";
-  write_model(m, dir);
-  const auto source = open_hf_model(dir);
+  const test::TempDir dir("qshard-tiny-capture");
+  write_model(m, dir.path());
+  const auto source = open_hf_model(dir.path());
   const ModelConfig& c = source->config();
   const LayerWeights w = LayerWeights::load(*source, 0);
   const RotaryTable rope(c, 16);
@@ -245,9 +172,21 @@ TEST(Forward, CaptureDeliversEveryInputAndStopAfterStops) {
       LinearInput::AttentionOutput);
   EXPECT_TRUE(stopped.empty());
   EXPECT_EQ(seen.size(), 2u);
-  // A sample forwarded alone equals the same sample inside a batch (to rounding: BLAS may block
-  // products of other shapes differently, which is why the pipeline's units have fixed shapes),
-  // and the same batch twice is bitwise identical.
+  const LinearInput inputs[] = {LinearInput::Attention, LinearInput::AttentionOutput,
+                                LinearInput::Mlp, LinearInput::MlpDown};
+  for (std::size_t i = 0; i < 4; ++i) {
+    seen.clear();
+    EXPECT_TRUE(
+        forward_layer(
+            c, w, rope, hidden, 16,
+            [&](LinearInput input, const MatrixF& x) { seen.emplace_back(input, x.cols()); },
+            inputs[i])
+            .empty());
+    ASSERT_EQ(seen.size(), i + 1);
+    EXPECT_EQ(seen.back().first, inputs[i]);
+  }
+  // The middle sample forwarded alone is bitwise the middle sample of the batch of 3, and the
+  // same batch twice is bitwise identical.
   const MatrixF alone =
       forward_layer(c, w, rope,
                     MatrixF(16, c.hidden_size,
@@ -255,10 +194,24 @@ TEST(Forward, CaptureDeliversEveryInputAndStopAfterStops) {
                                                hidden.data() + 32 * c.hidden_size)),
                     16);
   for (std::int64_t i = 0; i < 16 * c.hidden_size; ++i)
-    ASSERT_NEAR(alone.data()[i], out.data()[16 * c.hidden_size + i],
-                1e-5 * (1 + std::abs(alone.data()[i])));
+    ASSERT_EQ(alone.data()[i], out.data()[16 * c.hidden_size + i]) << "element " << i;
   EXPECT_EQ(forward_layer(c, w, rope, hidden, 16), out);
-  std::filesystem::remove_all(dir);
+}
+
+TEST(Forward, LogitsOfASampleDoNotDependOnItsBatch) {
+  const TinyModel m = make_tiny(5);
+  const test::TempDir dir("qshard-tiny-batch");
+  write_model(m, dir.path());
+  const CausalLm model(*open_hf_model(dir.path()));
+  const std::int64_t seq = 12;
+  std::vector<std::int32_t> tokens(3 * seq);
+  for (std::size_t i = 0; i < tokens.size(); ++i)
+    tokens[i] = static_cast<std::int32_t>(i * 37 % 64);
+  const MatrixF batch = model.logits(tokens, seq);
+  const MatrixF alone = model.logits(std::span<const std::int32_t>(tokens).subspan(seq, seq), seq);
+  ASSERT_EQ(alone.rows(), seq);
+  for (std::int64_t t = 0; t < seq; ++t)
+    for (std::int64_t v = 0; v < 64; ++v) ASSERT_EQ(alone(t, v), batch(seq + t, v));
 }
 
 }  // namespace
