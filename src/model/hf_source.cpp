@@ -3,7 +3,6 @@
 
 #include "qshard/core/error.hpp"
 #include "qshard/io/safetensors.hpp"
-#include "qshard/model/override_source.hpp"
 #include "qshard/model/weight_source.hpp"
 
 namespace qshard {
@@ -54,27 +53,6 @@ class HfSource final : public WeightSource {
   SafetensorsModel model_;
 };
 
-class OverrideSource final : public WeightSource {
- public:
-  OverrideSource(const WeightSource& base, std::map<std::string, MatrixF> replacements)
-      : base_(base), replacements_(std::move(replacements)) {}
-  const ModelConfig& config() const override { return base_.config(); }
-  bool contains(const std::string& name) const override {
-    return replacements_.contains(name) || base_.contains(name);
-  }
-  MatrixF load(const std::string& name) const override {
-    const auto it = replacements_.find(name);
-    return it != replacements_.end() ? it->second : base_.load(name);
-  }
-  std::string describe() const override {
-    return str(base_.describe(), " with ", replacements_.size(), " replaced tensors");
-  }
-
- private:
-  const WeightSource& base_;
-  std::map<std::string, MatrixF> replacements_;
-};
-
 }  // namespace
 
 std::unique_ptr<WeightSource> open_hf_model(const std::filesystem::path& directory) {
@@ -83,11 +61,6 @@ std::unique_ptr<WeightSource> open_hf_model(const std::filesystem::path& directo
   require(std::filesystem::exists(directory / "config.json"), "model directory ", directory,
           " has no config.json");
   return std::make_unique<HfSource>(directory);
-}
-
-std::unique_ptr<WeightSource> with_overrides(const WeightSource& base,
-                                             std::map<std::string, MatrixF> replacements) {
-  return std::make_unique<OverrideSource>(base, std::move(replacements));
 }
 
 }  // namespace qshard
