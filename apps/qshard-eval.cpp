@@ -1,6 +1,8 @@
 // qshard-eval: perplexity, KL divergence and top-1 agreement of a (quantized) model.
 #include <boost/program_options.hpp>
 #include <iostream>
+#include <string>
+#include <vector>
 
 #include "qshard/core/error.hpp"
 #include "qshard/eval/eval_job.hpp"
@@ -8,27 +10,47 @@
 
 namespace po = boost::program_options;
 
+namespace {
+
+// Options may be spelled --seq-len or --seq_len: names are normalised to underscores.
+std::vector<std::string> normalised_arguments(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  for (std::string& a : args) {
+    if (a.rfind("--", 0) != 0) continue;
+    const std::size_t end = std::min(a.find('='), a.size());
+    for (std::size_t i = 2; i < end; ++i)
+      if (a[i] == '-') a[i] = '_';
+  }
+  return args;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   qshard::EvalOptions o;
   po::options_description d(
-      "qshard-eval: perplexity of a model; KL divergence and top-1 agreement against the "
-      "original\n\nOptions");
+      "qshard-eval: perplexity of a model; KL divergence and top-1 agreement against a reference\n"
+      "(options may be written with - or _: --seq-len or --seq_len)\n\nOptions");
   d.add_options()("help,h", "print this help")(
       "model", po::value(&o.model),
-      "original model: Hugging Face directory or synthetic:NAME (the reference)")(
-      "checkpoint", po::value(&o.checkpoint), "qshard HDF5 checkpoint to evaluate against --model")(
+      "model to evaluate: Hugging Face directory or synthetic:NAME (also the reference of "
+      "--checkpoint and --rtn-bits when no --reference is given)")(
+      "reference", po::value(&o.reference),
+      "original model to compare with (KL divergence, top-1 agreement)")(
+      "checkpoint", po::value(&o.checkpoint), "qshard HDF5 checkpoint to evaluate")(
       "tokens", po::value(&o.tokens), "evaluation tokens: FILE.i32 or FILE.h5[:DATASET]")(
       "seq_len", po::value(&o.seq_len), "tokens per row of the token file")(
       "window", po::value(&o.window)->default_value(-1),
       "non-overlapping windows of this length (-1: whole rows)")(
       "max_rows", po::value(&o.max_rows)->default_value(-1), "evaluate only the first rows")(
       "rtn_bits", po::value(&o.rtn_bits)->default_value(0),
-      "evaluate --model quantized with RTN at these bits")(
+      "evaluate --model quantized in memory with RTN at these bits")(
       "rtn_group_size", po::value(&o.rtn_group_size)->default_value(-1),
-      "group size of --rtn_bits")("json", po::bool_switch(&o.json), "print one JSON line");
+      "group size of --rtn-bits (-1: one group per row)")("json", po::bool_switch(&o.json),
+                                                          "print one JSON line");
   try {
     po::variables_map vm;
-    po::store(po::command_line_parser(argc, argv).options(d).run(), vm);
+    po::store(po::command_line_parser(normalised_arguments(argc, argv)).options(d).run(), vm);
     po::notify(vm);
     if (vm.count("help")) {
       std::cout << d << '\n';

@@ -28,15 +28,22 @@ std::unique_ptr<WeightSource> rtn_model(const WeightSource& source, const QuantC
 
 EvalReport run_eval(const EvalOptions& o) {
   require(!o.tokens.empty(), "give the evaluation tokens with --tokens");
-  require(o.seq_len > 1, "give --seq_len (tokens per row of the token file)");
+  require(o.seq_len > 1, "give --seq-len (tokens per row of the token file, at least 2)");
   require(!o.model.empty() || !o.checkpoint.empty(), "give --model and/or --checkpoint");
+  require(o.checkpoint.empty() || o.rtn_bits == 0,
+          "--checkpoint and --rtn-bits exclude each other");
+  require(o.rtn_bits == 0 || !o.model.empty(), "--rtn-bits quantizes --model: give it");
+  require(o.reference.empty() || o.checkpoint.empty() || o.model.empty(),
+          "--checkpoint with both --model and --reference: give the original model once");
   TokenSet tokens = read_tokens(o.tokens, o.seq_len);
   if (o.max_rows > 0 && o.max_rows < tokens.rows) {
     tokens.rows = o.max_rows;
     tokens.ids.resize(static_cast<std::size_t>(tokens.rows * tokens.cols));
   }
   EvalReport report;
-  std::unique_ptr<WeightSource> reference = o.model.empty() ? nullptr : open_model(o.model, 0);
+  std::unique_ptr<WeightSource> model = o.model.empty() ? nullptr : open_model(o.model, 0);
+  std::unique_ptr<WeightSource> reference =
+      o.reference.empty() ? nullptr : open_model(o.reference, 0);
   std::unique_ptr<WeightSource> evaluated;
   if (!o.checkpoint.empty()) {
     evaluated = open_checkpoint_model(o.checkpoint);
@@ -46,20 +53,23 @@ EvalReport run_eval(const EvalOptions& o) {
     q.bits = o.rtn_bits;
     q.group_size = o.rtn_group_size;
     q.validate();
-    evaluated = rtn_model(*reference, q);
+    evaluated = rtn_model(*model, q);
     report.description = str("RTN ", o.rtn_bits, "-bit group ", o.rtn_group_size, " of ", o.model);
-  }
-  if (!evaluated) {
+  } else {
     report.description = o.model;
-    report.evaluated = perplexity(CausalLm(*reference), tokens, o.window);
+  }
+  // The source the evaluated model reads: the checkpoint, the RTN overrides, or `model` itself.
+  const WeightSource& evaluated_source = evaluated ? *evaluated : *model;
+  const WeightSource* reference_source = reference   ? reference.get()
+                                         : evaluated ? model.get()
+                                                     : nullptr;
+  const CausalLm lm(evaluated_source);
+  if (reference_source == nullptr) {
+    report.evaluated = perplexity(lm, tokens, o.window);
     return report;
   }
-  const CausalLm model(*evaluated);
-  if (!reference) {
-    report.evaluated = perplexity(model, tokens, o.window);
-    return report;
-  }
-  report.comparison = compare_models(CausalLm(*reference), model, tokens, o.window);
+  report.reference = reference ? o.reference : o.model;
+  report.comparison = compare_models(CausalLm(*reference_source), lm, tokens, o.window);
   report.evaluated = report.comparison->model;
   return report;
 }
@@ -72,6 +82,7 @@ void print_report(const EvalReport& r, bool json, std::ostream& out) {
     j["mean_nll"] = r.evaluated.mean_nll;
     j["predictions"] = r.evaluated.predictions;
     if (r.comparison) {
+      j["reference"] = r.reference;
       j["reference_perplexity"] = r.comparison->reference.perplexity;
       j["kl"] = r.comparison->mean_kl;
       j["top1"] = r.comparison->top1_agreement;
@@ -83,7 +94,8 @@ void print_report(const EvalReport& r, bool json, std::ostream& out) {
       << "perplexity           " << r.evaluated.perplexity << "  (mean NLL " << r.evaluated.mean_nll
       << ", " << r.evaluated.predictions << " predictions)\n";
   if (r.comparison) {
-    out << "reference perplexity " << r.comparison->reference.perplexity << '\n'
+    out << "reference            " << r.reference << '\n'
+        << "reference perplexity " << r.comparison->reference.perplexity << '\n'
         << "mean KL divergence   " << std::setprecision(6) << r.comparison->mean_kl << " nats\n"
         << "top-1 agreement      " << std::setprecision(4) << 100.0 * r.comparison->top1_agreement
         << " %\n";

@@ -11,14 +11,18 @@
 
 namespace qshard {
 
+// What is evaluated: the checkpoint when given, else `model` (quantized with RTN when rtn_bits >
+// 0). What it is compared with: `reference` when given, else `model` when the evaluated model is
+// derived from it (a checkpoint or RTN); without either only the perplexity is reported.
 struct EvalOptions {
-  std::string model;       // the original model (reference for comparisons)
-  std::string checkpoint;  // a qshard checkpoint to evaluate (against `model` when given)
+  std::string model;       // Hugging Face directory or synthetic:NAME
+  std::string reference;   // the original model to compare with
+  std::string checkpoint;  // a qshard checkpoint to evaluate
   std::string tokens;      // evaluation token file
   std::int64_t seq_len = 0;
   std::int64_t window = -1;
   std::int64_t max_rows = -1;
-  int rtn_bits = 0;        // > 0: evaluate `model` quantized with RTN at these bits
+  int rtn_bits = 0;  // > 0: evaluate `model` quantized with RTN at these bits
   std::int64_t rtn_group_size = -1;
   bool json = false;
 };
@@ -27,6 +31,7 @@ struct EvalReport {
   PerplexityResult evaluated;
   std::optional<ComparisonResult> comparison;  // when a reference is available
   std::string description;
+  std::string reference;  // what the comparison is against
 };
 
 EvalReport run_eval(const EvalOptions& options);
