@@ -51,41 +51,46 @@ void rotate(float* x, const float* cos, const float* sin, std::int64_t half) {
   }
 }
 
+// Query rows per block of the attention products: bounds the scores to kQueryBlock x seq floats.
+constexpr std::int64_t kQueryBlock = 128;
+
 // Causal grouped-query attention of one sample: q [seq, heads*d], k/v [seq, kv*d] -> out [seq,
-// heads*d].
+// heads*d]. Per head and block of query rows: scores = scale q k^T over the keys up to the block's
+// last row (SGEMM), a max-subtracted fp32 softmax of each row over its causal prefix (sum in
+// double), masked keys zeroed, out = p v (SGEMM). The products' shapes depend only on seq, so a
+// sample's result does not depend on the other samples of its batch.
 void attention(const ModelConfig& c, const float* q, const float* k, const float* v,
                std::int64_t seq, float* out) {
-  const std::int64_t d = c.head_dim, heads = c.num_attention_heads,
-                     kv_heads = c.num_key_value_heads;
-  const std::int64_t group = heads / kv_heads, q_stride = heads * d, kv_stride = kv_heads * d;
+  const std::int64_t d = c.head_dim, heads = c.num_attention_heads;
+  const std::int64_t group = heads / c.num_key_value_heads;
+  const auto q_stride = static_cast<int>(heads * d);
+  const auto kv_stride = static_cast<int>(c.num_key_value_heads * d);
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  std::vector<float> scores(static_cast<std::size_t>(seq));
+  std::vector<float> scores(static_cast<std::size_t>(std::min(seq, kQueryBlock) * seq));
   for (std::int64_t h = 0; h < heads; ++h) {
     const std::int64_t kvh = h / group;
-    for (std::int64_t t = 0; t < seq; ++t) {
-      const float* qt = q + t * q_stride + h * d;
-      float max_score = -INFINITY;
-      for (std::int64_t s = 0; s <= t; ++s) {
-        const float* ks = k + s * kv_stride + kvh * d;
-        float dot = 0.0f;
-        for (std::int64_t i = 0; i < d; ++i) dot += qt[i] * ks[i];
-        scores[static_cast<std::size_t>(s)] = dot * scale;
-        max_score = std::max(max_score, dot * scale);
+    for (std::int64_t t0 = 0; t0 < seq; t0 += kQueryBlock) {
+      const std::int64_t t1 = std::min(seq, t0 + kQueryBlock), rows = t1 - t0, keys = t1;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows),
+                  static_cast<int>(keys), static_cast<int>(d), scale, q + t0 * q_stride + h * d,
+                  q_stride, k + kvh * d, kv_stride, 0.0f, scores.data(), static_cast<int>(keys));
+      for (std::int64_t r = 0; r < rows; ++r) {
+        float* row = scores.data() + r * keys;
+        const std::int64_t visible = t0 + r + 1;
+        const float max_score = *std::max_element(row, row + visible);
+        double total = 0.0;
+        for (std::int64_t s = 0; s < visible; ++s) {
+          row[s] = std::exp(row[s] - max_score);
+          total += row[s];
+        }
+        const auto inv_total = static_cast<float>(1.0 / total);
+        for (std::int64_t s = 0; s < visible; ++s) row[s] *= inv_total;
+        std::fill(row + visible, row + keys, 0.0f);
       }
-      double total = 0.0;
-      for (std::int64_t s = 0; s <= t; ++s) {
-        const float e = std::exp(scores[static_cast<std::size_t>(s)] - max_score);
-        scores[static_cast<std::size_t>(s)] = e;
-        total += e;
-      }
-      const auto inv_total = static_cast<float>(1.0 / total);
-      float* ot = out + t * q_stride + h * d;
-      std::fill(ot, ot + d, 0.0f);
-      for (std::int64_t s = 0; s <= t; ++s) {
-        const float p = scores[static_cast<std::size_t>(s)] * inv_total;
-        const float* vs = v + s * kv_stride + kvh * d;
-        for (std::int64_t i = 0; i < d; ++i) ot[i] += p * vs[i];
-      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows),
+                  static_cast<int>(d), static_cast<int>(keys), 1.0f, scores.data(),
+                  static_cast<int>(keys), v + kvh * d, kv_stride, 0.0f, out + t0 * q_stride + h * d,
+                  q_stride);
     }
   }
 }
