@@ -29,10 +29,12 @@ int main(int argc, char** argv) {
   const qshard::CausalLm lm(*source);
   std::mt19937 rng(1);
   std::vector<std::int32_t> tokens(static_cast<std::size_t>(seq * batch));
-  for (auto& t : tokens) t = static_cast<std::int32_t>(rng() % static_cast<unsigned>(lm.config().vocab_size));
+  for (auto& t : tokens)
+    t = static_cast<std::int32_t>(rng() % static_cast<unsigned>(lm.config().vocab_size));
   const double s = qshard::bench::median_seconds(repeats, [&] { lm.logits(tokens, seq); });
-  std::cout << "qshard-bench-forward: " << model << " on " << qshard::bench::cpu_model() << ", OpenBLAS threads "
-            << threads << ": " << batch << " x " << seq << " tokens in " << s << " s (median of " << repeats
-            << ") = " << static_cast<double>(seq * batch) / s << " tokens/s\n";
+  std::cout << "qshard-bench-forward: " << model << " on " << qshard::bench::cpu_model()
+            << ", OpenBLAS threads " << threads << ": " << batch << " x " << seq << " tokens in "
+            << s << " s (median of " << repeats << ") = " << static_cast<double>(seq * batch) / s
+            << " tokens/s\n";
   return 0;
 }
