@@ -135,7 +135,8 @@ void CudaSolver::clear_cache() const {
 
 std::shared_ptr<const DeviceFactor> CudaSolver::factorize_device(const MatrixD& hessian,
                                                                  const GptqOptions& options,
-                                                                 HessianFactor* host_factor) const {
+                                                                 HessianFactor* host_factor,
+                                                                 FactorizeTimings* timings) const {
   options.validate();
   const std::int64_t n = hessian.rows();
   require(n > 0 && hessian.cols() == n, "Hessian must be square (got [", hessian.rows(), ", ",
@@ -146,6 +147,8 @@ std::shared_ptr<const DeviceFactor> CudaSolver::factorize_device(const MatrixD& 
   const cudaStream_t stream = s.stream.get();
   const std::size_t nn = static_cast<std::size_t>(n) * static_cast<std::size_t>(n);
 
+  const Event start, uploaded, factored, downloaded;
+  start.record(stream);
   DeviceBuffer<double> h(nn);
   h.upload(hessian.data(), nn, stream);
   s.input_error.reset(stream);
@@ -181,6 +184,7 @@ std::shared_ptr<const DeviceFactor> CudaSolver::factorize_device(const MatrixD& 
   f->dead_device = DeviceBuffer<std::uint8_t>(static_cast<std::size_t>(n));
   f->dead_device.upload(f->dead.data(), f->dead.size(), stream);
 
+  uploaded.record(stream);
   DeviceBuffer<double> a(nn);
   std::size_t potrf_device = 0, potrf_host = 0, trtri_device = 0, trtri_host = 0;
   QSHARD_CUDA_CHECK(cusolverDnXpotrf_bufferSize(s.cusolver.get(), s.params.get(),
@@ -228,6 +232,7 @@ std::shared_ptr<const DeviceFactor> CudaSolver::factorize_device(const MatrixD& 
           a.data(), n, host_factor != nullptr ? h.data() : nullptr, f->hinv_upper.data(), stream));
       f->damp_percent_used = damp;
       f->damp_steps = step;
+      factored.record(stream);
       if (host_factor != nullptr) {
         host_factor->columns = n;
         host_factor->perm = f->perm;
@@ -237,7 +242,13 @@ std::shared_ptr<const DeviceFactor> CudaSolver::factorize_device(const MatrixD& 
         host_factor->hinv_upper = MatrixD(n, n);
         h.download(host_factor->hinv_upper.data(), nn, stream);
       }
+      downloaded.record(stream);
       s.stream.synchronize();
+      if (timings != nullptr) {
+        timings->upload_ms = uploaded.elapsed_ms_since(start);
+        timings->factor_ms = factored.elapsed_ms_since(uploaded);
+        timings->download_ms = downloaded.elapsed_ms_since(factored);
+      }
       return f;
     }
     if (step < options.max_damp_steps) damp = damp > 0.0 ? damp * 10.0 : 0.01;

@@ -43,6 +43,13 @@ struct DeviceQuantized {
   DeviceBuffer<std::int32_t> zeros;  // [rows_padded, groups]
 };
 
+// Where factorize_device spent its time (CUDA events on the solver's stream).
+struct FactorizeTimings {
+  double upload_ms = 0.0;    // H to the device and its finiteness check
+  double factor_ms = 0.0;    // gather, potrf, trtri, scatter (all damping attempts)
+  double download_ms = 0.0;  // U (double) to the host, when asked for
+};
+
 struct CudaSolverOptions {
   // Rows per GEMM panel: the trailing update runs on fixed [panel_rows, *] shapes (rows padded),
   // which keeps a row's result independent of the others. A multiple of 16.
@@ -69,7 +76,8 @@ class CudaSolver final : public Solver {
   // host copy of U (double).
   std::shared_ptr<const DeviceFactor> factorize_device(const MatrixD& hessian,
                                                        const GptqOptions& options,
-                                                       HessianFactor* host_factor = nullptr) const;
+                                                       HessianFactor* host_factor = nullptr,
+                                                       FactorizeTimings* timings = nullptr) const;
   std::shared_ptr<const DeviceFactor> upload_factor(const HessianFactor& factor) const;
   // GPTQ of `rows` x factor.columns fp32 weights already on this device (row-major, original
   // column order). Synchronises before returning.
