@@ -102,5 +102,7 @@ namespace qshard {
 
 // Prints a summary of a checkpoint: provenance, layers, bits, groups, sizes, objectives.
 void print_checkpoint_summary(const Checkpoint& checkpoint, std::ostream& out);
+// FNV-1a 64 of the datasets under /layers (name order; path, shape, stored bytes).
+std::uint64_t hash_quantized_tensors(const std::filesystem::path& checkpoint);
 
 }  // namespace qshard
