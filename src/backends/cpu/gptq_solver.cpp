@@ -9,9 +9,10 @@
 //
 // solve(): rows are solved in fixed panels of kPanelRows rows (the last one padded with zero rows),
 // so every BLAS call has the same shape whatever row range is solved: a row's result depends on
-// that row and H alone, bitwise. Per panel, lazy batches of block_size columns: inside a batch each
-// row's columns are quantized in turn, the error (w - q) / U_kk propagated to the batch's later
-// columns; after the batch the trailing columns receive one DGEMM of the batch errors.
+// that row and H alone, bitwise. Lazy batches of block_size columns, each batch through every
+// panel: inside a batch each row's columns are quantized in turn, the error (w - q) / U_kk
+// propagated to the batch's later columns; after the batch the panel's trailing columns receive
+// one DGEMM of its batch errors.
 #include <cblas.h>
 #include <lapacke.h>
 
@@ -27,7 +28,10 @@
 namespace qshard {
 namespace {
 
-constexpr std::int64_t kPanelRows = 64;
+// 128 rows: the pipeline's default tile (no padding there); on 4096 x 4096 it is faster than one
+// DGEMM over all rows (U's batch rows stay in cache across panels), 64 is slower, 256 a little
+// faster but pads small matrices more.
+constexpr std::int64_t kPanelRows = 128;
 
 // U such that A^-1 = U^T U for symmetric positive definite A (row-major, n x n). False when A is
 // not positive definite.
@@ -47,8 +51,8 @@ bool inverse_upper_cholesky(const MatrixD& a, MatrixD& u) {
   return true;
 }
 
-// One panel's work: w [panel, n] in solve order (updated in place), codes [panel, n] in solve
-// order, scales and zeros [panel, groups] (read when plan.precomputed, else written).
+// One panel: w [kPanelRows, n] in solve order (updated in place), codes [kPanelRows, n] in solve
+// order, scales and zeros [kPanelRows, groups] (read when plan.precomputed, else written).
 struct Panel {
   MatrixD w;
   Matrix<std::uint8_t> codes;
@@ -75,48 +79,47 @@ void group_values(const double* row, const double* batch_start, const double* er
   }
 }
 
-void solve_panel(Panel& p, const HessianFactor& f, const GroupPlan& plan,
-                 const GptqOptions& options) {
+// Batch [i1, i2) of one panel: each row's columns quantized in turn with the in-block updates,
+// then the trailing columns' update W[:, i2:] -= Err @ U[i1:i2, i2:] (one DGEMM, always of shape
+// [kPanelRows, n - i2, i2 - i1]). `current` holds each row's parameters of the open group.
+void solve_batch(Panel& p, std::vector<GroupParams>& current, std::int64_t i1, std::int64_t i2,
+                 const HessianFactor& f, const GroupPlan& plan, const GptqOptions& options) {
   const QuantConfig& qc = options.quant;
   const std::int32_t maxq = qc.maxq();
-  const std::int64_t rows = p.w.rows(), n = p.w.cols(), gs = plan.group_size;
+  const std::int64_t rows = p.w.rows(), n = p.w.cols(), gs = plan.group_size, count = i2 - i1;
   const MatrixD& u = f.hinv_upper;
-  std::vector<GroupParams> current(static_cast<std::size_t>(rows));
   std::vector<double> values, batch_start;
-  for (std::int64_t i1 = 0; i1 < n; i1 += options.block_size) {
-    const std::int64_t i2 = std::min(n, i1 + options.block_size), count = i2 - i1;
-    MatrixD err(rows, count);
-    for (std::int64_t r = 0; r < rows; ++r) {
-      double* row = &p.w(r, 0);
-      double* errors = &err(r, 0);
-      GroupParams& params = current[static_cast<std::size_t>(r)];
-      batch_start.assign(row + i1, row + i2);
-      for (std::int64_t k = i1; k < i2; ++k) {
-        const std::int64_t g = plan.group_of_position[static_cast<std::size_t>(k)];
-        if (plan.precomputed) {
-          params = {p.scales(r, g), p.zeros(r, g)};
-        } else if (k % gs == 0) {
-          group_values(row, batch_start.data(), errors, u, i1, i2, k, std::min(n, k + gs),
-                       options.group_rule, values);
-          params = find_params(std::span<const double>(values), qc);
-          p.scales(r, g) = params.scale;
-          p.zeros(r, g) = params.zero;
-        }
-        const double value = row[k];
-        const std::int32_t code = quantize_value(value, params, maxq);
-        p.codes(r, k) = static_cast<std::uint8_t>(code);
-        const double e = (value - dequantize_value(code, params)) / u(k, k);
-        errors[k - i1] = e;
-        const double* hrow = &u(k, 0);
-        for (std::int64_t j = k + 1; j < i2; ++j) row[j] -= e * hrow[j];
+  MatrixD err(rows, count);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    double* row = &p.w(r, 0);
+    double* errors = &err(r, 0);
+    GroupParams& params = current[static_cast<std::size_t>(r)];
+    batch_start.assign(row + i1, row + i2);
+    for (std::int64_t k = i1; k < i2; ++k) {
+      const std::int64_t g = plan.group_of_position[static_cast<std::size_t>(k)];
+      if (plan.precomputed) {
+        params = {p.scales(r, g), p.zeros(r, g)};
+      } else if (k % gs == 0) {
+        group_values(row, batch_start.data(), errors, u, i1, i2, k, std::min(n, k + gs),
+                     options.group_rule, values);
+        params = find_params(std::span<const double>(values), qc);
+        p.scales(r, g) = params.scale;
+        p.zeros(r, g) = params.zero;
       }
+      const double value = row[k];
+      const std::int32_t code = quantize_value(value, params, maxq);
+      p.codes(r, k) = static_cast<std::uint8_t>(code);
+      const double e = (value - dequantize_value(code, params)) / u(k, k);
+      errors[k - i1] = e;
+      const double* hrow = &u(k, 0);
+      for (std::int64_t j = k + 1; j < i2; ++j) row[j] -= e * hrow[j];
     }
-    if (i2 < n) {  // W[:, i2:] -= Err @ U[i1:i2, i2:], always [kPanelRows, n - i2, count]
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows),
-                  static_cast<int>(n - i2), static_cast<int>(count), -1.0, err.data(),
-                  static_cast<int>(count), &u(i1, i2), static_cast<int>(n), 1.0, &p.w(0, i2),
-                  static_cast<int>(n));
-    }
+  }
+  if (i2 < n) {
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows),
+                static_cast<int>(n - i2), static_cast<int>(count), -1.0, err.data(),
+                static_cast<int>(count), &u(i1, i2), static_cast<int>(n), 1.0, &p.w(0, i2),
+                static_cast<int>(n));
   }
 }
 
@@ -145,16 +148,28 @@ class CpuSolver final : public Solver {
     q.scales = MatrixF(rows, plan.groups);
     q.zeros = Matrix<std::int32_t>(rows, plan.groups);
     q.g_idx = plan.g_idx;
+    // All panels advance batch by batch, so U[i1:i2, i2:] is read from cache by every panel.
+    std::vector<Panel> panels;
     for (std::int64_t r0 = 0; r0 < rows; r0 += kPanelRows) {
       const std::int64_t used = std::min(kPanelRows, rows - r0);
       MatrixF slice(kPanelRows, n, 0.0f);  // zero rows pad the last panel
       std::copy(weight.data() + r0 * n, weight.data() + (r0 + used) * n, slice.data());
-      Panel p{permuted_weights(slice, f), Matrix<std::uint8_t>(kPanelRows, n),
-              MatrixF(kPanelRows, plan.groups), Matrix<std::int32_t>(kPanelRows, plan.groups)};
+      Panel& p = panels.emplace_back(
+          Panel{permuted_weights(slice, f), Matrix<std::uint8_t>(kPanelRows, n),
+                MatrixF(kPanelRows, plan.groups), Matrix<std::int32_t>(kPanelRows, plan.groups)});
       if (plan.precomputed)
         precompute_group_params(slice, f, plan, options.quant, p.scales, p.zeros);
-      solve_panel(p, f, plan, options);
-      for (std::int64_t r = 0; r < used; ++r) {
+    }
+    std::vector<std::vector<GroupParams>> current(
+        panels.size(), std::vector<GroupParams>(static_cast<std::size_t>(kPanelRows)));
+    for (std::int64_t i1 = 0; i1 < n; i1 += options.block_size)
+      for (std::size_t b = 0; b < panels.size(); ++b)
+        solve_batch(panels[b], current[b], i1, std::min(n, i1 + options.block_size), f, plan,
+                    options);
+    for (std::size_t b = 0; b < panels.size(); ++b) {
+      const Panel& p = panels[b];
+      const std::int64_t r0 = static_cast<std::int64_t>(b) * kPanelRows;
+      for (std::int64_t r = 0; r < std::min(kPanelRows, rows - r0); ++r) {
         for (std::int64_t k = 0; k < n; ++k)
           q.codes(r0 + r, f.perm[static_cast<std::size_t>(k)]) = p.codes(r, k);
         std::copy_n(&p.scales(r, 0), plan.groups, &q.scales(r0 + r, 0));
