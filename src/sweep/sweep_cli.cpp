@@ -70,7 +70,9 @@ std::vector<std::string> normalised(std::vector<std::string> args) {
   return args;
 }
 
+// Every point is checked as qshard-quantize would parse it before the grid is printed.
 void print_list(const SweepSpec& spec, std::ostream& out) {
+  for (const SweepPoint& point : all_points(spec)) check_point_options(spec, point);
   out << spec.point_count() << " points of " << spec.file.string() << " (base "
       << spec.base.string() << ")\n";
   for (const SweepPoint& point : all_points(spec))

@@ -13,6 +13,7 @@
 #include "qshard/model/causal_lm.hpp"
 #include "qshard/model/checkpoint_source.hpp"
 #include "qshard/model/synthetic_source.hpp"
+#include "qshard/pipeline/job_options.hpp"
 #include "qshard/sweep/checkpoint_stats.hpp"
 #include "qshard/sweep/process.hpp"
 #include "qshard/sweep/results.hpp"
@@ -89,6 +90,18 @@ std::vector<std::string> quantize_command(const SweepSpec& spec, const SweepPoin
   return command;
 }
 
+void check_point_options(const SweepSpec& spec, const SweepPoint& point) {
+  std::vector<std::string> args = {"--config=" + spec.base.string()};
+  for (const auto& [key, value] : point.settings) args.push_back("--" + key + "=" + value);
+  args.push_back("--out=" + point_checkpoint(spec.out_dir, point.index).string());
+  try {
+    parse_job_options(args);
+  } catch (const Error& e) {
+    throw Error(
+        str(spec.file.string(), ": point ", point.index, " (", point.describe(), "): ", e.what()));
+  }
+}
+
 nlohmann::json evaluate_point(const SweepSpec& spec, const SweepPoint& point,
                               const fs::path& checkpoint, double quantize_seconds) {
   const auto start = Clock::now();
@@ -145,6 +158,7 @@ nlohmann::json evaluate_point(const SweepSpec& spec, const SweepPoint& point,
 nlohmann::json run_point(const SweepSpec& spec, std::int64_t index, const PointRunOptions& options,
                          std::ostream& log) {
   const SweepPoint point = sweep_point(spec, index);
+  check_point_options(spec, point);
   const fs::path out_dir = resolved_out_dir(spec, options);
   fs::create_directories(out_dir);
   const fs::path checkpoint = point_checkpoint(out_dir, index);

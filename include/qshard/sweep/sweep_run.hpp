@@ -27,6 +27,11 @@ std::filesystem::path point_checkpoint(const std::filesystem::path& out_dir, std
 std::vector<std::string> quantize_command(const SweepSpec& spec, const SweepPoint& point,
                                           const PointRunOptions& options);
 
+// Parses the point's qshard-quantize options (base config + grid values) as qshard-quantize
+// would, so an unknown key or a bad value fails before any job starts; throws naming the sweep
+// file and the point.
+void check_point_options(const SweepSpec& spec, const SweepPoint& point);
+
 // Evaluates the checkpoint of `point` (already written) and returns its results record.
 nlohmann::json evaluate_point(const SweepSpec& spec, const SweepPoint& point,
                               const std::filesystem::path& checkpoint, double quantize_seconds);

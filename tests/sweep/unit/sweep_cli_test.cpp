@@ -28,6 +28,7 @@ CliRun cli(const std::vector<std::string>& args) {
 class SweepCli : public ::testing::Test {
  protected:
   void SetUp() override {
+    test::write_text(dir_ / "base.ini", "model = synthetic:tiny\n");
     test::write_text(
         dir_ / "sweep.ini",
         "[sweep]\nbase = base.ini\nout_dir = " + (dir_ / "out").string() +
@@ -107,6 +108,36 @@ TEST(SweepProcess, RunsWithoutAShellAndReportsExitStatus) {
   EXPECT_EQ(run_process({"sh", "-c", "exit 7"}), 7);
   EXPECT_THROW(run_process({"/nonexistent/qshard-quantize"}), Error);
   EXPECT_EQ(shell_quote({"a", "b c", "it's"}), "a 'b c' 'it'\\''s'");
+}
+
+}  // namespace
+}  // namespace qshard
+
+namespace qshard {
+namespace {
+
+TEST(SweepCheck, ListRejectsKeysAndValuesQshardQuantizeWouldReject) {
+  test::ScratchDir dir("qshard-sweep-check");
+  test::write_text(dir / "base.ini", "model = synthetic:tiny\nbits = 4\n");
+  const auto list = [&](const std::string& grid) {
+    test::write_text(
+        dir / "s.ini",
+        "[sweep]\nbase = base.ini\neval_tokens = e.i32\neval_seq_len = 8\n[grid]\n" + grid);
+    std::ostringstream out, err;
+    const int code =
+        run_sweep_cli({"--sweep", (dir / "s.ini").string(), "--list"}, "/x/qshard-sweep", out, err);
+    return std::make_pair(code, err.str());
+  };
+  EXPECT_EQ(list("bits = 2,8\nact_order = 0,1\n").first, 0);
+  const auto bad_value = list("bits = 4,5\n");
+  EXPECT_EQ(bad_value.first, 1);
+  EXPECT_NE(bad_value.second.find("point 1 (bits=5)"), std::string::npos) << bad_value.second;
+  EXPECT_NE(bad_value.second.find("bits must be 2, 3, 4 or 8"), std::string::npos)
+      << bad_value.second;
+  const auto bad_key = list("colour = red\n");
+  EXPECT_NE(bad_key.second.find("colour"), std::string::npos) << bad_key.second;
+  test::write_text(dir / "base.ini", "model = synthetic:tiny\nshape = round\n");
+  EXPECT_NE(list("bits = 4\n").second.find("shape"), std::string::npos);
 }
 
 }  // namespace
