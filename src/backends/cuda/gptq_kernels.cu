@@ -15,7 +15,8 @@ constexpr int kSlots = kMaxBatch / kWarp;  // weights of a row held by each lane
 constexpr unsigned kFullMask = 0xffffffffu;
 constexpr float kMinScale = 5.9604645e-08f;  // smallest positive fp16 (as the CPU quantizer)
 constexpr std::size_t kBatchSharedBytes =
-    sizeof(float) * (kMaxBatch * kMaxBatch + kRowsPerBlock * kMaxBatch);
+    sizeof(float) * (kMaxBatch * kMaxBatch + kRowsPerBlock * kMaxBatch) +
+    sizeof(int) * 2 * kMaxBatch;
 
 struct Params {
   float scale;
@@ -271,6 +272,9 @@ __global__ void __launch_bounds__(kRowsPerBlock* kWarp) gptq_batch_kernel(const 
   const int count = static_cast<int>(a.i2 - a.i1);
   float* us = shared;                      // [count][count]
   float* errors = shared + count * count;  // [kRowsPerBlock][kMaxBatch]
+  // The batch's groups and original columns (off the per-column critical path).
+  int* batch_group = reinterpret_cast<int*>(errors + kRowsPerBlock * kMaxBatch);
+  int* batch_column = batch_group + kMaxBatch;
   const int warp = static_cast<int>(threadIdx.x) / kWarp;
   const int lane = static_cast<int>(threadIdx.x) % kWarp;
   const std::int64_t r = static_cast<std::int64_t>(blockIdx.x) * kRowsPerBlock + warp;
@@ -278,6 +282,10 @@ __global__ void __launch_bounds__(kRowsPerBlock* kWarp) gptq_batch_kernel(const 
        idx += static_cast<int>(blockDim.x)) {
     const int p = idx / count, q = idx % count;
     us[idx] = a.u[(a.i1 + p) * a.n + a.i1 + q];
+  }
+  for (int i = static_cast<int>(threadIdx.x); i < count; i += static_cast<int>(blockDim.x)) {
+    batch_group[i] = a.group_of_position[a.i1 + i];
+    batch_column[i] = a.perm[a.i1 + i];
   }
   float* wrow = a.w + r * a.n;
   float wv[kSlots];
@@ -297,7 +305,7 @@ __global__ void __launch_bounds__(kRowsPerBlock* kWarp) gptq_batch_kernel(const 
       const int i = s * kWarp + l;
       if (i >= count) break;
       const std::int64_t k = a.i1 + i;
-      const int g = a.group_of_position[k];
+      const int g = batch_group[i];
       if (a.dynamic_groups && k % a.group_size == 0) {
         if (a.exact_rule) {
           // The group's columns inside this inner batch: the current (compensated) registers.
@@ -324,7 +332,7 @@ __global__ void __launch_bounds__(kRowsPerBlock* kWarp) gptq_batch_kernel(const 
       const float e = static_cast<float>((static_cast<double>(value) - dequantize(code, p)) /
                                          static_cast<double>(us[i * count + i]));
       if (lane == 0) {
-        a.codes[r * a.n + a.perm[k]] = static_cast<std::uint8_t>(code);
+        a.codes[r * a.n + batch_column[i]] = static_cast<std::uint8_t>(code);
         batch_err[i] = e;
       }
 #pragma unroll
