@@ -27,6 +27,11 @@ std::int64_t group_order(const json& r) {  // -1 (one group per row) sorts after
 
 std::string method_of(const json& r) { return r.at("method").get<std::string>(); }
 
+// The RTN baseline first, then the other methods by name.
+std::pair<bool, std::string> method_order(const json& r) {
+  return {method_of(r) != "rtn", method_of(r)};
+}
+
 std::string text_of(const json& value) {
   return value.is_string() ? value.get<std::string>() : value.dump();
 }
@@ -100,7 +105,7 @@ std::vector<json> sorted_results(std::vector<json> records) {
       unique.push_back(records[i]);
   std::stable_sort(unique.begin(), unique.end(), [](const json& a, const json& b) {
     const auto key = [](const json& r) {
-      return std::make_tuple(group_order(r), method_of(r), r.at("bits").get<std::int64_t>(),
+      return std::make_tuple(group_order(r), method_order(r), r.at("bits").get<std::int64_t>(),
                              r.at("index").get<std::int64_t>());
     };
     return key(a) < key(b);

@@ -9,7 +9,8 @@
 
 namespace qshard {
 
-// The records sorted by group size (-1, one group per row, last), method, bits, then index.
+// The records sorted by group size (-1, one group per row, last), method (RTN first), bits,
+// then index; a point recorded twice (a requeued task) once, by its last line.
 std::vector<nlohmann::json> sorted_results(std::vector<nlohmann::json> records);
 
 std::string markdown_table(const std::vector<nlohmann::json>& sorted);

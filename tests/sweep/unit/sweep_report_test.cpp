@@ -43,9 +43,9 @@ TEST_F(SweepReport, SortsByGroupSizeMethodBitsAndKeepsOneLinePerPoint) {
   const auto records = read_result_lines(dir_ / "results.jsonl");
   ASSERT_EQ(records.size(), 6u);
   const auto sorted = sorted_results(records);
-  // group 32 (gptq 4; rtn 4, 8), then group -1 (gptq 8; rtn 4); the duplicate of point 1 once.
-  EXPECT_EQ(indices(sorted), (std::vector<std::int64_t>{1, 0, 4, 3, 2}));
-  EXPECT_DOUBLE_EQ(sorted[0].at("time_s").get<double>(), 4.5);  // the last line of a point wins
+  // group 32 (rtn 4, 8; gptq 4), then group -1 (rtn 4; gptq 8); the duplicate of point 1 once.
+  EXPECT_EQ(indices(sorted), (std::vector<std::int64_t>{0, 4, 1, 2, 3}));
+  EXPECT_DOUBLE_EQ(sorted[2].at("time_s").get<double>(), 4.5);  // the last line of a point wins
 }
 
 TEST_F(SweepReport, MarkdownAndCsvShowEveryPointWithItsHash) {
@@ -86,17 +86,17 @@ TEST_F(SweepReport, ExtraGridKeysGetTheirOwnColumns) {
 TEST_F(SweepReport, PlotHasOneLinePerGroupSizeRtnDashedGptqSolid) {
   const auto sorted = sorted_results(read_result_lines(dir_ / "results.jsonl"));
   const std::string script = gnuplot_script(sorted, "out/r.png", "out/r.svg");
-  // Series in report order: g32 GPTQ, g32 RTN, per-row GPTQ, per-row RTN; same colour per group.
-  EXPECT_NE(script.find("$s1 << EOD\n5.500000 270.9\n10.500000 51.99\nEOD"), std::string::npos)
+  // Series in report order: g32 RTN, g32 GPTQ, per-row RTN, per-row GPTQ; same colour per group.
+  EXPECT_NE(script.find("$s0 << EOD\n5.500000 270.9\n10.500000 51.99\nEOD"), std::string::npos)
       << script;
   EXPECT_NE(
       script.find(
-          "$s0 using 1:2 with linespoints lw 2 lc rgb '#1f77b4' dt 1 pt 7 title 'group 32 GPTQ'"),
+          "$s1 using 1:2 with linespoints lw 2 lc rgb '#1f77b4' dt 1 pt 7 title 'group 32 GPTQ'"),
       std::string::npos)
       << script;
   EXPECT_NE(
       script.find(
-          "$s1 using 1:2 with linespoints lw 2 lc rgb '#1f77b4' dt 2 pt 6 title 'group 32 RTN'"),
+          "$s0 using 1:2 with linespoints lw 2 lc rgb '#1f77b4' dt 2 pt 6 title 'group 32 RTN'"),
       std::string::npos);
   EXPECT_NE(script.find("lc rgb '#d62728' dt 2 pt 6 title 'group per row RTN'"), std::string::npos);
   EXPECT_NE(script.find("51.05 with lines"), std::string::npos);
