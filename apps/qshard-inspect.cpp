@@ -1,5 +1,6 @@
 // qshard-inspect: prints what a model directory or a qshard checkpoint holds.
 #include <boost/program_options.hpp>
+#include <iomanip>
 #include <iostream>
 #include <string>
 
@@ -16,7 +17,10 @@ int main(int argc, char** argv) {
       "model", po::value<std::string>()->value_name("DIR"),
       "a Hugging Face model directory (config.json and *.safetensors)")(
       "checkpoint", po::value<std::string>()->value_name("FILE.h5"),
-      "a qshard HDF5 checkpoint: provenance, layers, bits, groups, sizes, objectives");
+      "a qshard HDF5 checkpoint: provenance, layers, bits, groups, sizes, objectives")(
+      "hash",
+      "with --checkpoint: print only the hash of its quantized tensors (every dataset under "
+      "/layers)");
   try {
     po::variables_map args;
     po::store(po::command_line_parser(argc, argv).options(options).run(), args);
@@ -31,8 +35,13 @@ int main(int argc, char** argv) {
     }
     if (args.count("checkpoint")) {
       qshard::h5::silence_library_errors();
-      qshard::print_checkpoint_summary(qshard::Checkpoint(args["checkpoint"].as<std::string>()),
-                                       std::cout);
+      const std::string path = args["checkpoint"].as<std::string>();
+      if (args.count("hash")) {
+        std::cout << std::hex << std::setw(16) << std::setfill('0')
+                  << qshard::hash_quantized_tensors(path) << '\n';
+        return 0;
+      }
+      qshard::print_checkpoint_summary(qshard::Checkpoint(path), std::cout);
       return 0;
     }
     std::cerr << "qshard-inspect: error: give --model DIR or --checkpoint FILE.h5 (see --help)\n";

@@ -44,8 +44,11 @@ int main(int argc, char** argv) {
     const int local_rank =
         qshard::launcher_local_rank() >= 0 ? qshard::launcher_local_rank() : comm.local_rank();
     const auto backend = qshard::make_backend(options.backend, local_rank);
+    // NCCL moves the CUDA backend's device buffers (Hessian limbs); MPI everything else.
+    const auto device_comm = qshard::make_device_communicator(comm, *backend, local_rank);
+    qshard::Communicator& job_comm = device_comm ? *device_comm : comm;
     const qshard::JobResult result =
-        qshard::run_quantize_job(options, comm, *backend, command_line, std::cout);
+        qshard::run_quantize_job(options, job_comm, *backend, command_line, std::cout);
     return result.completed ? 0 : qshard::kStoppedExitCode;
   } catch (const qshard::CollectiveError& e) {
     // Raised on every rank together (checked options, missing inputs, agreed failures).

@@ -1,6 +1,7 @@
 #include "qshard/backend/backend.hpp"
 #include "qshard/core/error.hpp"
 #if defined(QSHARD_WITH_CUDA)
+#include "qshard/backend/cuda/nccl_communicator.hpp"
 #include "qshard/backend/cuda_backend.hpp"
 #endif
 
@@ -22,6 +23,19 @@ std::unique_ptr<Backend> make_backend(const std::string& kind, int local_rank) {
   require(kind != "cuda", "--backend cuda: this build has no CUDA backend (nvcc was not found)");
 #endif
   return make_cpu_backend();
+}
+
+std::unique_ptr<Communicator> make_device_communicator(Communicator& host, const Backend& backend,
+                                                       int local_rank) {
+#if defined(QSHARD_WITH_CUDA)
+  if (backend.name() == "cuda")
+    return std::make_unique<cuda::NcclCommunicator>(host, local_rank < 0 ? 0 : local_rank);
+#else
+  (void)host;
+  (void)local_rank;
+#endif
+  (void)backend;
+  return nullptr;
 }
 
 }  // namespace qshard

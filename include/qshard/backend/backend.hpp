@@ -35,8 +35,8 @@ class Backend {
   virtual std::unique_ptr<HessianBuilder> make_hessian(std::int64_t features) const = 0;
   // The decoder layer forward (same contract as forward_layer in model/decoder.hpp).
   virtual MatrixF forward_layer(const ModelConfig& config, const LayerWeights& weights,
-                                const RotaryTable& rope, const MatrixF& hidden, std::int64_t seq_len,
-                                const CaptureFn& capture = {},
+                                const RotaryTable& rope, const MatrixF& hidden,
+                                std::int64_t seq_len, const CaptureFn& capture = {},
                                 std::optional<LinearInput> stop_after = std::nullopt) const = 0;
 };
 
@@ -45,5 +45,11 @@ std::unique_ptr<Backend> make_cpu_backend();
 // "cpu", "cuda" or "auto" (cuda when this build has the CUDA backend and a GPU is visible).
 // `local_rank` picks the GPU of this rank on its node. Throws for "cuda" without a GPU.
 std::unique_ptr<Backend> make_backend(const std::string& kind, int local_rank);
+
+// The communicator for a job on `backend`: with the CUDA backend, NCCL for device buffers (one rank
+// per GPU, GPU `local_rank`; host collectives still go through `host`); otherwise none (nullptr:
+// use `host`). Collective: every rank calls it.
+std::unique_ptr<Communicator> make_device_communicator(Communicator& host, const Backend& backend,
+                                                       int local_rank);
 
 }  // namespace qshard
