@@ -43,6 +43,13 @@ std::string child_path(const std::string& parent, const std::string& name) {
   return parent == "/" ? "/" + name : parent + "/" + name;
 }
 
+// Iteration callback of H5Literate / H5Aiterate2: appends each name to a std::vector<std::string>.
+template <typename Info>
+herr_t collect_name(hid_t, const char* name, const Info*, void* names) {
+  static_cast<std::vector<std::string>*>(names)->emplace_back(name);
+  return 0;
+}
+
 Handle scalar_space() {
   return checked(H5Screate(H5S_SCALAR), H5Sclose, "H5Screate(scalar) failed");
 }
@@ -98,13 +105,7 @@ bool Group::contains(const std::string& name) const {
 
 std::vector<std::string> Group::children() const {
   std::vector<std::string> names;
-  H5Literate(
-      id(), H5_INDEX_NAME, H5_ITER_INC, nullptr,
-      [](hid_t, const char* name, const H5L_info_t*, void* data) -> herr_t {
-        static_cast<std::vector<std::string>*>(data)->emplace_back(name);
-        return 0;
-      },
-      &names);
+  H5Literate(id(), H5_INDEX_NAME, H5_ITER_INC, nullptr, collect_name<H5L_info_t>, &names);
   return names;
 }
 
@@ -224,13 +225,7 @@ bool Group::has_attr(const std::string& name) const { return H5Aexists(id(), nam
 
 std::vector<std::string> Group::attr_names() const {
   std::vector<std::string> names;
-  H5Aiterate2(
-      id(), H5_INDEX_NAME, H5_ITER_INC, nullptr,
-      [](hid_t, const char* name, const H5A_info_t*, void* data) -> herr_t {
-        static_cast<std::vector<std::string>*>(data)->emplace_back(name);
-        return 0;
-      },
-      &names);
+  H5Aiterate2(id(), H5_INDEX_NAME, H5_ITER_INC, nullptr, collect_name<H5A_info_t>, &names);
   return names;
 }
 
