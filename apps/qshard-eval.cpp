@@ -4,27 +4,12 @@
 #include <string>
 #include <vector>
 
+#include "qshard/core/cli.hpp"
 #include "qshard/core/error.hpp"
 #include "qshard/eval/eval_job.hpp"
 #include "qshard/io/hdf5.hpp"
 
 namespace po = boost::program_options;
-
-namespace {
-
-// Options may be spelled --seq-len or --seq_len: names are normalised to underscores.
-std::vector<std::string> normalised_arguments(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
-  for (std::string& a : args) {
-    if (a.rfind("--", 0) != 0) continue;
-    const std::size_t end = std::min(a.find('='), a.size());
-    for (std::size_t i = 2; i < end; ++i)
-      if (a[i] == '-') a[i] = '_';
-  }
-  return args;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   qshard::EvalOptions o;
@@ -50,7 +35,10 @@ int main(int argc, char** argv) {
                                                           "print one JSON line");
   try {
     po::variables_map vm;
-    po::store(po::command_line_parser(normalised_arguments(argc, argv)).options(d).run(), vm);
+    po::store(po::command_line_parser(qshard::normalise_option_names({argv + 1, argv + argc}))
+                  .options(d)
+                  .run(),
+              vm);
     po::notify(vm);
     if (vm.count("help")) {
       std::cout << d << '\n';

@@ -26,8 +26,8 @@ std::string shape_string(const Shape& shape) {
 
 std::vector<float> TensorView::to_f32() const {
   const auto n = static_cast<std::size_t>(numel());
-  require(bytes.size() == n * dtype_size(dtype), "tensor of shape ", shape_string(shape), " and dtype ",
-          dtype_name(dtype), " has ", bytes.size(), " bytes");
+  require(bytes.size() == n * dtype_size(dtype), "tensor of shape ", shape_string(shape),
+          " and dtype ", dtype_name(dtype), " has ", bytes.size(), " bytes");
   std::vector<float> out(n);
   convert_to_f32(bytes.data(), dtype, n, out.data());
   return out;
@@ -48,8 +48,8 @@ Tensor::Tensor(DType dtype, Shape shape)
 
 Tensor Tensor::from_f32(std::span<const float> values, Shape shape, DType dtype) {
   Tensor t(dtype, std::move(shape));
-  require(static_cast<std::int64_t>(values.size()) == t.numel(), "Tensor::from_f32: ",
-          values.size(), " values for shape ", shape_string(t.shape()));
+  require(static_cast<std::int64_t>(values.size()) == t.numel(),
+          "Tensor::from_f32: ", values.size(), " values for shape ", shape_string(t.shape()));
   convert_from_f32(values.data(), values.size(), dtype, t.bytes_.data());
   return t;
 }

@@ -89,7 +89,8 @@ std::vector<std::byte> MpiCommunicator::all_gather(std::span<const std::byte> lo
   check_mpi(MPI_Allgather(&mine, 1, MPI_LONG_LONG, sizes.data(), 1, MPI_LONG_LONG, comm_),
             "MPI_Allgather(sizes)");
   std::vector<std::size_t> offsets(sizes.size() + 1, 0);
-  for (std::size_t r = 0; r < sizes.size(); ++r) offsets[r + 1] = offsets[r] + static_cast<std::size_t>(sizes[r]);
+  for (std::size_t r = 0; r < sizes.size(); ++r)
+    offsets[r + 1] = offsets[r] + static_cast<std::size_t>(sizes[r]);
   std::vector<std::byte> out(offsets.back());
   // Each rank broadcasts its part: no 2 GiB displacement limit, and parts of any size.
   for (int r = 0; r < size_; ++r) {
@@ -125,8 +126,8 @@ bool MpiCommunicator::any(bool failed) {
 void SelfCommunicator::abort(int exit_code) { std::_Exit(exit_code); }
 
 int launcher_local_rank() {
-  for (const char* name : {"SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID",
-                           "PMI_LOCAL_RANK"}) {
+  for (const char* name :
+       {"SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "PMI_LOCAL_RANK"}) {
     if (const char* value = std::getenv(name); value != nullptr && *value != '\0') {
       return std::atoi(value);
     }

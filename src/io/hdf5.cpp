@@ -1,6 +1,7 @@
 #include "qshard/io/hdf5.hpp"
 
 #include <cstdint>
+#include <type_traits>
 
 #include "qshard/core/error.hpp"
 
@@ -8,30 +9,13 @@ namespace qshard::h5 {
 namespace {
 
 template <typename T>
-hid_t native_type();
-template <>
-hid_t native_type<float>() {
-  return H5T_NATIVE_FLOAT;
-}
-template <>
-hid_t native_type<double>() {
-  return H5T_NATIVE_DOUBLE;
-}
-template <>
-hid_t native_type<std::int32_t>() {
-  return H5T_NATIVE_INT32;
-}
-template <>
-hid_t native_type<std::int64_t>() {
-  return H5T_NATIVE_INT64;
-}
-template <>
-hid_t native_type<std::uint8_t>() {
-  return H5T_NATIVE_UINT8;
-}
-template <>
-hid_t native_type<std::uint16_t>() {
-  return H5T_NATIVE_UINT16;
+hid_t native_type() {
+  if constexpr (std::is_same_v<T, float>) return H5T_NATIVE_FLOAT;
+  if constexpr (std::is_same_v<T, double>) return H5T_NATIVE_DOUBLE;
+  if constexpr (std::is_same_v<T, std::int32_t>) return H5T_NATIVE_INT32;
+  if constexpr (std::is_same_v<T, std::int64_t>) return H5T_NATIVE_INT64;
+  if constexpr (std::is_same_v<T, std::uint8_t>) return H5T_NATIVE_UINT8;
+  if constexpr (std::is_same_v<T, std::uint16_t>) return H5T_NATIVE_UINT16;
 }
 
 Handle checked(hid_t id, Handle::Closer closer, const std::string& what) {

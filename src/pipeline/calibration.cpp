@@ -12,7 +12,8 @@ std::uint64_t splitmix64(std::uint64_t x) {
   return x ^ (x >> 31);
 }
 
-TokenSet random_tokens(std::int64_t rows, std::int64_t cols, std::int64_t vocab, std::uint64_t seed) {
+TokenSet random_tokens(std::int64_t rows, std::int64_t cols, std::int64_t vocab,
+                       std::uint64_t seed) {
   TokenSet set{rows, cols, std::vector<std::int32_t>(static_cast<std::size_t>(rows * cols))};
   const auto v = static_cast<std::uint64_t>(vocab);
   for (std::size_t i = 0; i < set.ids.size(); ++i)
@@ -31,10 +32,11 @@ TokenSet load_calibration(const JobOptions& o, const ModelConfig& config) {
     const TokenSet file = read_tokens(o.calib, o.seq_len);
     require(file.cols == o.seq_len, "calibration ", o.calib, " has rows of ", file.cols,
             " tokens, seq_len is ", o.seq_len);
-    require(file.rows >= o.samples, "calibration ", o.calib, " has ", file.rows,
-            " rows of ", o.seq_len, " tokens, samples asks for ", o.samples);
-    set = TokenSet{o.samples, o.seq_len,
-                   std::vector<std::int32_t>(file.ids.begin(), file.ids.begin() + o.samples * o.seq_len)};
+    require(file.rows >= o.samples, "calibration ", o.calib, " has ", file.rows, " rows of ",
+            o.seq_len, " tokens, samples asks for ", o.samples);
+    set = TokenSet{
+        o.samples, o.seq_len,
+        std::vector<std::int32_t>(file.ids.begin(), file.ids.begin() + o.samples * o.seq_len)};
   } else {
     const TokenSet stream = read_tokens(o.calib, 1);
     set = sample_windows(stream.ids, o.samples, o.seq_len, o.seed);

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "qshard/core/cli.hpp"
 #include "qshard/core/error.hpp"
 
 namespace qshard {
@@ -38,18 +39,21 @@ struct Raw {
 };
 
 po::options_description describe_options(JobOptions& o, Raw& raw) {
-  po::options_description d("qshard-quantize options (every key also works in an INI --config file)");
+  po::options_description d(
+      "qshard-quantize options (every key also works in an INI --config file)");
   auto add = d.add_options();
   add("help,h", "print this help");
   add("config", po::value<std::string>(), "INI file of key = value lines (the command line wins)");
   add("model", po::value(&o.model)->default_value(o.model),
       "Hugging Face model directory, or synthetic:NAME (tiny, llama2-7b, llama3-8b, llama3-70b, "
       "llama3-405b) or synthetic:PATH/config.json");
-  add("model_seed", po::value(&o.model_seed)->default_value(o.model_seed), "seed of synthetic weights");
+  add("model_seed", po::value(&o.model_seed)->default_value(o.model_seed),
+      "seed of synthetic weights");
   add("calib", po::value(&o.calib)->default_value(o.calib),
       "calibration tokens: FILE.i32 (little-endian int32) or FILE.h5[:DATASET]; empty: random ids");
   add("calib_sampling", po::value(&o.calib_sampling)->default_value(o.calib_sampling),
-      "rows: the file's first `samples` rows of seq_len tokens; random: seeded windows of the stream");
+      "rows: the file's first `samples` rows of seq_len tokens; random: seeded windows of the "
+      "stream");
   add("samples", po::value(&o.samples)->default_value(o.samples), "calibration samples");
   add("seq_len", po::value(&o.seq_len)->default_value(o.seq_len), "tokens per calibration sample");
   add("seed", po::value(&o.seed)->default_value(o.seed), "calibration sampling seed");
@@ -88,7 +92,8 @@ po::options_description describe_options(JobOptions& o, Raw& raw) {
   add("threads", po::value(&o.threads)->default_value(o.threads), "BLAS threads per rank");
   add("stop_after_layers", po::value(&o.stop_after_layers)->default_value(o.stop_after_layers),
       "testing: stop (exit 3, as if killed) after this many layers");
-  add("quiet", po::value(&o.quiet)->default_value(false)->implicit_value(true), "no progress lines");
+  add("quiet", po::value(&o.quiet)->default_value(false)->implicit_value(true),
+      "no progress lines");
   return d;
 }
 
@@ -160,7 +165,7 @@ ParsedOptions parse_job_options(const std::vector<std::string>& args) {
   help << description;
   po::variables_map vm;
   try {
-    po::store(po::command_line_parser(args).options(description).run(), vm);
+    po::store(po::command_line_parser(normalise_option_names(args)).options(description).run(), vm);
     if (vm.count("help")) return {std::nullopt, help.str()};
     if (vm.count("config")) {
       const std::string path = vm["config"].as<std::string>();

@@ -130,9 +130,12 @@ std::vector<Stage> stages_of(bool true_sequential) {
 std::int64_t features_of(const ModelConfig& c, LinearInput input) {
   switch (input) {
     case LinearInput::Attention:
-    case LinearInput::Mlp: return c.hidden_size;
-    case LinearInput::AttentionOutput: return c.q_dim();
-    case LinearInput::MlpDown: return c.intermediate_size;
+    case LinearInput::Mlp:
+      return c.hidden_size;
+    case LinearInput::AttentionOutput:
+      return c.q_dim();
+    case LinearInput::MlpDown:
+      return c.intermediate_size;
   }
   throw Error("invalid linear input");
 }
@@ -140,7 +143,8 @@ std::int64_t features_of(const ModelConfig& c, LinearInput input) {
 }  // namespace
 
 std::vector<ModuleRecord> quantize_layer(const LayerContext& ctx, LayerWeights& weights,
-                                         const std::vector<MatrixF>& hidden, LayerTimings& timings) {
+                                         const std::vector<MatrixF>& hidden,
+                                         LayerTimings& timings) {
   const JobOptions& o = ctx.options;
   const auto selected = [&](Linear l) {
     return std::find(o.modules.begin(), o.modules.end(), l) != o.modules.end();
@@ -195,7 +199,8 @@ std::vector<ModuleRecord> quantize_layer(const LayerContext& ctx, LayerWeights& 
     std::map<LinearInput, HessianFactor> factors;
     for (auto& [input, builder] : builders) {
       hessians[input] = builder->hessian();
-      if (o.method == "gptq") factors[input] = ctx.backend.solver().factorize(hessians[input], o.gptq);
+      if (o.method == "gptq")
+        factors[input] = ctx.backend.solver().factorize(hessians[input], o.gptq);
     }
 
     // 3. Fixed row tiles of every selected module, dealt round-robin over the ranks.
@@ -206,14 +211,16 @@ std::vector<ModuleRecord> quantize_layer(const LayerContext& ctx, LayerWeights& 
     };
     std::vector<Work> work;
     for (const Linear l : kAllLinears) {
-      if (!selected(l) || std::find(inputs.begin(), inputs.end(), input_of(l)) == inputs.end()) continue;
+      if (!selected(l) || std::find(inputs.begin(), inputs.end(), input_of(l)) == inputs.end())
+        continue;
       const std::int64_t rows = weights[l].rows();
       for (std::int64_t b = 0, t = 0; b < rows; b += o.tile_rows, ++t)
         work.push_back({l, static_cast<std::int32_t>(t), b, std::min(rows, b + o.tile_rows)});
     }
     ByteWriter mine;
     for (std::size_t i = 0; i < work.size(); ++i) {
-      if (static_cast<int>(i % static_cast<std::size_t>(ctx.comm.size())) != ctx.comm.rank()) continue;
+      if (static_cast<int>(i % static_cast<std::size_t>(ctx.comm.size())) != ctx.comm.rank())
+        continue;
       const Work& w = work[i];
       const MatrixF tile = row_slice(weights[w.linear], w.begin, w.end);
       const MatrixD& h = hessians.at(input_of(w.linear));

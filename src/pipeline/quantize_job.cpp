@@ -3,8 +3,8 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstring>
 #include <cmath>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -65,7 +65,10 @@ std::int64_t prepare_parts(const JobOptions& o, Communicator& comm, std::int64_t
       }
       // The output itself must be creatable where it will be renamed to.
       const fs::path probe = o.out + ".probe";
-      { std::ofstream test(probe); require(test.good(), "output ", o.out, " is not writable"); }
+      {
+        std::ofstream test(probe);
+        require(test.good(), "output ", o.out, " is not writable");
+      }
       fs::remove(probe);
     } catch (const std::exception& e) {
       error = e.what();
@@ -74,7 +77,8 @@ std::int64_t prepare_parts(const JobOptions& o, Communicator& comm, std::int64_t
   const auto message = std::as_bytes(std::span(error.data(), comm.is_root() ? error.size() : 0));
   const std::vector<std::byte> gathered = comm.all_gather(message);
   if (!gathered.empty()) {
-    throw CollectiveError(std::string(reinterpret_cast<const char*>(gathered.data()), gathered.size()));
+    throw CollectiveError(
+        std::string(reinterpret_cast<const char*>(gathered.data()), gathered.size()));
   }
   std::vector<std::byte> count(sizeof done);
   std::memcpy(count.data(), &done, sizeof done);
@@ -99,9 +103,12 @@ std::string utc_now() {
 std::string format_duration(double s) {
   std::ostringstream out;
   out << std::fixed << std::setprecision(1);
-  if (s < 120) out << s << " s";
-  else if (s < 7200) out << s / 60 << " min";
-  else out << s / 3600 << " h";
+  if (s < 120)
+    out << s << " s";
+  else if (s < 7200)
+    out << s / 60 << " min";
+  else
+    out << s / 3600 << " h";
   return out.str();
 }
 
@@ -112,13 +119,15 @@ class Progress {
   void layer_done(std::int64_t layer, double seconds, double ratio, const LayerTimings& t,
                   double elapsed, std::int64_t done_in_run, std::int64_t remaining) {
     if (!enabled_) return;
-    const double eta = done_in_run > 0 ? elapsed / static_cast<double>(done_in_run) * static_cast<double>(remaining) : 0.0;
+    const double eta = done_in_run > 0 ? elapsed / static_cast<double>(done_in_run) *
+                                             static_cast<double>(remaining)
+                                       : 0.0;
     if (tty_) log_ << "\r\033[K";
     log_ << "layer " << std::setw(4) << layer + 1 << "/" << layers_ << "  " << std::fixed
-         << std::setprecision(2) << std::setw(7) << seconds << " s  gptq/rtn " << std::setprecision(3)
-         << ratio << "  [fwd " << std::setprecision(2) << t.forward << " hess " << t.hessian
-         << " reduce " << t.reduce << " solve " << t.solve << " gather " << t.gather << "]  eta "
-         << format_duration(eta) << '\n';
+         << std::setprecision(2) << std::setw(7) << seconds << " s  gptq/rtn "
+         << std::setprecision(3) << ratio << "  [fwd " << std::setprecision(2) << t.forward
+         << " hess " << t.hessian << " reduce " << t.reduce << " solve " << t.solve << " gather "
+         << t.gather << "]  eta " << format_duration(eta) << '\n';
     if (tty_) {
       const std::int64_t filled = (layer + 1) * 40 / layers_;
       log_ << '[' << std::string(static_cast<std::size_t>(filled), '#')
@@ -148,14 +157,15 @@ std::vector<MatrixF> forward_units(const ModelConfig& config, const Backend& bac
                                    const std::vector<MatrixF>& hidden, std::int64_t seq_len) {
   std::vector<MatrixF> next;
   next.reserve(hidden.size());
-  for (const MatrixF& unit : hidden) next.push_back(backend.forward_layer(config, weights, rope, unit, seq_len));
+  for (const MatrixF& unit : hidden)
+    next.push_back(backend.forward_layer(config, weights, rope, unit, seq_len));
   return next;
 }
 
 void write_checkpoint(const JobOptions& o, const WeightSource& source, const TokenSet& calib,
-                      const Communicator& comm, const Backend& backend, const std::string& command_line,
-                      double seconds, const std::vector<double>& layer_gptq,
-                      const std::vector<double>& layer_rtn) {
+                      const Communicator& comm, const Backend& backend,
+                      const std::string& command_line, double seconds,
+                      const std::vector<double>& layer_gptq, const std::vector<double>& layer_rtn) {
   const ModelConfig& config = source.config();
   CheckpointWriter writer(o.out);
   const h5::Group root = writer.root();
@@ -178,12 +188,15 @@ void write_checkpoint(const JobOptions& o, const WeightSource& source, const Tok
   root.set_attr("layers", config.num_hidden_layers);
   root.set_attr("objective_gptq", std::span<const double>(layer_gptq));
   root.set_attr("objective_rtn", std::span<const double>(layer_rtn));
-  for (std::int64_t l = 0; l < config.num_hidden_layers; ++l) writer.add_layer_file(layer_file(o, l), l);
+  for (std::int64_t l = 0; l < config.num_hidden_layers; ++l)
+    writer.add_layer_file(layer_file(o, l), l);
   const DType dtype = config.torch_dtype;
   writer.write_model_tensor(std::string(kEmbedName), source.load(std::string(kEmbedName)), dtype);
-  writer.write_model_tensor(std::string(kFinalNormName), source.load(std::string(kFinalNormName)), dtype);
+  writer.write_model_tensor(std::string(kFinalNormName), source.load(std::string(kFinalNormName)),
+                            dtype);
   if (!config.tie_word_embeddings)
-    writer.write_model_tensor(std::string(kLmHeadName), source.load(std::string(kLmHeadName)), dtype);
+    writer.write_model_tensor(std::string(kLmHeadName), source.load(std::string(kLmHeadName)),
+                              dtype);
   writer.commit();
 }
 
@@ -202,7 +215,8 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& comm, const Backen
     setup_error = e.what();
   }
   if (comm.any(!setup_error.empty())) {
-    throw CollectiveError(setup_error.empty() ? "another rank failed to set up the job" : setup_error);
+    throw CollectiveError(setup_error.empty() ? "another rank failed to set up the job"
+                                              : setup_error);
   }
   const ModelConfig& config = source->config();
   const std::int64_t layers = config.num_hidden_layers;
@@ -214,14 +228,16 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& comm, const Backen
   const MatrixF embedding = source->load(std::string(kEmbedName));
   std::vector<MatrixF> hidden;
   for (std::int64_t u = mine.first; u < mine.last; ++u) {
-    const std::int64_t begin = u * o.batch_samples, end = std::min(o.samples, begin + o.batch_samples);
+    const std::int64_t begin = u * o.batch_samples,
+                       end = std::min(o.samples, begin + o.batch_samples);
     hidden.push_back(embed_tokens(embedding, calib.rows_span(begin, end)));
   }
   if (comm.is_root() && !o.quiet) {
-    log << "qshard-quantize: " << source->describe() << ", " << layers << " layers, "
-        << comm.size() << " rank(s), backend " << backend.name() << ", " << o.method << " "
-        << describe(o.gptq) << ", " << o.samples << " x " << o.seq_len << " calibration tokens\n";
-    if (done > 0) log << "resuming after " << done << " completed layer(s) from " << parts_dir(o) << '\n';
+    log << "qshard-quantize: " << source->describe() << ", " << layers << " layers, " << comm.size()
+        << " rank(s), backend " << backend.name() << ", " << o.method << " " << describe(o.gptq)
+        << ", " << o.samples << " x " << o.seq_len << " calibration tokens\n";
+    if (done > 0)
+      log << "resuming after " << done << " completed layer(s) from " << parts_dir(o) << '\n';
   }
 
   // Resume: replay the completed layers' quantized weights to rebuild this rank's inputs.
@@ -258,14 +274,16 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& comm, const Backen
     }
     if (comm.is_root()) write_layer_file(layer_file(o, l), record, config.torch_dtype);
     const double elapsed = std::chrono::duration<double>(Clock::now() - loop_start).count();
-    const double ratio = layer_rtn[static_cast<std::size_t>(l)] > 0
-                             ? layer_gptq[static_cast<std::size_t>(l)] / layer_rtn[static_cast<std::size_t>(l)]
-                             : 1.0;
+    const double ratio =
+        layer_rtn[static_cast<std::size_t>(l)] > 0
+            ? layer_gptq[static_cast<std::size_t>(l)] / layer_rtn[static_cast<std::size_t>(l)]
+            : 1.0;
     progress.layer_done(l, record.seconds, ratio, timings, elapsed, l - done + 1, layers - l - 1);
     comm.barrier();  // the layer file exists before any rank moves on (a kill now loses nothing)
     if (o.stop_after_layers >= 0 && l + 1 >= o.stop_after_layers && l + 1 < layers) {
       progress.finish();
-      if (comm.is_root() && !o.quiet) log << "stopped after " << l + 1 << " layers (stop_after_layers)\n";
+      if (comm.is_root() && !o.quiet)
+        log << "stopped after " << l + 1 << " layers (stop_after_layers)\n";
       return result;
     }
   }
@@ -290,7 +308,8 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& comm, const Backen
   std::string error;
   if (comm.is_root()) {
     try {
-      write_checkpoint(o, *source, calib, comm, backend, command_line, result.seconds, layer_gptq, layer_rtn);
+      write_checkpoint(o, *source, calib, comm, backend, command_line, result.seconds, layer_gptq,
+                       layer_rtn);
       fs::remove_all(parts_dir(o));
     } catch (const std::exception& e) {
       error = e.what();
@@ -302,8 +321,8 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& comm, const Backen
   result.completed = true;
   if (comm.is_root() && !o.quiet) {
     log << "wrote " << o.out << " in " << format_duration(result.seconds) << "; objective gptq/rtn "
-        << std::setprecision(4) << (result.objective_rtn > 0 ? result.objective_gptq / result.objective_rtn : 1.0)
-        << '\n';
+        << std::setprecision(4)
+        << (result.objective_rtn > 0 ? result.objective_gptq / result.objective_rtn : 1.0) << '\n';
   }
   return result;
 }

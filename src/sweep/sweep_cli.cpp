@@ -7,6 +7,7 @@
 #include <optional>
 #include <sstream>
 
+#include "qshard/core/cli.hpp"
 #include "qshard/core/error.hpp"
 #include "qshard/sweep/process.hpp"
 #include "qshard/sweep/report.hpp"
@@ -60,16 +61,6 @@ po::options_description describe(CliOptions& o, std::optional<std::int64_t>& ind
   return d;
 }
 
-std::vector<std::string> normalised(std::vector<std::string> args) {
-  for (std::string& a : args) {
-    if (a.rfind("--", 0) != 0) continue;
-    const std::size_t end = std::min(a.find('='), a.size());
-    for (std::size_t i = 2; i < end; ++i)
-      if (a[i] == '-') a[i] = '_';
-  }
-  return args;
-}
-
 // Every point is checked as qshard-quantize would parse it before the grid is printed.
 void print_list(const SweepSpec& spec, std::ostream& out) {
   for (const SweepPoint& point : all_points(spec)) check_point_options(spec, point);
@@ -90,7 +81,7 @@ int run(const std::vector<std::string>& all_args, const fs::path& self, std::ost
   if (separator != all_args.end()) o.extra_args.assign(separator + 1, all_args.end());
   po::variables_map vm;
   try {
-    po::store(po::command_line_parser(normalised(args)).options(description).run(), vm);
+    po::store(po::command_line_parser(normalise_option_names(args)).options(description).run(), vm);
     po::notify(vm);
   } catch (const po::error& e) {
     throw Error(str(e.what(), " (see --help)"));

@@ -18,7 +18,8 @@ TEST(QuantizeJob, SyntheticBitwiseIdenticalOn1And2And4Ranks) {
   TempDir dir("qshard-ranks");
   const std::string args = kTiny + "--bits 4 --group_size 32 --act_order ";
   for (const int ranks : {1, 2, 4}) {
-    const RunResult r = run(quantize_command(ranks, args + "--out " + dir / ("r" + std::to_string(ranks) + ".h5")));
+    const RunResult r =
+        run(quantize_command(ranks, args + "--out " + dir / ("r" + std::to_string(ranks) + ".h5")));
     ASSERT_EQ(r.exit_code, 0) << r.output;
   }
   EXPECT_EQ(compare_quantized_tensors(dir / "r1.h5", dir / "r2.h5"), "");
@@ -34,7 +35,8 @@ TEST(QuantizeJob, ResumedJobEqualsUninterruptedJob) {
   TempDir dir("qshard-resume");
   const std::string args = kTiny + "--bits 3 --group_size 64 ";
   ASSERT_EQ(run(quantize_command(2, args + "--out " + dir / "full.h5")).exit_code, 0);
-  const RunResult stopped = run(quantize_command(2, args + "--stop_after_layers 2 --out " + dir / "cut.h5"));
+  const RunResult stopped =
+      run(quantize_command(2, args + "--stop_after_layers 2 --out " + dir / "cut.h5"));
   ASSERT_EQ(stopped.exit_code, 3) << stopped.output;
   EXPECT_FALSE(fs::exists(dir / "cut.h5")) << "an interrupted job must not leave a checkpoint";
   EXPECT_TRUE(fs::exists(dir / "cut.h5.parts/layer-00001.h5"));
@@ -62,7 +64,8 @@ TEST(QuantizeJob, BadConfigurationsFailOnEveryRankWithoutHanging) {
   expect_failure("--bits 5 --out " + dir / "a.h5", "bits must be 2, 3, 4 or 8");
   expect_failure("--group_size 0 --out " + dir / "a.h5", "group");
   expect_failure("--group_size -2 --out " + dir / "a.h5", "group");
-  const RunResult missing = run(quantize_command(2, "--model " + dir / "nope --quiet --out " + dir / "a.h5"), 120);
+  const RunResult missing =
+      run(quantize_command(2, "--model " + dir / "nope --quiet --out " + dir / "a.h5"), 120);
   EXPECT_NE(missing.exit_code, 0);
   EXPECT_NE(missing.output.find("nope"), std::string::npos) << missing.output;
   {
@@ -78,21 +81,26 @@ TEST(QuantizeJob, BadConfigurationsFailOnEveryRankWithoutHanging) {
 
 // Issue 5's quality figures: stories260k at 4 bits, group 32, GPTQ on 1, 2 and 4 ranks.
 TEST(QuantizeJob, Stories260kGptqBeatsRtnIdenticallyOnAnyRankCount) {
-  if (!shared_available()) GTEST_SKIP() << "../shared/models/stories260k not found: the stories260k tests need the shared data beside the checkout";
+  if (!shared_available())
+    GTEST_SKIP() << "../shared/models/stories260k not found: the stories260k tests need the shared "
+                    "data beside the checkout";
   TempDir dir("qshard-stories");
   const fs::path model = shared_dir() / "models/stories260k";
   const fs::path calib = shared_dir() / "data/stories260k/calib_128x256.i32";
-  const std::string args = "--model " + model.string() + " --calib " + calib.string() +
-                           " --samples 128 --seq_len 256 --bits 4 --group_size 32 --backend cpu --quiet ";
+  const std::string args =
+      "--model " + model.string() + " --calib " + calib.string() +
+      " --samples 128 --seq_len 256 --bits 4 --group_size 32 --backend cpu --quiet ";
   for (const int ranks : {1, 2, 4}) {
-    const RunResult r = run(quantize_command(ranks, args + "--out " + dir / ("g" + std::to_string(ranks) + ".h5")));
+    const RunResult r =
+        run(quantize_command(ranks, args + "--out " + dir / ("g" + std::to_string(ranks) + ".h5")));
     ASSERT_EQ(r.exit_code, 0) << r.output;
   }
   ASSERT_EQ(run(quantize_command(2, args + "--method rtn --out " + dir / "rtn.h5")).exit_code, 0);
   EXPECT_EQ(compare_quantized_tensors(dir / "g1.h5", dir / "g2.h5"), "");
   EXPECT_EQ(compare_quantized_tensors(dir / "g1.h5", dir / "g4.h5"), "");
 
-  const TokenSet eval = read_tokens((shared_dir() / "data/stories260k/eval_256x256.i32").string(), 256);
+  const TokenSet eval =
+      read_tokens((shared_dir() / "data/stories260k/eval_256x256.i32").string(), 256);
   const CausalLm fp32(*open_model(model.string(), 0));
   const CausalLm gptq(*open_checkpoint_model(dir / "g1.h5"));
   const CausalLm rtn(*open_checkpoint_model(dir / "rtn.h5"));

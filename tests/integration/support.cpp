@@ -28,7 +28,9 @@ std::string quantize_command(int ranks, const std::string& args) {
 }
 
 fs::path shared_dir() { return fs::path(QSHARD_SHARED_DIR); }
-bool shared_available() { return fs::exists(shared_dir() / "models/stories260k/model.safetensors"); }
+bool shared_available() {
+  return fs::exists(shared_dir() / "models/stories260k/model.safetensors");
+}
 
 TempDir::TempDir(const std::string& name) {
   std::random_device rd;
@@ -48,7 +50,8 @@ std::vector<unsigned char> raw_bytes(const h5::Group& g, const std::string& name
   const h5::Handle space(H5Dget_space(dataset.get()), H5Sclose);
   const auto points = static_cast<std::size_t>(H5Sget_simple_extent_npoints(space.get()));
   std::vector<unsigned char> bytes(points * H5Tget_size(type.get()));
-  if (!bytes.empty()) H5Dread(dataset.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data());
+  if (!bytes.empty())
+    H5Dread(dataset.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data());
   return bytes;
 }
 
@@ -61,7 +64,8 @@ std::string compare_group(const h5::Group& a, const h5::Group& b) {
       continue;
     }
     const h5::DatasetInfo ia = a.info(name), ib = b.info(name);
-    if (ia.shape != ib.shape || ia.type_size != ib.type_size) return a.path() + "/" + name + ": shape/type";
+    if (ia.shape != ib.shape || ia.type_size != ib.type_size)
+      return a.path() + "/" + name + ": shape/type";
     const auto va = raw_bytes(a, name), vb = raw_bytes(b, name);
     if (va != vb) return a.path() + "/" + name + ": bytes differ";
   }

@@ -29,6 +29,7 @@ class TempDir {
 };
 
 // Every dataset of the checkpoint's /layers group, byte for byte: equal or the first difference.
-std::string compare_quantized_tensors(const std::filesystem::path& a, const std::filesystem::path& b);
+std::string compare_quantized_tensors(const std::filesystem::path& a,
+                                      const std::filesystem::path& b);
 
 }  // namespace qshard::test

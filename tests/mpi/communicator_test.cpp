@@ -30,7 +30,8 @@ TEST(MpiCommunicator, AllGatherConcatenatesInRankOrder) {
   const std::vector<std::byte> mine(static_cast<std::size_t>(comm.rank()), std::byte(comm.rank()));
   const std::vector<std::byte> all = comm.all_gather(mine);
   std::vector<std::byte> expected;
-  for (int r = 0; r < comm.size(); ++r) expected.insert(expected.end(), static_cast<std::size_t>(r), std::byte(r));
+  for (int r = 0; r < comm.size(); ++r)
+    expected.insert(expected.end(), static_cast<std::size_t>(r), std::byte(r));
   EXPECT_EQ(all, expected);
 }
 
@@ -72,7 +73,8 @@ TEST(HessianAllReduce, EqualsSingleProcessBitwise) {
   const auto backend = make_cpu_backend();
   const auto distributed = backend->make_hessian(features);
   const UnitRange mine = units_of_rank(units, comm.rank(), comm.size());
-  for (std::int64_t u = mine.first; u < mine.last; ++u) distributed->add(all[static_cast<std::size_t>(u)]);
+  for (std::int64_t u = mine.first; u < mine.last; ++u)
+    distributed->add(all[static_cast<std::size_t>(u)]);
   distributed->all_reduce(comm);
 
   const auto single = backend->make_hessian(features);

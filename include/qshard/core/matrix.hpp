@@ -34,7 +34,9 @@ class Matrix {
   T& operator()(std::int64_t r, std::int64_t c) { return data_[index(r, c)]; }
   const T& operator()(std::int64_t r, std::int64_t c) const { return data_[index(r, c)]; }
 
-  std::span<T> row(std::int64_t r) { return {data_.data() + r * cols_, static_cast<std::size_t>(cols_)}; }
+  std::span<T> row(std::int64_t r) {
+    return {data_.data() + r * cols_, static_cast<std::size_t>(cols_)};
+  }
   std::span<const T> row(std::int64_t r) const {
     return {data_.data() + r * cols_, static_cast<std::size_t>(cols_)};
   }
@@ -47,7 +49,8 @@ class Matrix {
     return static_cast<std::size_t>(rows) * static_cast<std::size_t>(cols);
   }
   std::size_t index(std::int64_t r, std::int64_t c) const {
-    return static_cast<std::size_t>(r) * static_cast<std::size_t>(cols_) + static_cast<std::size_t>(c);
+    return static_cast<std::size_t>(r) * static_cast<std::size_t>(cols_) +
+           static_cast<std::size_t>(c);
   }
 
   std::int64_t rows_ = 0;

@@ -1,5 +1,6 @@
 #pragma once
-// Quality of a (quantized) model: perplexity, and KL divergence / top-1 agreement against a reference.
+// Quality of a (quantized) model: perplexity, and KL divergence / top-1 agreement against a
+// reference.
 #include <cstdint>
 
 #include "qshard/io/tokens.hpp"
@@ -15,15 +16,16 @@ struct PerplexityResult {
 
 // Each row of `tokens` is cut into non-overlapping windows of `window` tokens (window <= cols;
 // -1: the whole row); each window scores its window-1 next-token predictions.
-PerplexityResult perplexity(const CausalLm& model, const TokenSet& tokens, std::int64_t window = -1);
+PerplexityResult perplexity(const CausalLm& model, const TokenSet& tokens,
+                            std::int64_t window = -1);
 
 struct ComparisonResult {
-  double mean_kl = 0.0;        // mean over predictions of KL(P_reference || P_model), nats
-  double top1_agreement = 0.0; // fraction of predictions whose argmax agrees
+  double mean_kl = 0.0;         // mean over predictions of KL(P_reference || P_model), nats
+  double top1_agreement = 0.0;  // fraction of predictions whose argmax agrees
   PerplexityResult reference;
   PerplexityResult model;
 };
-ComparisonResult compare_models(const CausalLm& reference, const CausalLm& model, const TokenSet& tokens,
-                                std::int64_t window = -1);
+ComparisonResult compare_models(const CausalLm& reference, const CausalLm& model,
+                                const TokenSet& tokens, std::int64_t window = -1);
 
 }  // namespace qshard

@@ -47,15 +47,18 @@ struct LayerRecord {
 std::string layer_group_name(std::int64_t index);
 
 // Writes `layer` as the file `path` (under a temporary name, renamed when complete).
-void write_layer_file(const std::filesystem::path& path, const LayerRecord& layer, DType float_dtype);
+void write_layer_file(const std::filesystem::path& path, const LayerRecord& layer,
+                      DType float_dtype);
 // Reads the layer group at `group_path` ("layers/00003") of `file`.
 LayerRecord read_layer(const h5::File& file, std::int64_t index);
 
 // Writes a floating-point tensor in `dtype` (F32 as float; F16/BF16 as uint16 with attr "dtype").
-void write_float(const h5::Group& group, const std::string& name, const MatrixF& values, DType dtype);
+void write_float(const h5::Group& group, const std::string& name, const MatrixF& values,
+                 DType dtype);
 MatrixF read_float(const h5::Group& group, const std::string& name);
 
-// The final checkpoint: created as PATH.tmp, renamed to PATH by commit(); removed if never committed.
+// The final checkpoint: created as PATH.tmp, renamed to PATH by commit(); removed if never
+// committed.
 class CheckpointWriter {
  public:
   explicit CheckpointWriter(std::filesystem::path path);

@@ -20,7 +20,9 @@ class Handle {
   ~Handle() { reset(); }
   Handle(const Handle&) = delete;
   Handle& operator=(const Handle&) = delete;
-  Handle(Handle&& other) noexcept : id_(other.id_), closer_(other.closer_) { other.id_ = H5I_INVALID_HID; }
+  Handle(Handle&& other) noexcept : id_(other.id_), closer_(other.closer_) {
+    other.id_ = H5I_INVALID_HID;
+  }
   Handle& operator=(Handle&& other) noexcept;
   hid_t get() const { return id_; }
   bool valid() const { return id_ >= 0; }
@@ -45,14 +47,15 @@ class Group {
 
   Group create_group(const std::string& name) const;
   Group open_group(const std::string& name) const;
-  bool contains(const std::string& name) const;    // a link of that name exists
-  std::vector<std::string> children() const;       // names of links, in name order
+  bool contains(const std::string& name) const;  // a link of that name exists
+  std::vector<std::string> children() const;     // names of links, in name order
   bool is_group(const std::string& name) const;
   const std::string& path() const { return path_; }  // "/model/layers/0"
 
   // Datasets of fp32, fp64, int32, int64, uint8, uint16 with any shape (row-major).
   template <typename T>
-  void write(const std::string& name, std::span<const T> data, const std::vector<std::int64_t>& shape) const;
+  void write(const std::string& name, std::span<const T> data,
+             const std::vector<std::int64_t>& shape) const;
   template <typename T>
   std::vector<T> read(const std::string& name, std::vector<std::int64_t>* shape = nullptr) const;
   DatasetInfo info(const std::string& name) const;
@@ -79,7 +82,7 @@ class Group {
 
 class File {
  public:
-  static File create(const std::filesystem::path& path);     // truncates
+  static File create(const std::filesystem::path& path);  // truncates
   static File open_read(const std::filesystem::path& path);
   static File open_write(const std::filesystem::path& path);  // existing file, read-write
   Group root() const;
@@ -87,7 +90,8 @@ class File {
   void flush() const;
 
  private:
-  File(Handle handle, std::filesystem::path path) : handle_(std::move(handle)), path_(std::move(path)) {}
+  File(Handle handle, std::filesystem::path path)
+      : handle_(std::move(handle)), path_(std::move(path)) {}
   Handle handle_;
   std::filesystem::path path_;
 };

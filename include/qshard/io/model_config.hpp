@@ -54,25 +54,25 @@ std::string to_json(const ModelConfig& config);  // a config.json body
 enum class Linear : std::uint8_t { Q, K, V, O, Gate, Up, Down };
 inline constexpr Linear kAllLinears[] = {Linear::Q,    Linear::K,  Linear::V,   Linear::O,
                                          Linear::Gate, Linear::Up, Linear::Down};
-std::string_view linear_name(Linear linear);         // "q_proj", ..., "down_proj"
+std::string_view linear_name(Linear linear);                // "q_proj", ..., "down_proj"
 std::optional<Linear> parse_linear(std::string_view name);  // accepts "q_proj" and "q"
-std::string_view linear_parent(Linear linear);       // "self_attn" or "mlp"
+std::string_view linear_parent(Linear linear);              // "self_attn" or "mlp"
 // [out_features, in_features] of a decoder layer's linear module.
 std::pair<std::int64_t, std::int64_t> linear_shape(const ModelConfig& config, Linear linear);
 
 // HF tensor names: "model.layers.{i}.self_attn.q_proj.weight" etc.
 std::string linear_weight_name(std::int64_t layer, Linear linear);
 std::string linear_bias_name(std::int64_t layer, Linear linear);
-std::string input_norm_name(std::int64_t layer);          // ...input_layernorm.weight
-std::string post_attention_norm_name(std::int64_t layer); // ...post_attention_layernorm.weight
+std::string input_norm_name(std::int64_t layer);           // ...input_layernorm.weight
+std::string post_attention_norm_name(std::int64_t layer);  // ...post_attention_layernorm.weight
 inline constexpr std::string_view kEmbedName = "model.embed_tokens.weight";
 inline constexpr std::string_view kFinalNormName = "model.norm.weight";
 inline constexpr std::string_view kLmHeadName = "lm_head.weight";
 
 struct TensorRef {
-  std::int64_t layer = -1;          // -1 for tensors outside the decoder layers
-  std::optional<Linear> linear;     // set for a linear module's weight or bias
-  std::string field;                // "weight", "bias", "input_layernorm", ...
+  std::int64_t layer = -1;       // -1 for tensors outside the decoder layers
+  std::optional<Linear> linear;  // set for a linear module's weight or bias
+  std::string field;             // "weight", "bias", "input_layernorm", ...
 };
 // Maps an HF tensor name to its layer and module; nullopt for names it does not know.
 std::optional<TensorRef> parse_tensor_name(std::string_view name);

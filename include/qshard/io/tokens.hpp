@@ -29,7 +29,8 @@ TokenSet read_tokens_i32(const std::filesystem::path& path, std::int64_t row_len
 TokenSet read_tokens_hdf5(const std::filesystem::path& path, const std::string& dataset);
 // Opens "FILE" (raw .i32 with `row_length`) or "FILE.h5:DATASET" / "FILE.h5" (dataset "tokens").
 TokenSet read_tokens(const std::string& spec, std::int64_t row_length);
-void write_tokens_hdf5(const std::filesystem::path& path, const std::string& dataset, const TokenSet& set);
+void write_tokens_hdf5(const std::filesystem::path& path, const std::string& dataset,
+                       const TokenSet& set);
 
 // n windows of seq_len tokens drawn from a stream with a seeded generator (std::mt19937_64 and
 // an explicit, portable mapping), reproducibly on every platform.

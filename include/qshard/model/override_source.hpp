@@ -9,6 +9,7 @@
 namespace qshard {
 
 // `base` must outlive the returned source.
-std::unique_ptr<WeightSource> with_overrides(const WeightSource& base, std::map<std::string, MatrixF> replacements);
+std::unique_ptr<WeightSource> with_overrides(const WeightSource& base,
+                                             std::map<std::string, MatrixF> replacements);
 
 }  // namespace qshard

@@ -12,7 +12,8 @@ namespace qshard {
 TokenSet load_calibration(const JobOptions& options, const ModelConfig& config);
 
 // Units of `batch_samples` samples (the last may be smaller); rank r of R owns the contiguous units
-// [first, last). Units never depend on R, so every unit's forward and Hessian partial do not either.
+// [first, last). Units never depend on R, so every unit's forward and Hessian partial do not
+// either.
 struct UnitRange {
   std::int64_t first = 0;
   std::int64_t last = 0;

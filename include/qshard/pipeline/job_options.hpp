@@ -18,21 +18,21 @@ struct JobOptions {
   std::string calib_sampling = "rows";   // rows: the file's first rows; random: seeded windows
   std::int64_t samples = 128;
   std::int64_t seq_len = 2048;
-  std::uint64_t seed = 0;                // calibration sampling
-  std::int64_t batch_samples = 1;        // samples per forward unit (fixed: never depends on ranks)
-  std::string method = "gptq";           // gptq or rtn
+  std::uint64_t seed = 0;          // calibration sampling
+  std::int64_t batch_samples = 1;  // samples per forward unit (fixed: never depends on ranks)
+  std::string method = "gptq";     // gptq or rtn
   GptqOptions gptq;
   bool true_sequential = true;
-  std::vector<Linear> modules;           // the modules to quantize (default all seven)
+  std::vector<Linear> modules;  // the modules to quantize (default all seven)
   std::string out = "qshard.h5";
   bool resume = false;
-  std::string backend = "auto";          // cpu, cuda, auto
-  std::int64_t tile_rows = 128;          // rows per solve work unit (fixed: never depends on ranks)
-  int threads = 1;                       // BLAS threads per rank
-  std::int64_t stop_after_layers = -1;   // testing: stop as if killed after N layers
+  std::string backend = "auto";         // cpu, cuda, auto
+  std::int64_t tile_rows = 128;         // rows per solve work unit (fixed: never depends on ranks)
+  int threads = 1;                      // BLAS threads per rank
+  std::int64_t stop_after_layers = -1;  // testing: stop as if killed after N layers
   bool quiet = false;
 
-  void validate() const;  // throws qshard::Error naming the key and the value
+  void validate() const;        // throws qshard::Error naming the key and the value
   std::string to_json() const;  // the full resolved configuration
   // The settings that must match for --resume to continue a job (everything that changes results).
   std::string result_key() const;

@@ -11,11 +11,11 @@
 namespace qshard {
 
 struct LayerTimings {
-  double forward = 0.0;   // the decoder forward of this rank's units (Hessian additions excluded)
-  double hessian = 0.0;   // adding units' X^T X
-  double reduce = 0.0;    // all-reducing the Hessians
-  double solve = 0.0;     // factorisations and this rank's tiles
-  double gather = 0.0;    // all-gathering the quantized tiles
+  double forward = 0.0;  // the decoder forward of this rank's units (Hessian additions excluded)
+  double hessian = 0.0;  // adding units' X^T X
+  double reduce = 0.0;   // all-reducing the Hessians
+  double solve = 0.0;    // factorisations and this rank's tiles
+  double gather = 0.0;   // all-gathering the quantized tiles
 };
 
 struct LayerContext {

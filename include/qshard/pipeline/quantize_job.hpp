@@ -9,7 +9,7 @@
 namespace qshard {
 
 struct JobResult {
-  bool completed = false;      // false when stopped early by stop_after_layers
+  bool completed = false;  // false when stopped early by stop_after_layers
   double seconds = 0.0;
   double objective_gptq = 0.0;  // summed over all quantized modules
   double objective_rtn = 0.0;

@@ -16,8 +16,9 @@ Matrix<std::int32_t> pack_qweight(const Matrix<std::uint8_t>& codes, int bits);
 Matrix<std::uint8_t> unpack_qweight(const Matrix<std::int32_t>& packed, int bits, std::int64_t rows,
                                     std::int64_t cols);
 
-// qzeros: zeros [out, groups] transposed to [groups, out] and packed along out: [groups, out_words].
-// `offset` is subtracted before packing (1 for the GPTQ v1 format's zero - 1 convention).
+// qzeros: zeros [out, groups] transposed to [groups, out] and packed along out: [groups,
+// out_words]. `offset` is subtracted before packing (1 for the GPTQ v1 format's zero - 1
+// convention).
 Matrix<std::int32_t> pack_qzeros(const Matrix<std::int32_t>& zeros, int bits, int offset = 0);
 Matrix<std::int32_t> unpack_qzeros(const Matrix<std::int32_t>& packed, int bits, std::int64_t rows,
                                    std::int64_t groups, int offset = 0);

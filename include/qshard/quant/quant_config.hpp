@@ -12,10 +12,11 @@ enum class GroupScaleRule : std::uint8_t {
 };
 
 struct QuantConfig {
-  int bits = 4;               // 2, 3, 4 or 8
-  std::int64_t group_size = -1;  // -1: one group per row; else any positive size (last group partial)
-  bool sym = false;           // symmetric: zero = (maxq + 1) / 2
-  bool mse = false;           // grid search of the clipping range minimising the error
+  int bits = 4;  // 2, 3, 4 or 8
+  std::int64_t group_size =
+      -1;            // -1: one group per row; else any positive size (last group partial)
+  bool sym = false;  // symmetric: zero = (maxq + 1) / 2
+  bool mse = false;  // grid search of the clipping range minimising the error
   // mse grid: shrink factors 1 - i/grid for i < maxshrink*grid; norm 2.4 as the reference tools.
   int mse_grid = 100;
   double mse_maxshrink = 0.8;
@@ -33,7 +34,8 @@ struct GptqOptions {
   bool act_order = false;      // desc_act: columns by descending diag(H), g_idx recorded
   bool static_groups = false;  // group scales from the original weights before the solve
   GroupScaleRule group_rule = GroupScaleRule::Exact;
-  int max_damp_steps = 8;      // on a failed factorisation damping is multiplied by 10, at most this often
+  int max_damp_steps =
+      8;  // on a failed factorisation damping is multiplied by 10, at most this often
 
   void validate() const;
 };

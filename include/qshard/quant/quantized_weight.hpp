@@ -9,10 +9,10 @@ namespace qshard {
 
 struct QuantizedWeight {
   int bits = 4;
-  std::int64_t group_size = -1;  // as configured; -1 means one group of all columns
-  Matrix<std::uint8_t> codes;    // [rows, cols], values 0..2^bits-1, original column order
-  MatrixF scales;                // [rows, groups], fp16-representable values
-  Matrix<std::int32_t> zeros;    // [rows, groups]
+  std::int64_t group_size = -1;     // as configured; -1 means one group of all columns
+  Matrix<std::uint8_t> codes;       // [rows, cols], values 0..2^bits-1, original column order
+  MatrixF scales;                   // [rows, groups], fp16-representable values
+  Matrix<std::int32_t> zeros;       // [rows, groups]
   std::vector<std::int32_t> g_idx;  // [cols]: the group of every input column
 
   std::int64_t rows() const { return codes.rows(); }

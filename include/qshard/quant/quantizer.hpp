@@ -29,8 +29,8 @@ inline double dequantize_value(std::int32_t q, const GroupParams& p) {
 
 }  // namespace qshard
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 
 namespace qshard {
 // clamp(round(x / scale) + zero, 0, maxq) with round-half-to-even, as torch.round.

@@ -17,11 +17,12 @@ namespace qshard {
 
 struct HessianFactor {
   std::int64_t columns = 0;
-  std::vector<std::int32_t> perm;   // solve order: perm[k] is the k-th column solved (identity without act_order)
-  std::vector<std::uint8_t> dead;   // dead[c] = 1 when H[c, c] == 0 (original column order)
-  MatrixD hinv_upper;               // upper Cholesky factor U of H^-1 (permuted), H^-1 = U^T U
-  double damp_percent_used = 0.0;   // the damping that made H positive definite
-  int damp_steps = 0;               // how often it was raised
+  std::vector<std::int32_t>
+      perm;  // solve order: perm[k] is the k-th column solved (identity without act_order)
+  std::vector<std::uint8_t> dead;  // dead[c] = 1 when H[c, c] == 0 (original column order)
+  MatrixD hinv_upper;              // upper Cholesky factor U of H^-1 (permuted), H^-1 = U^T U
+  double damp_percent_used = 0.0;  // the damping that made H positive definite
+  int damp_steps = 0;              // how often it was raised
 };
 
 class Solver {
@@ -42,6 +43,7 @@ std::unique_ptr<Solver> make_cpu_solver();
 QuantizedWeight quantize_rtn(const MatrixF& weight, const QuantConfig& config);
 
 // ||W X - Q X||^2 / n * 2, computed exactly as tr((W - Q) H (W - Q)^T) in double.
-double reconstruction_objective(const MatrixF& weight, const MatrixF& quantized, const MatrixD& hessian);
+double reconstruction_objective(const MatrixF& weight, const MatrixF& quantized,
+                                const MatrixD& hessian);
 
 }  // namespace qshard

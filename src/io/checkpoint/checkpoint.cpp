@@ -94,7 +94,8 @@ std::string layer_group_name(std::int64_t index) {
   return str("layers/", digits);
 }
 
-void write_float(const h5::Group& group, const std::string& name, const MatrixF& values, DType dtype) {
+void write_float(const h5::Group& group, const std::string& name, const MatrixF& values,
+                 DType dtype) {
   if (dtype == DType::F16 || dtype == DType::BF16) {
     Matrix<std::uint16_t> bits(values.rows(), values.cols());
     convert_from_f32(values.data(), values.size(), dtype, bits.data());
@@ -118,7 +119,8 @@ MatrixF read_float(const h5::Group& group, const std::string& name) {
   return read_matrix<float>(group, name);
 }
 
-void write_layer_file(const std::filesystem::path& path, const LayerRecord& layer, DType float_dtype) {
+void write_layer_file(const std::filesystem::path& path, const LayerRecord& layer,
+                      DType float_dtype) {
   std::filesystem::path temporary = path;
   temporary += ".tmp";
   {
@@ -172,7 +174,8 @@ void CheckpointWriter::add_layer_file(const std::filesystem::path& layer_file, s
   require(rc >= 0, "cannot copy ", name, " from ", layer_file, " into ", temporary_);
 }
 
-void CheckpointWriter::write_model_tensor(const std::string& name, const MatrixF& values, DType dtype) {
+void CheckpointWriter::write_model_tensor(const std::string& name, const MatrixF& values,
+                                          DType dtype) {
   write_float(file_->root().open_group("model"), name, values, dtype);
 }
 
@@ -211,6 +214,8 @@ MatrixF Checkpoint::model_tensor(const std::string& name) const {
   return read_float(model, name);
 }
 
-std::string Checkpoint::attr(const std::string& name) const { return file_.root().attr_string(name); }
+std::string Checkpoint::attr(const std::string& name) const {
+  return file_.root().attr_string(name);
+}
 
 }  // namespace qshard

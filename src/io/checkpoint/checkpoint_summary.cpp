@@ -1,7 +1,7 @@
 #include <cmath>
 #include <iomanip>
-#include <sstream>
 #include <map>
+#include <sstream>
 
 #include "qshard/io/checkpoint.hpp"
 
@@ -11,9 +11,12 @@ namespace {
 std::string bytes_text(double bytes) {
   std::ostringstream out;
   out << std::fixed << std::setprecision(2);
-  if (bytes < 1024.0 * 1024.0) out << bytes / 1024.0 << " KiB";
-  else if (bytes < 1024.0 * 1024.0 * 1024.0) out << bytes / (1024.0 * 1024.0) << " MiB";
-  else out << bytes / (1024.0 * 1024.0 * 1024.0) << " GiB";
+  if (bytes < 1024.0 * 1024.0)
+    out << bytes / 1024.0 << " KiB";
+  else if (bytes < 1024.0 * 1024.0 * 1024.0)
+    out << bytes / (1024.0 * 1024.0) << " MiB";
+  else
+    out << bytes / (1024.0 * 1024.0 * 1024.0) << " GiB";
   return out.str();
 }
 
@@ -33,10 +36,13 @@ void print_checkpoint_summary(const Checkpoint& checkpoint, std::ostream& out) {
   out << "checkpoint " << checkpoint.path().string() << '\n';
   for (const char* key : {"format", "qshard_version", "git_commit", "model_source", "backend",
                           "calibration_hash", "created_utc", "command_line"}) {
-    if (root.has_attr(key)) out << "  " << std::left << std::setw(22) << key << root.attr_string(key) << '\n';
+    if (root.has_attr(key))
+      out << "  " << std::left << std::setw(22) << key << root.attr_string(key) << '\n';
   }
-  for (const char* key : {"ranks", "calibration_seed", "calibration_samples", "calibration_seq_len", "layers"}) {
-    if (root.has_attr(key)) out << "  " << std::left << std::setw(22) << key << root.attr_int(key) << '\n';
+  for (const char* key :
+       {"ranks", "calibration_seed", "calibration_samples", "calibration_seq_len", "layers"}) {
+    if (root.has_attr(key))
+      out << "  " << std::left << std::setw(22) << key << root.attr_int(key) << '\n';
   }
   if (root.has_attr("seconds"))
     out << "  " << std::left << std::setw(22) << "seconds" << root.attr_double("seconds") << '\n';
