@@ -12,7 +12,8 @@ namespace qshard::test {
 namespace {
 namespace fs = std::filesystem;
 
-const std::string kTiny = "--model synthetic:tiny --samples 8 --seq_len 32 --backend cpu --quiet ";
+const std::string kTiny =
+    "--model synthetic:tiny --samples 8 --seq_len 32 --batch_samples 2 --backend cpu --quiet ";
 
 TEST(QuantizeJob, SyntheticBitwiseIdenticalOn1And2And4Ranks) {
   TempDir dir("qshard-ranks");

@@ -19,7 +19,9 @@ struct JobOptions {
   std::int64_t samples = 128;
   std::int64_t seq_len = 2048;
   std::uint64_t seed = 0;          // calibration sampling
-  std::int64_t batch_samples = 1;  // samples per forward unit (fixed: never depends on ranks)
+  // Samples per forward unit (fixed: never depends on ranks). 4 x 2048 tokens keep the GPU Hessian
+  // GEMM longer than its exact fixed-point pass (docs/PERFORMANCE.md).
+  std::int64_t batch_samples = 4;
   std::string method = "gptq";     // gptq or rtn
   GptqOptions gptq;
   bool true_sequential = true;
