@@ -102,22 +102,28 @@ void inspect_model(const std::filesystem::path& directory, std::ostream& out) {
   const SafetensorsModel model(directory);
   model.check_all();
 
+  const std::optional<GptqConfig> gptq = read_gptq_config(directory);
   out << "model: " << directory.string() << "\n\n";
   print_config(out, config);
   out << '\n';
+  if (gptq) print_gptq_summary(out, *gptq, model, config);
 
   std::vector<TensorRow> rows;
   std::vector<std::string> unrecognised;
   for (const std::string& name : model.names()) {
     const TensorView view = model.view(name);
     rows.push_back({name, view.shape, view.dtype, model.file_of(name).filename().string()});
-    if (!parse_tensor_name(name)) unrecognised.push_back(name);
+    const std::string packed = gptq ? packed_weight_name(name) : std::string();
+    if (!parse_tensor_name(name) && (packed.empty() || !parse_tensor_name(packed)))
+      unrecognised.push_back(name);
   }
   print_tensor_table(out, rows);
 
   std::vector<std::string> missing;
   for (const std::string& name : expected_tensor_names(config)) {
-    if (!model.contains(name)) missing.push_back(name);
+    const bool packed = gptq && name.ends_with(".weight") &&
+                        model.contains(name.substr(0, name.size() - 7) + ".qweight");
+    if (!model.contains(name) && !packed) missing.push_back(name);
   }
   print_list(out, "missing tensors the config expects", missing);
   print_list(out, "tensors with unrecognised names", unrecognised);

@@ -6,7 +6,9 @@
 #include <vector>
 
 #include "qshard/core/tensor.hpp"
+#include "qshard/io/gptq_config.hpp"
 #include "qshard/io/model_config.hpp"
+#include "qshard/io/safetensors.hpp"
 
 namespace qshard {
 
@@ -27,9 +29,18 @@ void print_tensor_table(std::ostream& out, const std::vector<TensorRow>& rows);
 // tied), in layer order.
 std::vector<std::string> expected_tensor_names(const ModelConfig& config);
 
+// The ".weight" name a packed GPTQ tensor stands for ("...q_proj.qweight" -> "...q_proj.weight"),
+// or an empty string for other names.
+std::string packed_weight_name(const std::string& name);
+// The GPTQ config of a directory and, per linear module, how it is stored (packed with its
+// qweight/qzeros/scales shapes, or floating point) and whether the config agrees.
+void print_gptq_summary(std::ostream& out, const GptqConfig& gptq, const SafetensorsModel& model,
+                        const ModelConfig& config);
+
 // `qshard-inspect --model DIR`: config.json, every tensor of the safetensors files (all shards
 // opened and cross-checked), the totals, and the tensors the config expects but the files lack
-// or the files hold but no LLaMA-family name matches. Throws qshard::Error on a broken model.
+// or the files hold but no LLaMA-family name matches; for a GPTQ directory also the quantization
+// config and the packing of every module. Throws qshard::Error on a broken model.
 void inspect_model(const std::filesystem::path& directory, std::ostream& out);
 
 }  // namespace qshard
