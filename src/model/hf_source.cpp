@@ -1,14 +1,17 @@
 // A Hugging Face model directory as a WeightSource: config.json + memory-mapped safetensors.
 #include <cmath>
 
+#include "hf_tensors.hpp"
 #include "qshard/core/error.hpp"
+#include "qshard/io/gptq_config.hpp"
 #include "qshard/io/safetensors.hpp"
+#include "qshard/model/gptq_source.hpp"
 #include "qshard/model/weight_source.hpp"
 
 namespace qshard {
-namespace {
 
-// The shape a tensor must have, from the config; empty when the name is not a model tensor.
+namespace model_detail {
+
 Shape expected_shape(const ModelConfig& c, const std::string& name) {
   const auto ref = parse_tensor_name(name);
   if (!ref) return {};
@@ -20,6 +23,29 @@ Shape expected_shape(const ModelConfig& c, const std::string& name) {
   return {rows, cols};
 }
 
+MatrixF load_float_tensor(const SafetensorsModel& model, const ModelConfig& config,
+                          const std::filesystem::path& directory, const std::string& name) {
+  const std::string stored =
+      name == kLmHeadName && !model.contains(name) && config.tie_word_embeddings
+          ? std::string(kEmbedName)
+          : name;
+  require(model.contains(stored), directory, ": tensor '", name, "' is missing");
+  const TensorView view = model.view(stored);
+  const Shape expected = expected_shape(config, name);
+  require(expected.empty() || view.shape == expected, directory, ": tensor '", stored,
+          "' has shape ", shape_string(view.shape), ", the config implies ",
+          shape_string(expected));
+  MatrixF m = view.to_matrix();
+  for (std::size_t i = 0; i < m.size(); ++i)
+    require(std::isfinite(m.data()[i]), directory, ": tensor '", stored,
+            "' has a non-finite value at element ", i);
+  return m;
+}
+
+}  // namespace model_detail
+
+namespace {
+
 class HfSource final : public WeightSource {
  public:
   explicit HfSource(const std::filesystem::path& dir)
@@ -29,21 +55,7 @@ class HfSource final : public WeightSource {
     return model_.contains(name) || (name == kLmHeadName && config_.tie_word_embeddings);
   }
   MatrixF load(const std::string& name) const override {
-    const std::string stored =
-        name == kLmHeadName && !model_.contains(name) && config_.tie_word_embeddings
-            ? std::string(kEmbedName)
-            : name;
-    require(model_.contains(stored), directory_, ": tensor '", name, "' is missing");
-    const TensorView view = model_.view(stored);
-    const Shape expected = expected_shape(config_, name);
-    require(expected.empty() || view.shape == expected, directory_, ": tensor '", stored,
-            "' has shape ", shape_string(view.shape), ", the config implies ",
-            shape_string(expected));
-    MatrixF m = view.to_matrix();
-    for (std::size_t i = 0; i < m.size(); ++i)
-      require(std::isfinite(m.data()[i]), directory_, ": tensor '", stored,
-              "' has a non-finite value at element ", i);
-    return m;
+    return model_detail::load_float_tensor(model_, config_, directory_, name);
   }
   std::string describe() const override { return str("model ", directory_); }
 
@@ -60,6 +72,7 @@ std::unique_ptr<WeightSource> open_hf_model(const std::filesystem::path& directo
           " does not exist");
   require(std::filesystem::exists(directory / "config.json"), "model directory ", directory,
           " has no config.json");
+  if (read_gptq_config(directory)) return open_gptq_model(directory);
   return std::make_unique<HfSource>(directory);
 }
 

@@ -20,7 +20,8 @@ class WeightSource {
   virtual std::string describe() const = 0;
 };
 
-// A Hugging Face model directory (config.json + safetensors, sharded or not), memory-mapped.
+// A Hugging Face model directory (config.json + safetensors, sharded or not), memory-mapped;
+// a GPTQ directory (quantization_config.quant_method "gptq") is read by open_gptq_model.
 std::unique_ptr<WeightSource> open_hf_model(const std::filesystem::path& directory);
 
 }  // namespace qshard
