@@ -1,0 +1,91 @@
+// quantization_config of exported GPTQ directories.
+#include "qshard/export/gptq_quant_config.hpp"
+
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "qshard/core/error.hpp"
+
+namespace qshard {
+namespace {
+
+// Linear modules in the order transformers/optimum quantizes them with true_sequential.
+const std::vector<std::vector<Linear>> kSequentialGroups = {
+    {Linear::Q, Linear::K, Linear::V}, {Linear::O}, {Linear::Gate, Linear::Up}, {Linear::Down}};
+
+std::string relative_name(Linear linear) {
+  return str(linear_parent(linear), ".", linear_name(linear));
+}
+
+// "-:model\.layers\.(?:0|3)\.mlp\.gate_proj$" (all layers: "\d+"), matched from the start of a
+// module name by GPTQModel.
+std::string exclusion_pattern(Linear linear, const std::set<std::int64_t>& layers,
+                              std::int64_t layer_count) {
+  std::ostringstream which;
+  if (static_cast<std::int64_t>(layers.size()) == layer_count) {
+    which << "\\d+";
+  } else {
+    if (layers.size() > 1) which << "(?:";
+    for (auto it = layers.begin(); it != layers.end(); ++it)
+      which << (it == layers.begin() ? "" : "|") << *it;
+    if (layers.size() > 1) which << ')';
+  }
+  return str("-:model\\.layers\\.", which.str(), "\\.", linear_parent(linear), "\\.",
+             linear_name(linear), "$");
+}
+
+}  // namespace
+
+std::string gptq_module_name(std::int64_t layer, Linear linear) {
+  return str("model.layers.", layer, ".", linear_parent(linear), ".", linear_name(linear));
+}
+
+nlohmann::json gptq_quantization_config(const GptqExportSettings& s) {
+  nlohmann::json c = {
+      {"quant_method", "gptq"},
+      {"bits", s.bits},
+      {"group_size", s.group_size},
+      {"desc_act", s.desc_act},
+      {"sym", s.sym},
+      {"true_sequential", s.true_sequential},
+      {"static_groups", s.static_groups},
+      {"checkpoint_format", std::string(gptq_format_name(s.format))},
+      {"pack_dtype", "int32"},
+      {"lm_head", false},
+      {"meta", {{"quantizer", {s.quantizer}}}},
+  };
+  if (s.damp_percent && *s.damp_percent > 0.0 && *s.damp_percent < 1.0)
+    c["damp_percent"] = *s.damp_percent;
+  if (s.excluded.empty()) {
+    c["dynamic"] = nullptr;
+    c["modules_in_block_to_quantize"] = nullptr;
+    return c;
+  }
+  std::map<Linear, std::set<std::int64_t>> excluded_layers;
+  for (const ExcludedModule& m : s.excluded) excluded_layers[m.linear].insert(m.layer);
+  nlohmann::json dynamic = nlohmann::json::object();
+  for (const auto& [linear, layers] : excluded_layers)
+    dynamic[exclusion_pattern(linear, layers, s.layers)] = nlohmann::json::object();
+  c["dynamic"] = dynamic;
+  // optimum replaces a block's linear by a quantized one when its full name ends with an entry:
+  // modules quantized in every layer are named relative to the block, the others per layer.
+  nlohmann::json in_block = nlohmann::json::array();
+  for (const std::vector<Linear>& group : kSequentialGroups) {
+    nlohmann::json names = nlohmann::json::array();
+    for (const Linear linear : group) {
+      const auto it = excluded_layers.find(linear);
+      if (it == excluded_layers.end()) {
+        names.push_back(relative_name(linear));
+        continue;
+      }
+      for (std::int64_t l = 0; l < s.layers; ++l)
+        if (!it->second.contains(l)) names.push_back(gptq_module_name(l, linear));
+    }
+    if (!names.empty()) in_block.push_back(names);
+  }
+  c["modules_in_block_to_quantize"] = in_block;
+  return c;
+}
+
+}  // namespace qshard
