@@ -32,7 +32,10 @@ int main(int argc, char** argv) {
       "evaluate --model quantized in memory with RTN at these bits")(
       "rtn_group_size", po::value(&o.rtn_group_size)->default_value(-1),
       "group size of --rtn-bits (-1: one group per row)")("json", po::bool_switch(&o.json),
-                                                          "print one JSON line");
+                                                          "print one JSON line")(
+      "logits_out", po::value(&o.logits_out)->value_name("FILE.f32"),
+      "write the evaluated model's logits as raw little-endian float32 [rows * positions, vocab]: "
+      "every position of each evaluated row (or window), in order");
   try {
     po::variables_map vm;
     po::store(po::command_line_parser(qshard::normalise_option_names({argv + 1, argv + argc}))

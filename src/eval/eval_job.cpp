@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "qshard/core/error.hpp"
+#include "qshard/eval/logits_file.hpp"
 #include "qshard/model/checkpoint_source.hpp"
 #include "qshard/model/override_source.hpp"
 #include "qshard/model/synthetic_source.hpp"
@@ -64,13 +65,25 @@ EvalReport run_eval(const EvalOptions& o) {
                                          : evaluated ? model.get()
                                                      : nullptr;
   const CausalLm lm(evaluated_source);
-  if (reference_source == nullptr) {
-    report.evaluated = perplexity(lm, tokens, o.window);
-    return report;
+  std::optional<LogitsFile> logits;
+  LogitsSink sink;
+  if (!o.logits_out.empty()) {
+    logits.emplace(o.logits_out);
+    sink = [&logits](const MatrixF& batch) { logits->append(batch); };
   }
-  report.reference = reference ? o.reference : o.model;
-  report.comparison = compare_models(CausalLm(*reference_source), lm, tokens, o.window);
-  report.evaluated = report.comparison->model;
+  if (reference_source == nullptr) {
+    report.evaluated = perplexity(lm, tokens, o.window, sink);
+  } else {
+    report.reference = reference ? o.reference : o.model;
+    report.comparison = compare_models(CausalLm(*reference_source), lm, tokens, o.window, sink);
+    report.evaluated = report.comparison->model;
+  }
+  if (logits) {
+    logits->commit();
+    report.logits_out = o.logits_out;
+    report.logits_rows = logits->rows();
+    report.logits_vocab = logits->vocab();
+  }
   return report;
 }
 
@@ -87,6 +100,10 @@ void print_report(const EvalReport& r, bool json, std::ostream& out) {
       j["kl"] = r.comparison->mean_kl;
       j["top1"] = r.comparison->top1_agreement;
     }
+    if (!r.logits_out.empty()) {
+      j["logits_out"] = r.logits_out;
+      j["logits_shape"] = {r.logits_rows, r.logits_vocab};
+    }
     out << j.dump() << '\n';
     return;
   }
@@ -100,6 +117,9 @@ void print_report(const EvalReport& r, bool json, std::ostream& out) {
         << "top-1 agreement      " << std::setprecision(4) << 100.0 * r.comparison->top1_agreement
         << " %\n";
   }
+  if (!r.logits_out.empty())
+    out << "logits               " << r.logits_out << "  (float32 [" << r.logits_rows << ", "
+        << r.logits_vocab << "])\n";
 }
 
 }  // namespace qshard

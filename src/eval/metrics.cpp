@@ -56,7 +56,8 @@ struct Accumulator {
 
 }  // namespace
 
-PerplexityResult perplexity(const CausalLm& model, const TokenSet& tokens, std::int64_t window) {
+PerplexityResult perplexity(const CausalLm& model, const TokenSet& tokens, std::int64_t window,
+                            const LogitsSink& sink) {
   const TokenSet set = windows_of(tokens, window);
   check_vocab(set, model.config().vocab_size, "evaluation tokens");
   Accumulator acc;
@@ -64,6 +65,7 @@ PerplexityResult perplexity(const CausalLm& model, const TokenSet& tokens, std::
   for (std::int64_t r0 = 0; r0 < set.rows; r0 += kRowsPerBatch) {
     const std::int64_t r1 = std::min(set.rows, r0 + kRowsPerBatch);
     const MatrixF logits = model.logits(set.rows_span(r0, r1), set.cols);
+    if (sink) sink(logits);
     for (std::int64_t r = r0; r < r1; ++r)
       for (std::int64_t t = 0; t + 1 < set.cols; ++t) {
         const std::int64_t row = (r - r0) * set.cols + t;
@@ -78,7 +80,8 @@ PerplexityResult perplexity(const CausalLm& model, const TokenSet& tokens, std::
 }
 
 ComparisonResult compare_models(const CausalLm& reference, const CausalLm& model,
-                                const TokenSet& tokens, std::int64_t window) {
+                                const TokenSet& tokens, std::int64_t window,
+                                const LogitsSink& sink) {
   require(reference.config().vocab_size == model.config().vocab_size,
           "compare: the models' vocabularies differ");
   const TokenSet set = windows_of(tokens, window);
@@ -91,6 +94,7 @@ ComparisonResult compare_models(const CausalLm& reference, const CausalLm& model
     const std::int64_t r1 = std::min(set.rows, r0 + kRowsPerBatch);
     const MatrixF a = reference.logits(set.rows_span(r0, r1), set.cols);
     const MatrixF b = model.logits(set.rows_span(r0, r1), set.cols);
+    if (sink) sink(b);
     for (std::int64_t r = r0; r < r1; ++r)
       for (std::int64_t t = 0; t + 1 < set.cols; ++t) {
         const std::int64_t row = (r - r0) * set.cols + t;

@@ -25,13 +25,17 @@ struct EvalOptions {
   int rtn_bits = 0;  // > 0: evaluate `model` quantized with RTN at these bits
   std::int64_t rtn_group_size = -1;
   bool json = false;
+  std::string logits_out;  // raw float32 logits of the evaluated model, when given
 };
 
 struct EvalReport {
   PerplexityResult evaluated;
   std::optional<ComparisonResult> comparison;  // when a reference is available
   std::string description;
-  std::string reference;  // what the comparison is against
+  std::string reference;         // what the comparison is against
+  std::string logits_out;        // the logits file written, if any
+  std::int64_t logits_rows = 0;  // its shape: [logits_rows, logits_vocab]
+  std::int64_t logits_vocab = 0;
 };
 
 EvalReport run_eval(const EvalOptions& options);
