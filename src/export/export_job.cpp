@@ -185,7 +185,8 @@ class Exporter {
       ++summary_.float_modules;
     } else {
       check_module(m.weight, job_, name);
-      if (const auto reason = gptq_unpackable_reason(cols, rows)) {
+      if (const auto reason =
+              gptq_unpackable_reason(cols, rows, m.weight.bits, m.weight.group_size)) {
         shards.add(name + ".weight", exact_tensor(m.weight.dequantize(), {rows, cols}, dtype));
         exclude(l, m.linear, str("dequantized: ", *reason));
         ++summary_.float_modules;

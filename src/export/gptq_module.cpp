@@ -2,6 +2,7 @@
 #include "qshard/export/gptq_module.hpp"
 
 #include <cstring>
+#include <numeric>
 
 #include "qshard/core/error.hpp"
 #include "qshard/quant/packing.hpp"
@@ -32,10 +33,16 @@ std::optional<std::string> unstorable_zero(const QuantizedWeight& w, GptqZeroFor
 }  // namespace
 
 std::optional<std::string> gptq_unpackable_reason(std::int64_t in_features,
-                                                  std::int64_t out_features) {
-  if (in_features % 32 == 0 && out_features % 32 == 0) return std::nullopt;
-  return str("in_features ", in_features, " and out_features ", out_features,
-             " must both be multiples of 32 for the buffers of GPTQ clients");
+                                                  std::int64_t out_features, int bits,
+                                                  std::int64_t group_size) {
+  if ((in_features * bits) % 32 != 0 || (out_features * bits) % 32 != 0)
+    return str(in_features, " input and ", out_features, " output features of ", bits,
+               " bits do not both fill whole 32-bit words (multiples of ", 32 / std::gcd(32, bits),
+               " needed)");
+  if (group_size > 0 && in_features % group_size != 0)
+    return str(in_features, " input features are not a multiple of the group size ", group_size,
+               " (vLLM refuses a partial last group)");
+  return std::nullopt;
 }
 
 GptqModuleTensors pack_gptq_module(const QuantizedWeight& w, GptqZeroFormat format,

@@ -18,12 +18,14 @@ struct GptqModuleTensors {
   Tensor g_idx;    // int32 [in]: the group of every input feature
 };
 
-// GPTQ clients (GPTQModel, AutoGPTQ, transformers + optimum) allocate a module's buffers as
-// qweight [in // 32 * bits, out] and qzeros [groups, out // 32 * bits]: those match the packed
-// tensors only when both dimensions are multiples of 32. Returns why a module of `in` input and
+// GPTQ clients (GPTQModel 7, vLLM) hold a module's codes in qweight [in * bits / 32, out] and
+// its zeros in qzeros [groups, out * bits / 32]: both dimensions must fill whole 32-bit words
+// (in and out multiples of 8 at 4 bits, 16 at 2, 32 at 3, 4 at 8), and vLLM also needs whole
+// groups (in a multiple of group_size unless it is -1). Returns why a module of `in` input and
 // `out` output features cannot be stored packed, or nullopt when it can.
 std::optional<std::string> gptq_unpackable_reason(std::int64_t in_features,
-                                                  std::int64_t out_features);
+                                                  std::int64_t out_features, int bits,
+                                                  std::int64_t group_size);
 
 // Packs `weight` in the layout of `format`. `name` ("model.layers.0.mlp.up_proj") names the
 // module in errors: a zero point of 0 has no v1 encoding (zero - 1 wraps to 2^bits - 1, which

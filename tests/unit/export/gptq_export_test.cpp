@@ -78,7 +78,7 @@ std::set<std::string> quantized_by_optimum(const nlohmann::json& config, std::in
 TEST(GptqExport, ModulesClientsCannotPackAreDequantizedAndExcludedForEveryClient) {
   TempDir dir;
   CheckpointSpec spec;
-  spec.intermediate = 80;  // 4-bit packs 80 values in whole words, but clients need 32 | dims
+  spec.intermediate = 84;  // 84 4-bit codes fill 10.5 words
   write_random_checkpoint(dir / "q.h5", spec);
   const std::string log = run(options(dir / "q.h5", dir / "out"));
   for (const char* kind : {"mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"})
@@ -158,7 +158,7 @@ TEST(GptqExport, V1RefusesAZeroOfZeroAndLeavesNoOutputWhileV2StoresIt) {
   expect_same_tensors(*open_checkpoint_model(dir / "q.h5"), *open_hf_model(dir / "out"));
 }
 
-TEST(GptqExport, OneGroupPerRowAndPartialLastGroups) {
+TEST(GptqExport, OneGroupPerRowAndWholeGroupsArePackedPartialGroupsAreNot) {
   for (const std::int64_t group : {std::int64_t{-1}, std::int64_t{48}}) {
     TempDir dir;
     CheckpointSpec spec;
@@ -169,10 +169,13 @@ TEST(GptqExport, OneGroupPerRowAndPartialLastGroups) {
     const nlohmann::json config = read_json(dir / "out/config.json")["quantization_config"];
     EXPECT_EQ(config["group_size"], group);
     const SafetensorsModel model(dir / "out");
-    const std::int64_t groups = group < 0 ? 1 : 2;  // 64 inputs: 48 + 16
-    EXPECT_EQ(model.view("model.layers.0.self_attn.q_proj.scales").shape, (Shape{groups, 64}));
+    // down_proj has 96 inputs: one group, or two whole groups of 48.
     EXPECT_EQ(model.view("model.layers.0.mlp.down_proj.scales").shape,
-              (Shape{group < 0 ? 1 : 2, 64}));  // 96 inputs: 48 + 48
+              (Shape{group < 0 ? 1 : 2, 64}));
+    // The others have 64 inputs: one group, or 48 + 16, which vLLM cannot hold.
+    EXPECT_EQ(model.contains("model.layers.0.self_attn.q_proj.scales"), group < 0);
+    EXPECT_EQ(model.contains("model.layers.0.self_attn.q_proj.weight"), group > 0);
+    EXPECT_EQ(excluded_by_dynamic(config, 2).size(), group < 0 ? 0u : 12u);
     expect_same_tensors(*open_checkpoint_model(dir / "q.h5"), *open_hf_model(dir / "out"));
   }
 }
@@ -235,7 +238,7 @@ TEST(GptqExport, Bf16ModelsKeepTheirFloatTensorsInBf16) {
   TempDir dir;
   CheckpointSpec spec;
   spec.dtype = DType::BF16;
-  spec.intermediate = 80;
+  spec.intermediate = 84;
   write_random_checkpoint(dir / "q.h5", spec);
   run(options(dir / "q.h5", dir / "out"));
   const SafetensorsModel model(dir / "out");
@@ -313,6 +316,48 @@ TEST(GptqExport, ShardSizesAreParsedAsHuggingFaceSpellsThem) {
   EXPECT_EQ(parse_byte_size("1024"), 1024u);
   for (const char* bad : {"", "GB", "2TB", "-1GB", "0", "1.5GB"})
     expect_error_with([&] { parse_byte_size(bad); }, {"invalid size"});
+}
+
+}  // namespace
+}  // namespace qshard::test
+
+namespace qshard::test {
+namespace {
+
+TEST(GptqExport, ModulesArePackedWhenTheirDimensionsFillWholeWordsAndGroups) {
+  // 32 / gcd(32, bits) must divide in and out: 8 at 4 bits, 16 at 2, 32 at 3, 4 at 8; the group
+  // size must divide in.
+  EXPECT_FALSE(gptq_unpackable_reason(64, 172, 8, 32).has_value());  // stories260k's gate/up
+  EXPECT_TRUE(gptq_unpackable_reason(172, 64, 8, 32).has_value());   // its down_proj: 5.375 groups
+  EXPECT_FALSE(gptq_unpackable_reason(172, 64, 8, -1).has_value());
+  EXPECT_TRUE(gptq_unpackable_reason(64, 172, 4, 32).has_value());
+  EXPECT_TRUE(gptq_unpackable_reason(172, 64, 4, -1).has_value());
+  EXPECT_FALSE(gptq_unpackable_reason(40, 8, 4, -1).has_value());
+  EXPECT_TRUE(gptq_unpackable_reason(40, 8, 2, -1).has_value());
+  EXPECT_FALSE(gptq_unpackable_reason(48, 16, 2, 16).has_value());
+  EXPECT_TRUE(gptq_unpackable_reason(48, 32, 3, -1).has_value());
+  EXPECT_FALSE(gptq_unpackable_reason(96, 32, 3, 48).has_value());
+  EXPECT_TRUE(gptq_unpackable_reason(96, 32, 3, 64).has_value());
+  const auto words = gptq_unpackable_reason(64, 172, 4, 32);
+  EXPECT_NE(words->find("172 output features"), std::string::npos) << *words;
+  const auto groups = gptq_unpackable_reason(96, 32, 3, 64);
+  EXPECT_NE(groups->find("group size 64"), std::string::npos) << *groups;
+
+  TempDir dir;
+  CheckpointSpec spec;
+  spec.bits = 8;
+  spec.intermediate = 84;  // 84 8-bit codes fill 21 words, but 84 inputs are 2.625 groups of 32
+  write_random_checkpoint(dir / "q.h5", spec);
+  run(options(dir / "q.h5", dir / "out"));
+  const SafetensorsModel model(dir / "out");
+  EXPECT_EQ(model.view("model.layers.0.mlp.up_proj.qweight").shape, (Shape{16, 84}));
+  EXPECT_EQ(model.view("model.layers.0.mlp.up_proj.qzeros").shape, (Shape{2, 21}));
+  EXPECT_TRUE(model.contains("model.layers.0.mlp.down_proj.weight"));
+  const nlohmann::json config = read_json(dir / "out/config.json")["quantization_config"];
+  EXPECT_EQ(
+      excluded_by_dynamic(config, 2),
+      (std::set<std::string>{"model.layers.0.mlp.down_proj", "model.layers.1.mlp.down_proj"}));
+  expect_same_tensors(*open_checkpoint_model(dir / "q.h5"), *open_hf_model(dir / "out"));
 }
 
 }  // namespace

@@ -139,19 +139,21 @@ TEST(GptqReader, UnsupportedSettingsAreRefusedNamingTheField) {
 
 // A directory as GPTQModel / AutoGPTQ write it, built by hand: fp16 floats, a quantize_config.json
 // instead of quantization_config, no g_idx, "format" instead of checkpoint_format, meta fields, an
-// lm_head in floating point, and a "+:" rule giving one module other bits.
+// lm_head in floating point, a "+:" rule giving one module other bits, and partial last groups
+// (64 inputs in groups of 48).
 TEST(GptqReader, ThirdPartyLayoutsAreRead) {
   TempDir dir;
   CheckpointSpec spec;
   spec.dtype = DType::F16;
   spec.bias = false;
+  spec.group_size = 48;
   write_random_checkpoint(dir / "q.h5", spec);
   const Checkpoint ckpt(dir / "q.h5");
   const ModelConfig& c = ckpt.model_config();
   fs::create_directories(dir / "tp");
   std::ofstream(dir / "tp/config.json") << to_json(c);  // no quantization_config
   std::ofstream(dir / "tp/quantize_config.json") << R"({
-    "bits": 4, "group_size": 32, "desc_act": false, "sym": false, "lm_head": false,
+    "bits": 4, "group_size": 48, "desc_act": false, "sym": false, "lm_head": false,
     "format": "gptq", "pack_dtype": "int32", "quant_method": "gptq",
     "dynamic": {"+:model\\.layers\\.1\\.mlp\\.down_proj": {"bits": 8}},
     "meta": {"quantizer": ["gptqmodel:4.0.0"], "uri": "https://github.com/modelcloud/gptqmodel"}
