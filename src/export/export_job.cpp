@@ -87,15 +87,30 @@ struct JobSettings {
 };
 
 JobSettings job_settings(const Checkpoint& checkpoint) {
-  const json j = parse_json(checkpoint.attr("job_config"), str(checkpoint.path(), " @job_config"));
+  const std::string where = str(checkpoint.path().string(), " @job_config");
+  const json j = parse_json(checkpoint.attr("job_config"), where);
+  // Every setting the quantization config states must be recorded: never a silent default.
+  const auto field = [&](const char* key) -> const json& {
+    require(j.is_object() && j.contains(key), where, ": missing '", key, "'");
+    return j.at(key);
+  };
+  const auto boolean = [&](const char* key) {
+    require(field(key).is_boolean(), where, ": '", key, "' must be true or false");
+    return field(key).get<bool>();
+  };
+  const auto integer = [&](const char* key) {
+    require(field(key).is_number_integer(), where, ": '", key, "' must be an integer");
+    return field(key).get<std::int64_t>();
+  };
   JobSettings s;
-  s.bits = j.value("bits", s.bits);
-  s.group_size = j.value("group_size", s.group_size);
-  s.sym = j.value("sym", s.sym);
-  s.act_order = j.value("act_order", s.act_order);
-  s.static_groups = j.value("static_groups", s.static_groups);
-  s.true_sequential = j.value("true_sequential", s.true_sequential);
-  s.damp_percent = j.value("damp_percent", s.damp_percent);
+  s.bits = static_cast<int>(integer("bits"));
+  s.group_size = integer("group_size");
+  s.sym = boolean("sym");
+  s.act_order = boolean("act_order");
+  s.static_groups = boolean("static_groups");
+  s.true_sequential = boolean("true_sequential");
+  require(field("damp_percent").is_number(), where, ": 'damp_percent' must be a number");
+  s.damp_percent = field("damp_percent").get<double>();
   return s;
 }
 
@@ -178,7 +193,8 @@ class Exporter {
     const auto [rows, cols] = linear_shape(checkpoint_.model_config(), m.linear);
     if (m.method == "none") {
       shards.add(name + ".weight", exact_tensor(m.float_weight, {rows, cols}, dtype));
-      exclude(l, m.linear, "the checkpoint keeps it in floating point (method none)");
+      if (o_.format == ExportFormat::Gptq)
+        exclude(l, m.linear, "the checkpoint keeps it in floating point (method none)");
       ++summary_.float_modules;
     } else if (o_.format == ExportFormat::Float) {
       shards.add(name + ".weight", Tensor::from_f32(m.weight.dequantize().values(), {rows, cols}));

@@ -57,6 +57,7 @@ struct CheckpointSpec {
   std::set<Linear> float_modules;  // stored with method "none"
   DType dtype = DType::F32;
   std::uint64_t seed = 1;
+  std::vector<std::string> drop_job_keys;  // left out of @job_config
 };
 
 // hidden 64, 4 heads of 16 over 2 kv heads (q 64, k/v 32), 2 layers, vocab 64, untied head.
@@ -133,14 +134,15 @@ inline void write_random_checkpoint(const fs::path& path, const CheckpointSpec& 
     root.set_attr("format_version", kCheckpointFormatVersion);
     root.set_attr("model_config", to_json(c));
     root.set_attr("layers", c.num_hidden_layers);
-    const nlohmann::json job = {{"bits", s.bits},
-                                {"group_size", s.group_size},
-                                {"sym", s.sym},
-                                {"act_order", s.act_order},
-                                {"static_groups", false},
-                                {"damp_percent", 0.01},
-                                {"true_sequential", true},
-                                {"method", "gptq"}};
+    nlohmann::json job = {{"bits", s.bits},
+                          {"group_size", s.group_size},
+                          {"sym", s.sym},
+                          {"act_order", s.act_order},
+                          {"static_groups", false},
+                          {"damp_percent", 0.01},
+                          {"true_sequential", true},
+                          {"method", "gptq"}};
+    for (const std::string& key : s.drop_job_keys) job.erase(key);
     root.set_attr("job_config", job.dump(2));
     for (std::int64_t l = 0; l < c.num_hidden_layers; ++l) {
       LayerRecord layer;

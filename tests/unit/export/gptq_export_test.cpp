@@ -307,6 +307,16 @@ TEST(GptqExport, OutputDirectoryIsRefusedReplacedOrLeftAlone) {
   EXPECT_FALSE(fs::exists(dir / "new.tmp"));
 }
 
+TEST(GptqExport, EverySettingTheConfigStatesMustBeRecordedInTheCheckpoint) {
+  TempDir dir;
+  CheckpointSpec spec;
+  spec.drop_job_keys = {"sym"};
+  write_random_checkpoint(dir / "q.h5", spec);
+  expect_error_with([&] { run(options(dir / "q.h5", dir / "out")); },
+                    {"q.h5", "@job_config: missing 'sym'"});
+  EXPECT_FALSE(fs::exists(dir / "out"));
+}
+
 TEST(GptqExport, ShardSizesAreParsedAsHuggingFaceSpellsThem) {
   EXPECT_EQ(parse_byte_size("2GB"), 2000000000u);
   EXPECT_EQ(parse_byte_size("500MB"), 500000000u);
