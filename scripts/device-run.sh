@@ -11,6 +11,7 @@ export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-8}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 
 echo "== GPU tests"
+export QSHARD_SHARED_DIR=.dev  # stories260k for the GPU tests
 "$bin/qshard_gpu_tests" 2>&1 | tee "$out/gpu_tests.log" | tail -25
 
 echo "== qshard-quantize stories260k: cpu vs cuda backend"

@@ -30,7 +30,8 @@ MatrixF CausalLm::logits(std::span<const std::int32_t> tokens, std::int64_t seq_
   const RotaryTable rope(config_, seq_len);
   MatrixF hidden = embed_tokens(embedding_, tokens);
   for (const LayerWeights& layer : layers_)
-    hidden = forward_layer(config_, layer, rope, hidden, seq_len);
+    hidden = runner_ ? runner_(config_, layer, rope, hidden, seq_len)
+                     : forward_layer(config_, layer, rope, hidden, seq_len);
   rms_norm(hidden, final_norm_, config_.rms_norm_eps);
   return linear_forward_blocks(hidden, lm_head_, {}, seq_len);  // per sample, as the layers
 }

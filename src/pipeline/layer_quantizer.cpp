@@ -149,6 +149,9 @@ std::vector<ModuleRecord> quantize_layer(const LayerContext& ctx, LayerWeights& 
   const auto selected = [&](Linear l) {
     return std::find(o.modules.begin(), o.modules.end(), l) != o.modules.end();
   };
+  const std::unique_ptr<ResidentLayer> resident =
+      ctx.backend.load_layer(ctx.config, weights, ctx.rope);
+  ResidentLayer& layer = *resident;
   std::vector<ModuleRecord> records(std::size(kAllLinears));
   for (const Linear l : kAllLinears) {
     ModuleRecord& r = records[static_cast<std::size_t>(l)];
@@ -169,24 +172,17 @@ std::vector<ModuleRecord> quantize_layer(const LayerContext& ctx, LayerWeights& 
 
     // 1. Forward this rank's units, accumulating partial Hessians of the stage's inputs.
     std::map<LinearInput, std::unique_ptr<HessianBuilder>> builders;
-    for (const LinearInput input : inputs)
+    LayerTargets targets;
+    for (const LinearInput input : inputs) {
       builders[input] = ctx.backend.make_hessian(features_of(ctx.config, input));
-    const LinearInput last = *std::max_element(inputs.begin(), inputs.end());
-    double hessian_seconds = 0.0;
-    const auto forward_start = Clock::now();
-    for (const MatrixF& unit : hidden) {
-      ctx.backend.forward_layer(
-          ctx.config, weights, ctx.rope, unit, o.seq_len,
-          [&](LinearInput input, const MatrixF& x) {
-            const auto it = builders.find(input);
-            if (it == builders.end()) return;
-            const auto start = Clock::now();
-            it->second->add(x);
-            hessian_seconds += seconds_since(start);
-          },
-          last);
+      targets.hessians[static_cast<std::size_t>(input)] = builders[input].get();
     }
-    timings.forward += seconds_since(forward_start) - hessian_seconds;
+    const LinearInput last = *std::max_element(inputs.begin(), inputs.end());
+    const auto forward_start = Clock::now();
+    for (const MatrixF& unit : hidden) layer.forward(unit, o.seq_len, targets, last);
+    double hessian_seconds = 0.0;  // on a GPU the products run asynchronously: device time
+    for (const auto& [input, builder] : builders) hessian_seconds += builder->add_seconds();
+    timings.forward += std::max(0.0, seconds_since(forward_start) - hessian_seconds);
     timings.hessian += hessian_seconds;
 
     // 2. Exact all-reduce of the partial Hessians; every rank factorises the same H.
@@ -269,6 +265,7 @@ std::vector<ModuleRecord> quantize_layer(const LayerContext& ctx, LayerWeights& 
         r.damp_steps = factors.at(input_of(l)).damp_steps;
       }
       weights[l] = r.weight.dequantize();
+      layer.refresh(l);
     }
     timings.gather += seconds_since(start);
   }

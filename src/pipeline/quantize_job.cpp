@@ -155,10 +155,10 @@ void replace_linears(LayerWeights& weights, const LayerRecord& record) {
 std::vector<MatrixF> forward_units(const ModelConfig& config, const Backend& backend,
                                    const LayerWeights& weights, const RotaryTable& rope,
                                    const std::vector<MatrixF>& hidden, std::int64_t seq_len) {
+  const std::unique_ptr<ResidentLayer> layer = backend.load_layer(config, weights, rope);
   std::vector<MatrixF> next;
   next.reserve(hidden.size());
-  for (const MatrixF& unit : hidden)
-    next.push_back(backend.forward_layer(config, weights, rope, unit, seq_len));
+  for (const MatrixF& unit : hidden) next.push_back(layer->forward(unit, seq_len));
   return next;
 }
 

@@ -69,18 +69,20 @@ TEST(CudaBackend, ForwardMatchesCpu) {
                          [&](LinearInput, const MatrixF& x) { cpu_inputs.push_back(x); });
   ASSERT_EQ(a.rows(), b.rows());
   ASSERT_EQ(gpu_inputs.size(), cpu_inputs.size());
-  double diff = 0.0;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    diff = std::max(diff, static_cast<double>(std::abs(a.data()[i] - b.data()[i])));
-  std::printf("[forward] max |gpu - cpu| of the layer output = %.3g\n", diff);
-  EXPECT_LT(diff, 1e-2);
-  for (std::size_t k = 0; k < gpu_inputs.size(); ++k) {
-    double d = 0.0;
-    for (std::size_t i = 0; i < gpu_inputs[k].size(); ++i)
-      d = std::max(
-          d, static_cast<double>(std::abs(gpu_inputs[k].data()[i] - cpu_inputs[k].data()[i])));
-    EXPECT_LT(d, 1e-2) << "captured input " << k;
-  }
+  // The synthetic model is bf16, so the GPU forwards in bf16: compare within bf16 rounding.
+  const auto relative = [](const MatrixF& x, const MatrixF& y) {
+    double diff = 0.0, norm = 0.0;
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      diff += std::pow(static_cast<double>(x.data()[i]) - y.data()[i], 2);
+      norm += std::pow(static_cast<double>(y.data()[i]), 2);
+    }
+    return std::sqrt(diff / norm);
+  };
+  std::printf("[forward] relative error of the layer output (bf16 on the GPU) = %.3g\n",
+              relative(a, b));
+  EXPECT_LT(relative(a, b), 1e-2);
+  for (std::size_t k = 0; k < gpu_inputs.size(); ++k)
+    EXPECT_LT(relative(gpu_inputs[k], cpu_inputs[k]), 2e-2) << "captured input " << k;
 }
 
 }  // namespace

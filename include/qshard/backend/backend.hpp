@@ -1,6 +1,7 @@
 #pragma once
 // What the quantization pipeline asks of a compute backend. The CPU backend (backends/cpu) and the
 // CUDA backend (backends/cuda) implement it; the pipeline never knows which one it drives.
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -25,6 +26,35 @@ class HessianBuilder {
   virtual void all_reduce(Communicator& comm) = 0;
   // H = 2 X^T X / n over all units of all ranks (after all_reduce).
   virtual MatrixD hessian() const = 0;
+  // Seconds spent adding units so far: host time on the CPU, device time (CUDA events) on a GPU,
+  // where the products run asynchronously (synchronises).
+  virtual double add_seconds() const = 0;
+};
+
+// Where a layer forward delivers its linear inputs: the Hessian builders (of the same backend) to
+// add them to, indexed by LinearInput (null: not accumulated), and optionally host copies.
+struct LayerTargets {
+  std::array<HessianBuilder*, 4> hessians{};
+  CaptureFn capture;  // host copies [tokens, features] in fp32 (costly on a GPU: for checks)
+
+  HessianBuilder* hessian(LinearInput input) const {
+    return hessians[static_cast<std::size_t>(input)];
+  }
+};
+
+// One decoder layer prepared where the backend computes (the GPU's memory for CUDA), forwarded
+// over many calibration units. It reads the LayerWeights it was loaded from, which must outlive it;
+// after the caller changes a module of those weights it calls refresh().
+class ResidentLayer {
+ public:
+  virtual ~ResidentLayer() = default;
+  // Module `linear` of the weights has changed (e.g. replaced by its quantized version).
+  virtual void refresh(Linear linear) = 0;
+  // The decoder layer forward (same contract as forward_layer in model/decoder.hpp): delivers each
+  // linear input to `targets`; with `stop_after` returns an empty matrix after that input.
+  virtual MatrixF forward(const MatrixF& hidden, std::int64_t seq_len,
+                          const LayerTargets& targets = {},
+                          std::optional<LinearInput> stop_after = std::nullopt) = 0;
 };
 
 class Backend {
@@ -33,11 +63,20 @@ class Backend {
   virtual std::string name() const = 0;
   virtual const Solver& solver() const = 0;
   virtual std::unique_ptr<HessianBuilder> make_hessian(std::int64_t features) const = 0;
-  // The decoder layer forward (same contract as forward_layer in model/decoder.hpp).
-  virtual MatrixF forward_layer(const ModelConfig& config, const LayerWeights& weights,
-                                const RotaryTable& rope, const MatrixF& hidden,
-                                std::int64_t seq_len, const CaptureFn& capture = {},
-                                std::optional<LinearInput> stop_after = std::nullopt) const = 0;
+  // Prepares layer `weights` for forwarding (uploads them on a GPU); `config`, `weights` and
+  // `rope` must outlive the result.
+  virtual std::unique_ptr<ResidentLayer> load_layer(const ModelConfig& config,
+                                                    const LayerWeights& weights,
+                                                    const RotaryTable& rope) const = 0;
+  // One forward of one batch (loads the layer each time: for tests and one-off use).
+  MatrixF forward_layer(const ModelConfig& config, const LayerWeights& weights,
+                        const RotaryTable& rope, const MatrixF& hidden, std::int64_t seq_len,
+                        const CaptureFn& capture = {},
+                        std::optional<LinearInput> stop_after = std::nullopt) const {
+    LayerTargets targets;
+    targets.capture = capture;
+    return load_layer(config, weights, rope)->forward(hidden, seq_len, targets, stop_after);
+  }
 };
 
 std::unique_ptr<Backend> make_cpu_backend();

@@ -1,4 +1,6 @@
 // The CPU backend: OpenBLAS/LAPACKE solver, exact fixed-point Hessians, the CPU decoder forward.
+#include <chrono>
+
 #include "qshard/backend/backend.hpp"
 #include "qshard/quant/hessian.hpp"
 
@@ -9,7 +11,12 @@ class CpuHessianBuilder final : public HessianBuilder {
  public:
   explicit CpuHessianBuilder(std::int64_t features) : accumulator_(features) {}
   std::int64_t features() const override { return accumulator_.features(); }
-  void add(const MatrixF& x) override { accumulator_.add_unit(x); }
+  void add(const MatrixF& x) override {
+    const auto start = std::chrono::steady_clock::now();
+    accumulator_.add_unit(x);
+    seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+  double add_seconds() const override { return seconds_; }
   void all_reduce(Communicator& comm) override {
     comm.all_reduce_sum(accumulator_.reduction_buffer());
   }
@@ -17,6 +24,30 @@ class CpuHessianBuilder final : public HessianBuilder {
 
  private:
   HessianAccumulator accumulator_;
+  double seconds_ = 0.0;
+};
+
+// The CPU forward reads the caller's weights in place: nothing to prepare or refresh.
+class CpuLayer final : public ResidentLayer {
+ public:
+  CpuLayer(const ModelConfig& config, const LayerWeights& weights, const RotaryTable& rope)
+      : config_(config), weights_(weights), rope_(rope) {}
+  void refresh(Linear) override {}
+  MatrixF forward(const MatrixF& hidden, std::int64_t seq_len, const LayerTargets& targets,
+                  std::optional<LinearInput> stop_after) override {
+    return forward_layer(
+        config_, weights_, rope_, hidden, seq_len,
+        [&](LinearInput input, const MatrixF& x) {
+          if (HessianBuilder* h = targets.hessian(input)) h->add(x);
+          if (targets.capture) targets.capture(input, x);
+        },
+        stop_after);
+  }
+
+ private:
+  const ModelConfig& config_;
+  const LayerWeights& weights_;
+  const RotaryTable& rope_;
 };
 
 class CpuBackend final : public Backend {
@@ -27,11 +58,9 @@ class CpuBackend final : public Backend {
   std::unique_ptr<HessianBuilder> make_hessian(std::int64_t features) const override {
     return std::make_unique<CpuHessianBuilder>(features);
   }
-  MatrixF forward_layer(const ModelConfig& config, const LayerWeights& weights,
-                        const RotaryTable& rope, const MatrixF& hidden, std::int64_t seq_len,
-                        const CaptureFn& capture,
-                        std::optional<LinearInput> stop_after) const override {
-    return qshard::forward_layer(config, weights, rope, hidden, seq_len, capture, stop_after);
+  std::unique_ptr<ResidentLayer> load_layer(const ModelConfig& config, const LayerWeights& weights,
+                                            const RotaryTable& rope) const override {
+    return std::make_unique<CpuLayer>(config, weights, rope);
   }
 
  private:

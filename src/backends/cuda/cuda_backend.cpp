@@ -1,8 +1,8 @@
-// The CUDA backend: GPTQ solver and Hessian builder on one GPU; the decoder forward runs on the
-// CPU implementation for now (model/decoder.hpp).
+// The CUDA backend: decoder forward, Hessian builder and GPTQ solver on one GPU.
 #include "qshard/backend/cuda_backend.hpp"
 
 #include "qshard/backend/cuda/cuda_hessian.hpp"
+#include "qshard/backend/cuda/cuda_layer.hpp"
 #include "qshard/backend/cuda/cuda_solver.hpp"
 #include "qshard/backend/cuda/device.hpp"
 
@@ -17,11 +17,10 @@ class CudaBackend final : public Backend {
   std::unique_ptr<HessianBuilder> make_hessian(std::int64_t features) const override {
     return std::make_unique<cuda::CudaHessianBuilder>(device_, features);
   }
-  MatrixF forward_layer(const ModelConfig& config, const LayerWeights& weights,
-                        const RotaryTable& rope, const MatrixF& hidden, std::int64_t seq_len,
-                        const CaptureFn& capture,
-                        std::optional<LinearInput> stop_after) const override {
-    return qshard::forward_layer(config, weights, rope, hidden, seq_len, capture, stop_after);
+  std::unique_ptr<ResidentLayer> load_layer(const ModelConfig& config, const LayerWeights& weights,
+                                            const RotaryTable& rope) const override {
+    return std::make_unique<cuda::CudaLayer>(device_, config, weights, rope,
+                                             cuda::activation_dtype_for(config.torch_dtype));
   }
 
  private:

@@ -2,7 +2,10 @@
 #include "qshard/backend/cuda/cuda_hessian.hpp"
 
 #include <mutex>
+#include <utility>
+#include <vector>
 
+#include "forward_kernels.hpp"
 #include "hessian_kernels.hpp"
 #include "qshard/backend/cuda/device.hpp"
 #include "qshard/backend/cuda/nccl_communicator.hpp"
@@ -26,6 +29,45 @@ struct CudaHessianBuilder::State {
   }
 
   std::int64_t* high() { return limbs.data(); }
+
+  // Enqueues X^T X of x = [tokens, features] (device, `dtype`) into the limbs on `stream`.
+  void enqueue(const void* x, DType dtype, std::int64_t count_tokens) {
+    require(count_tokens >= 0, "CudaHessianBuilder: negative token count ", count_tokens);
+    require(count_tokens <= 0x7fffffff, "CudaHessianBuilder: unit of ", count_tokens,
+            " tokens is too large");
+    require(dtype == DType::F32 || dtype == DType::BF16 || dtype == DType::F16,
+            "CudaHessianBuilder: activations of dtype ", dtype_name(dtype));
+    tokens += count_tokens;
+    if (count_tokens == 0) return;
+    const cudaStream_t s = stream.get();
+    timing.emplace_back(std::make_unique<Event>(), std::make_unique<Event>());
+    timing.back().first->record(s);
+    const auto f = static_cast<int>(features);
+    const std::size_t count = static_cast<std::size_t>(count_tokens) * static_cast<std::size_t>(f);
+    const float one = 1.0f, zero = 0.0f;
+    // The GEMM's input type: bf16 (tensor cores) or fp32 (checks); others are converted first.
+    const DType gemm_type = precision == HessianPrecision::Bf16 ? DType::BF16 : DType::F32;
+    const void* input = x;
+    if (dtype != gemm_type) {
+      if (gemm_type == DType::BF16) {
+        x_bf16.reserve(count);
+        input = x_bf16.data();
+      } else {
+        upload.reserve(count);
+        input = upload.data();
+      }
+      QSHARD_CUDA_CHECK(kernels::convert(x, dtype, const_cast<void*>(input), gemm_type, count, s));
+    }
+    const cudaDataType type = gemm_type == DType::BF16 ? CUDA_R_16BF : CUDA_R_32F;
+    // Row-major X [tokens, f] is column-major X^T (f x tokens, ld f): C = X^T (X^T)^T = X^T X.
+    QSHARD_CUDA_CHECK(cublasGemmEx(cublas.get(), CUBLAS_OP_N, CUBLAS_OP_T, f, f,
+                                   static_cast<int>(count_tokens), &one, input, type, f, input,
+                                   type, f, &zero, product.data(), CUDA_R_32F, f,
+                                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    QSHARD_CUDA_CHECK(
+        kernels::accumulate_limbs(product.data(), features, high(), low(), error.data(), s));
+    timing.back().second->record(s);
+  }
   std::int64_t* low() { return limbs.data() + packed; }
 
   // Throws for a non-finite partial reported by an earlier unit (synchronises).
@@ -50,6 +92,9 @@ struct CudaHessianBuilder::State {
   DeviceBuffer<float> product;       // X^T X of the current unit, column-major
   DeviceBuffer<float> upload;        // X of a host unit
   DeviceBuffer<std::uint16_t> x_bf16;
+  Event ready;     // the producer's input is complete
+  Event consumed;  // this builder has read the producer's input
+  std::vector<std::pair<std::unique_ptr<Event>, std::unique_ptr<Event>>> timing;  // per unit
   std::int64_t tokens = 0;
 };
 
@@ -90,32 +135,21 @@ void CudaHessianBuilder::add(const MatrixF& x) {
 
 void CudaHessianBuilder::add_device(const float* x, std::int64_t tokens) {
   State& s = *state_;
-  require(tokens >= 0, "CudaHessianBuilder: negative token count ", tokens);
   const DeviceGuard guard(s.device);
   const std::lock_guard lock(s.mutex);
-  const cudaStream_t stream = s.stream.get();
-  s.tokens += tokens;
-  if (tokens == 0) return;
-  const auto f = static_cast<int>(s.features);
-  const std::size_t count = static_cast<std::size_t>(tokens) * static_cast<std::size_t>(f);
-  require(tokens <= 0x7fffffff, "CudaHessianBuilder: unit of ", tokens, " tokens is too large");
-  const float one = 1.0f, zero = 0.0f;
-  // Row-major X [tokens, f] is column-major X^T (f x tokens, ld f): C = X^T (X^T)^T = X^T X.
-  if (s.precision == HessianPrecision::Bf16) {
-    s.x_bf16.reserve(count);
-    QSHARD_CUDA_CHECK(kernels::to_bf16(x, count, s.x_bf16.data(), stream));
-    QSHARD_CUDA_CHECK(cublasGemmEx(s.cublas.get(), CUBLAS_OP_N, CUBLAS_OP_T, f, f,
-                                   static_cast<int>(tokens), &one, s.x_bf16.data(), CUDA_R_16BF, f,
-                                   s.x_bf16.data(), CUDA_R_16BF, f, &zero, s.product.data(),
-                                   CUDA_R_32F, f, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-  } else {
-    QSHARD_CUDA_CHECK(cublasGemmEx(s.cublas.get(), CUBLAS_OP_N, CUBLAS_OP_T, f, f,
-                                   static_cast<int>(tokens), &one, x, CUDA_R_32F, f, x, CUDA_R_32F,
-                                   f, &zero, s.product.data(), CUDA_R_32F, f, CUBLAS_COMPUTE_32F,
-                                   CUBLAS_GEMM_DEFAULT));
-  }
-  QSHARD_CUDA_CHECK(kernels::accumulate_limbs(s.product.data(), s.features, s.high(), s.low(),
-                                              s.error.data(), stream));
+  s.enqueue(x, DType::F32, tokens);
+}
+
+void CudaHessianBuilder::add_device(const void* x, DType dtype, std::int64_t tokens,
+                                    cudaStream_t producer) {
+  State& s = *state_;
+  const DeviceGuard guard(s.device);
+  const std::lock_guard lock(s.mutex);
+  s.ready.record(producer);
+  QSHARD_CUDA_CHECK(cudaStreamWaitEvent(s.stream.get(), s.ready.get(), 0));
+  s.enqueue(x, dtype, tokens);
+  s.consumed.record(s.stream.get());
+  QSHARD_CUDA_CHECK(cudaStreamWaitEvent(producer, s.consumed.get(), 0));
 }
 
 void CudaHessianBuilder::all_reduce(Communicator& comm) {
@@ -168,6 +202,18 @@ void CudaHessianBuilder::all_reduce(Communicator& comm) {
   s.stream.synchronize();
 }
 
+double CudaHessianBuilder::add_seconds() const {
+  State& s = *state_;
+  const DeviceGuard guard(s.device);
+  const std::lock_guard lock(s.mutex);
+  double ms = 0.0;
+  for (const auto& [start, stop] : s.timing) {
+    stop->synchronize();
+    ms += stop->elapsed_ms_since(*start);
+  }
+  return ms / 1000.0;
+}
+
 MatrixD CudaHessianBuilder::sum() const {
   State& s = *state_;
   const DeviceGuard guard(s.device);
@@ -180,6 +226,20 @@ MatrixD CudaHessianBuilder::sum() const {
   out.download(h.data(), h.size(), s.stream.get());
   s.stream.synchronize();
   return h;
+}
+
+DeviceBuffer<double> CudaHessianBuilder::hessian_device() const {
+  State& s = *state_;
+  require(s.tokens > 0, "Hessian requested before any calibration token was added");
+  const DeviceGuard guard(s.device);
+  const std::lock_guard lock(s.mutex);
+  s.check_finite();
+  const std::int64_t f = s.features;
+  DeviceBuffer<double> out(static_cast<std::size_t>(f) * static_cast<std::size_t>(f));
+  QSHARD_CUDA_CHECK(kernels::expand_limbs(s.high(), s.low(), f, 2.0 / static_cast<double>(s.tokens),
+                                          out.data(), s.stream.get()));
+  s.stream.synchronize();
+  return out;
 }
 
 MatrixD CudaHessianBuilder::hessian() const {

@@ -144,20 +144,54 @@ std::shared_ptr<const DeviceFactor> CudaSolver::factorize_device(const MatrixD& 
   State& s = *state_;
   const DeviceGuard guard(s.device);
   const std::lock_guard lock(s.mutex);
+  const std::size_t nn = static_cast<std::size_t>(n) * static_cast<std::size_t>(n);
+  const Event start;
+  start.record(s.stream.get());
+  DeviceBuffer<double> h(nn);
+  h.upload(hessian.data(), nn, s.stream.get());
+  return factorize_buffer(h, n, options, host_factor, timings, start);
+}
+
+std::shared_ptr<const DeviceFactor> CudaSolver::factorize_device(const double* hessian,
+                                                                 std::int64_t n,
+                                                                 const GptqOptions& options,
+                                                                 FactorizeTimings* timings) const {
+  options.validate();
+  require(n > 0, "Hessian of ", n, " features");
+  State& s = *state_;
+  const DeviceGuard guard(s.device);
+  const std::lock_guard lock(s.mutex);
+  const std::size_t nn = static_cast<std::size_t>(n) * static_cast<std::size_t>(n);
+  const Event start;
+  start.record(s.stream.get());
+  DeviceBuffer<double> h(nn);  // the factorisation overwrites its copy
+  QSHARD_CUDA_CHECK(cudaMemcpyAsync(h.data(), hessian, nn * sizeof(double),
+                                    cudaMemcpyDeviceToDevice, s.stream.get()));
+  return factorize_buffer(h, n, options, nullptr, timings, start);
+}
+
+std::shared_ptr<const DeviceFactor> CudaSolver::factorize_buffer(
+    DeviceBuffer<double>& h, std::int64_t n, const GptqOptions& options, HessianFactor* host_factor,
+    FactorizeTimings* timings, const Event& start) const {
+  State& s = *state_;
   const cudaStream_t stream = s.stream.get();
   const std::size_t nn = static_cast<std::size_t>(n) * static_cast<std::size_t>(n);
-
-  const Event start, uploaded, factored, downloaded;
-  start.record(stream);
-  DeviceBuffer<double> h(nn);
-  h.upload(hessian.data(), nn, stream);
+  const Event uploaded, factored, downloaded;
   s.input_error.reset(stream);
   QSHARD_CUDA_CHECK(kernels::check_finite(h.data(), nn, s.input_error.data(), stream));
   if (const std::uint64_t bad = s.input_error.fetch(stream); bad != kNoError) {
     const auto i = static_cast<std::int64_t>(bad / static_cast<std::uint64_t>(n));
     const auto j = static_cast<std::int64_t>(bad % static_cast<std::uint64_t>(n));
-    throw Error(str("Hessian has a non-finite value ", hessian(i, j), " at (", i, ", ", j, ")"));
+    double value = 0.0;
+    h.download(&value, 1, stream, static_cast<std::size_t>(bad));
+    s.stream.synchronize();
+    throw Error(str("Hessian has a non-finite value ", value, " at (", i, ", ", j, ")"));
   }
+  std::vector<double> diagonal(static_cast<std::size_t>(n));
+  QSHARD_CUDA_CHECK(cudaMemcpy2DAsync(
+      diagonal.data(), sizeof(double), h.data(), (static_cast<std::size_t>(n) + 1) * sizeof(double),
+      sizeof(double), static_cast<std::size_t>(n), cudaMemcpyDeviceToHost, stream));
+  s.stream.synchronize();
 
   // Dead inputs, the act_order permutation and the mean diagonal exactly as the CPU solver.
   auto f = std::make_shared<DeviceFactor>();
@@ -165,8 +199,8 @@ std::shared_ptr<const DeviceFactor> CudaSolver::factorize_device(const MatrixD& 
   f->dead.assign(static_cast<std::size_t>(n), 0);
   std::vector<double> diag(static_cast<std::size_t>(n));
   for (std::int64_t i = 0; i < n; ++i) {
-    diag[static_cast<std::size_t>(i)] = hessian(i, i);
-    if (hessian(i, i) == 0.0) {
+    diag[static_cast<std::size_t>(i)] = diagonal[static_cast<std::size_t>(i)];
+    if (diagonal[static_cast<std::size_t>(i)] == 0.0) {
       f->dead[static_cast<std::size_t>(i)] = 1;
       diag[static_cast<std::size_t>(i)] = 1.0;
     }
@@ -421,6 +455,11 @@ DeviceQuantized CudaSolver::solve_resident(const float* weight, std::int64_t row
                     " overflows fp16 or its group is not finite (weights beyond +-65504 * maxq)"));
   }
   return out;
+}
+
+std::vector<std::int32_t> CudaSolver::g_idx(const DeviceFactor& factor,
+                                            const GptqOptions& options) const {
+  return plan_for(factor, options).g_idx;
 }
 
 QuantizedWeight CudaSolver::download(const DeviceQuantized& result, const DeviceFactor& factor,

@@ -15,6 +15,7 @@
 #include <memory>
 
 #include "qshard/backend/backend.hpp"
+#include "qshard/backend/cuda/device.hpp"
 
 namespace qshard::cuda {
 
@@ -35,11 +36,18 @@ class CudaHessianBuilder final : public HessianBuilder {
   void add(const MatrixF& x) override;
   void all_reduce(Communicator& comm) override;
   MatrixD hessian() const override;
+  double add_seconds() const override;
 
   // X = [tokens, features] fp32 row-major already on this device; enqueued on stream() (the
   // caller keeps x valid until the stream reaches it).
   void add_device(const float* x, std::int64_t tokens);
+  // X = [tokens, features] in `dtype` (F32, BF16, F16) on this device, produced on stream
+  // `producer`: the builder's work waits for what `producer` has enqueued so far, and `producer`'s
+  // later work waits until the builder has read x (so the producer may reuse the buffer).
+  void add_device(const void* x, DType dtype, std::int64_t tokens, cudaStream_t producer);
   std::int64_t tokens() const;
+  // H = 2 X^T X / n (as hessian()) left on the device: row-major n x n doubles.
+  DeviceBuffer<double> hessian_device() const;
   // The raw sum X^T X (no scaling).
   MatrixD sum() const;
   cudaStream_t stream() const;

@@ -78,6 +78,10 @@ class CudaSolver final : public Solver {
                                                        const GptqOptions& options,
                                                        HessianFactor* host_factor = nullptr,
                                                        FactorizeTimings* timings = nullptr) const;
+  // The same from an n x n Hessian already on this device (row-major double, left unchanged).
+  std::shared_ptr<const DeviceFactor> factorize_device(const double* hessian, std::int64_t n,
+                                                       const GptqOptions& options,
+                                                       FactorizeTimings* timings = nullptr) const;
   std::shared_ptr<const DeviceFactor> upload_factor(const HessianFactor& factor) const;
   // GPTQ of `rows` x factor.columns fp32 weights already on this device (row-major, original
   // column order). Synchronises before returning.
@@ -86,11 +90,21 @@ class CudaSolver final : public Solver {
   QuantizedWeight download(const DeviceQuantized& result, const DeviceFactor& factor,
                            const GptqOptions& options) const;
 
+  // The g_idx of results solved with `factor` (input column -> group).
+  std::vector<std::int32_t> g_idx(const DeviceFactor& factor, const GptqOptions& options) const;
+
   int device() const;
   cudaStream_t stream() const;
   void clear_cache() const;
 
  private:
+  // Factorises h (on the device; overwritten), the solver's mutex held.
+  std::shared_ptr<const DeviceFactor> factorize_buffer(DeviceBuffer<double>& h, std::int64_t n,
+                                                       const GptqOptions& options,
+                                                       HessianFactor* host_factor,
+                                                       FactorizeTimings* timings,
+                                                       const Event& start) const;
+
   struct State;
   std::unique_ptr<State> state_;
 };

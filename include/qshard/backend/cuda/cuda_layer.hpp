@@ -1,0 +1,64 @@
+#pragma once
+// One LLaMA-family decoder layer on one GPU: weights resident in the activation dtype (the model's:
+// fp32, bf16 or fp16), cuBLAS products with fp32 accumulation (no TF32), kernels for RMSNorm,
+// rotary embedding, the causal softmax of grouped-query attention, SwiGLU and residuals. Linear
+// inputs are handed to CUDA Hessian builders on the device (no host round trip).
+//
+// Each product covers one batch of whole samples (the unit the caller passes); the attention runs
+// one sample at a time with one strided-batched product per query group, so the GEMM shapes depend
+// only on the unit size, never on the rank count.
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+#include "qshard/backend/backend.hpp"
+#include "qshard/backend/cuda/cuda_solver.hpp"
+#include "qshard/core/dtype.hpp"
+
+namespace qshard::cuda {
+
+class CudaLayer final : public ResidentLayer {
+ public:
+  // Uploads `weights` (converted to `activation`: F32, BF16 or F16) to `device`. `config`,
+  // `weights` and `rope` must outlive the layer.
+  CudaLayer(int device, const ModelConfig& config, const LayerWeights& weights,
+            const RotaryTable& rope, DType activation);
+  ~CudaLayer() override;
+  CudaLayer(const CudaLayer&) = delete;
+  CudaLayer& operator=(const CudaLayer&) = delete;
+
+  void refresh(Linear linear) override;
+  // Replaces module `linear` on the device only by the dequantized GPTQ result `q` (solved on
+  // this device; g_idx as CudaSolver::g_idx gives it). The host weights are not changed.
+  void set_quantized(Linear linear, const DeviceQuantized& q,
+                     const std::vector<std::int32_t>& g_idx);
+  // Host in, host out (fp32): uploads the unit, forwards it, downloads the result.
+  MatrixF forward(const MatrixF& hidden, std::int64_t seq_len, const LayerTargets& targets = {},
+                  std::optional<LinearInput> stop_after = std::nullopt) override;
+
+  // Device in, device out, in the activation dtype: hidden and out are [tokens, hidden_size] on
+  // this device (out must not alias hidden), enqueued on stream(). Builders in `targets` must be
+  // CudaHessianBuilders of this device (others get host copies). Returns false when it stopped
+  // after `stop_after` (out is then not written).
+  bool forward_device(const void* hidden, void* out, std::int64_t tokens, std::int64_t seq_len,
+                      const LayerTargets& targets = {},
+                      std::optional<LinearInput> stop_after = std::nullopt);
+
+  DType activation() const;
+  cudaStream_t stream() const;
+  // Device bytes held by the weights and by the work buffers of the largest unit so far.
+  std::size_t weight_bytes() const;
+  std::size_t workspace_bytes() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+// The activation dtype the CUDA forward uses for a model stored in `dtype`: BF16 and F16 stay,
+// everything else computes in F32.
+DType activation_dtype_for(DType dtype);
+
+}  // namespace qshard::cuda

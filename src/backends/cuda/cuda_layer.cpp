@@ -1,0 +1,327 @@
+// The decoder layer forward on one GPU (see backend/cuda/cuda_layer.hpp).
+#include "qshard/backend/cuda/cuda_layer.hpp"
+
+#include <array>
+#include <cmath>
+#include <cstddef>
+
+#include "forward_kernels.hpp"
+#include "qshard/backend/cuda/cuda_hessian.hpp"
+#include "qshard/backend/cuda/device.hpp"
+
+namespace qshard::cuda {
+namespace {
+
+cudaDataType cuda_type(DType dtype) {
+  switch (dtype) {
+    case DType::F32:
+      return CUDA_R_32F;
+    case DType::BF16:
+      return CUDA_R_16BF;
+    case DType::F16:
+      return CUDA_R_16F;
+    default:
+      throw Error(str("CUDA forward: unsupported activation dtype ", dtype_name(dtype)));
+  }
+}
+
+// Device bytes of `count` elements of `dtype`, growing on demand.
+class Scratch {
+ public:
+  void* get(std::size_t bytes) {
+    buffer_.reserve(bytes);
+    return buffer_.data();
+  }
+  std::size_t bytes() const { return buffer_.bytes(); }
+
+ private:
+  DeviceBuffer<std::byte> buffer_;
+};
+
+std::byte* at(void* base, std::int64_t elements, std::size_t element_size) {
+  return static_cast<std::byte*>(base) + static_cast<std::size_t>(elements) * element_size;
+}
+const std::byte* at(const void* base, std::int64_t elements, std::size_t element_size) {
+  return static_cast<const std::byte*>(base) + static_cast<std::size_t>(elements) * element_size;
+}
+
+}  // namespace
+
+DType activation_dtype_for(DType dtype) {
+  return dtype == DType::BF16 || dtype == DType::F16 ? dtype : DType::F32;
+}
+
+struct CudaLayer::State {
+  State(int device_, const ModelConfig& config_, const LayerWeights& weights_,
+        const RotaryTable& rope_, DType activation_)
+      : device(device_),
+        config(config_),
+        weights(weights_),
+        rope(rope_),
+        activation(activation_),
+        type(cuda_type(activation_)),
+        element(kernels::activation_size(activation_)),
+        cublas(stream.get()) {}
+
+  // Uploads module `l` (and its bias) converted to the activation dtype.
+  void upload_linear(Linear l) {
+    const MatrixF& w = weights[l];
+    const auto i = static_cast<std::size_t>(l);
+    linear[i] = DeviceBuffer<std::byte>(w.size() * element);
+    if (activation == DType::F32) {
+      QSHARD_CUDA_CHECK(cudaMemcpyAsync(linear[i].data(), w.data(), w.size() * sizeof(float),
+                                        cudaMemcpyHostToDevice, stream.get()));
+    } else {
+      DeviceBuffer<float> staging(w.size());
+      staging.upload(w.data(), w.size(), stream.get());
+      QSHARD_CUDA_CHECK(kernels::convert(staging.data(), DType::F32, linear[i].data(), activation,
+                                         w.size(), stream.get()));
+      stream.synchronize();  // before the staging buffer is freed
+    }
+    const std::vector<float>& b = weights.bias[i];
+    bias[i] = DeviceBuffer<float>(b.size());
+    bias[i].upload(b.data(), b.size(), stream.get());
+    stream.synchronize();
+  }
+
+  void upload_vector(DeviceBuffer<float>& buffer, const float* values, std::size_t count) {
+    buffer = DeviceBuffer<float>(count);
+    buffer.upload(values, count, stream.get());
+  }
+
+  // y [tokens, out] = x [tokens, in] W^T (+ bias), fp32 accumulation.
+  void product(const void* x, Linear l, void* y, std::int64_t tokens) {
+    const auto i = static_cast<std::size_t>(l);
+    const auto out = static_cast<int>(weights[l].rows());
+    const auto in = static_cast<int>(weights[l].cols());
+    const float one = 1.0f, zero = 0.0f;
+    QSHARD_CUDA_CHECK(cublasGemmEx(cublas.get(), CUBLAS_OP_T, CUBLAS_OP_N, out,
+                                   static_cast<int>(tokens), in, &one, linear[i].data(), type, in,
+                                   x, type, in, &zero, y, type, out, CUBLAS_COMPUTE_32F,
+                                   CUBLAS_GEMM_DEFAULT));
+    if (!bias[i].empty())
+      QSHARD_CUDA_CHECK(
+          kernels::add_bias(y, bias[i].data(), tokens, out, activation, stream.get()));
+  }
+
+  // Causal grouped-query attention of one sample (seq tokens): q [seq, q_dim], k/v [seq, kv_dim]
+  // -> out [seq, q_dim]. Per query group g: scores of the heads g, g + group, ... in one
+  // strided-batched product over the kv heads, the causal softmax of all heads, then P V likewise.
+  void attention(const void* q, const void* k, const void* v, void* out, std::int64_t seq) {
+    const std::int64_t d = config.head_dim, heads = config.num_attention_heads;
+    const std::int64_t kv_heads = config.num_key_value_heads, group = heads / kv_heads;
+    const auto q_dim = static_cast<int>(config.q_dim()), kv_dim = static_cast<int>(config.kv_dim());
+    const std::int64_t square = seq * seq;
+    auto* s = static_cast<float*>(scores.get(static_cast<std::size_t>(heads * square) * 4));
+    void* p = probs.get(static_cast<std::size_t>(heads * square) * element);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(d)), one = 1.0f, zero = 0.0f;
+    const auto n = static_cast<int>(seq), dd = static_cast<int>(d);
+    for (std::int64_t g = 0; g < group; ++g) {
+      // scores^T (keys x queries, column-major) = K_h (Q_h)^T for head h = b * group + g.
+      QSHARD_CUDA_CHECK(cublasGemmStridedBatchedEx(
+          cublas.get(), CUBLAS_OP_T, CUBLAS_OP_N, n, n, dd, &scale, k, type, kv_dim, d,
+          at(q, g * d, element), type, q_dim, group * d, &zero, s + g * square, CUDA_R_32F, n,
+          group * square, static_cast<int>(kv_heads), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }
+    QSHARD_CUDA_CHECK(kernels::causal_softmax(s, p, heads, seq, activation, stream.get()));
+    for (std::int64_t g = 0; g < group; ++g) {
+      // out_h^T (d x queries) = V_h^T P_h^T.
+      QSHARD_CUDA_CHECK(cublasGemmStridedBatchedEx(
+          cublas.get(), CUBLAS_OP_N, CUBLAS_OP_N, dd, n, n, &one, v, type, kv_dim, d,
+          at(p, g * square, element), type, n, group * square, &zero, at(out, g * d, element), type,
+          q_dim, group * d, static_cast<int>(kv_heads), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }
+  }
+
+  // x [tokens, features] in the activation dtype -> host fp32 (synchronises).
+  MatrixF download(const void* x, std::int64_t tokens, std::int64_t features) {
+    MatrixF m(tokens, features);
+    auto* f32 = static_cast<float*>(staging_out.get(m.size() * sizeof(float)));
+    QSHARD_CUDA_CHECK(kernels::convert(x, activation, f32, DType::F32, m.size(), stream.get()));
+    QSHARD_CUDA_CHECK(cudaMemcpyAsync(m.data(), f32, m.size() * sizeof(float),
+                                      cudaMemcpyDeviceToHost, stream.get()));
+    stream.synchronize();
+    return m;
+  }
+
+  const int device;
+  const ModelConfig& config;
+  const LayerWeights& weights;
+  const RotaryTable& rope;
+  const DType activation;
+  const cudaDataType type;
+  const std::size_t element;
+  Stream stream;
+  CublasHandle cublas;
+  std::array<DeviceBuffer<std::byte>, 7> linear;
+  std::array<DeviceBuffer<float>, 7> bias;
+  DeviceBuffer<float> input_norm, post_norm, cos, sin;
+  Scratch xn, q, k, v, heads, h, tmp, gate, up, scores, probs;
+  Scratch staging_in, staging_out, unit_in, unit_out;
+};
+
+CudaLayer::CudaLayer(int device, const ModelConfig& config, const LayerWeights& weights,
+                     const RotaryTable& rope, DType activation) {
+  require(config.num_key_value_heads > 0 &&
+              config.num_attention_heads % config.num_key_value_heads == 0,
+          "CUDA forward: ", config.num_attention_heads, " heads are not groups of ",
+          config.num_key_value_heads, " kv heads");
+  const DeviceGuard guard(device);
+  state_ = std::make_unique<State>(device, config, weights, rope, activation);
+  State& s = *state_;
+  for (const Linear l : kAllLinears) s.upload_linear(l);
+  s.upload_vector(s.input_norm, weights.input_norm.data(), weights.input_norm.size());
+  s.upload_vector(s.post_norm, weights.post_norm.data(), weights.post_norm.size());
+  const auto table = static_cast<std::size_t>(rope.max_positions() * rope.head_dim() / 2);
+  s.upload_vector(s.cos, rope.cos(0), table);
+  s.upload_vector(s.sin, rope.sin(0), table);
+  s.stream.synchronize();
+}
+
+CudaLayer::~CudaLayer() {
+  int previous = 0;
+  const bool switched = cudaGetDevice(&previous) == cudaSuccess && previous != state_->device &&
+                        cudaSetDevice(state_->device) == cudaSuccess;
+  state_.reset();
+  if (switched) (void)cudaSetDevice(previous);
+}
+
+void CudaLayer::refresh(Linear linear) {
+  const DeviceGuard guard(state_->device);
+  state_->upload_linear(linear);
+}
+
+void CudaLayer::set_quantized(Linear linear, const DeviceQuantized& q,
+                              const std::vector<std::int32_t>& g_idx) {
+  State& s = *state_;
+  const MatrixF& w = s.weights[linear];
+  require(q.rows == w.rows() && q.columns == w.cols(), "set_quantized: result [", q.rows, ", ",
+          q.columns, "] for ", linear_name(linear), " [", w.rows(), ", ", w.cols(), "]");
+  require(static_cast<std::int64_t>(g_idx.size()) == q.columns, "set_quantized: g_idx of ",
+          g_idx.size(), " for ", q.columns, " columns");
+  const DeviceGuard guard(s.device);
+  DeviceBuffer<std::int32_t> groups(g_idx.size());
+  groups.upload(g_idx.data(), g_idx.size(), s.stream.get());
+  QSHARD_CUDA_CHECK(kernels::dequantize(
+      q.codes.data(), q.scales.data(), q.zeros.data(), groups.data(), q.rows, q.columns, q.groups,
+      s.linear[static_cast<std::size_t>(linear)].data(), s.activation, s.stream.get()));
+  s.stream.synchronize();  // before `groups` is freed
+}
+
+DType CudaLayer::activation() const { return state_->activation; }
+cudaStream_t CudaLayer::stream() const { return state_->stream.get(); }
+
+std::size_t CudaLayer::weight_bytes() const {
+  const State& s = *state_;
+  std::size_t total = s.input_norm.bytes() + s.post_norm.bytes() + s.cos.bytes() + s.sin.bytes();
+  for (std::size_t i = 0; i < s.linear.size(); ++i)
+    total += s.linear[i].bytes() + s.bias[i].bytes();
+  return total;
+}
+
+std::size_t CudaLayer::workspace_bytes() const {
+  const State& s = *state_;
+  std::size_t total = 0;
+  for (const Scratch* b :
+       {&s.xn, &s.q, &s.k, &s.v, &s.heads, &s.h, &s.tmp, &s.gate, &s.up, &s.scores, &s.probs,
+        &s.staging_in, &s.staging_out, &s.unit_in, &s.unit_out})
+    total += b->bytes();
+  return total;
+}
+
+bool CudaLayer::forward_device(const void* hidden, void* out, std::int64_t tokens,
+                               std::int64_t seq_len, const LayerTargets& targets,
+                               std::optional<LinearInput> stop_after) {
+  State& s = *state_;
+  const ModelConfig& c = s.config;
+  require(seq_len > 0 && tokens % seq_len == 0, "CUDA forward: ", tokens,
+          " tokens are not whole samples of ", seq_len);
+  require(seq_len <= s.rope.max_positions(), "CUDA forward: seq_len ", seq_len,
+          " beyond the rotary table's ", s.rope.max_positions());
+  require(tokens <= 0x7fffffff, "CUDA forward: unit of ", tokens, " tokens is too large");
+  const DeviceGuard guard(s.device);
+  const cudaStream_t stream = s.stream.get();
+  const std::size_t e = s.element;
+  const std::int64_t hidden_size = c.hidden_size, q_dim = c.q_dim(), kv_dim = c.kv_dim();
+  const std::int64_t inter = s.weights[Linear::Gate].rows();
+  const auto elements = [tokens](std::int64_t features) {
+    return static_cast<std::size_t>(tokens * features);
+  };
+  const auto deliver = [&](LinearInput input, const void* x, std::int64_t features) {
+    if (HessianBuilder* builder = targets.hessian(input)) {
+      auto* device_builder = dynamic_cast<CudaHessianBuilder*>(builder);
+      if (device_builder != nullptr && device_builder->device() == s.device)
+        device_builder->add_device(x, s.activation, tokens, stream);
+      else
+        builder->add(s.download(x, tokens, features));
+    }
+    if (targets.capture) targets.capture(input, s.download(x, tokens, features));
+    return stop_after && *stop_after == input;
+  };
+
+  void* xn = s.xn.get(elements(hidden_size) * e);
+  QSHARD_CUDA_CHECK(kernels::rms_norm(hidden, s.input_norm.data(),
+                                      static_cast<float>(c.rms_norm_eps), xn, tokens, hidden_size,
+                                      s.activation, stream));
+  if (deliver(LinearInput::Attention, xn, hidden_size)) return false;
+
+  void* q = s.q.get(elements(q_dim) * e);
+  void* k = s.k.get(elements(kv_dim) * e);
+  void* v = s.v.get(elements(kv_dim) * e);
+  s.product(xn, Linear::Q, q, tokens);
+  s.product(xn, Linear::K, k, tokens);
+  s.product(xn, Linear::V, v, tokens);
+  QSHARD_CUDA_CHECK(kernels::rotary(q, tokens, c.num_attention_heads, c.head_dim, q_dim, seq_len,
+                                    s.cos.data(), s.sin.data(), s.activation, stream));
+  QSHARD_CUDA_CHECK(kernels::rotary(k, tokens, c.num_key_value_heads, c.head_dim, kv_dim, seq_len,
+                                    s.cos.data(), s.sin.data(), s.activation, stream));
+  void* heads = s.heads.get(elements(q_dim) * e);
+  for (std::int64_t t0 = 0; t0 < tokens; t0 += seq_len)
+    s.attention(at(q, t0 * q_dim, e), at(k, t0 * kv_dim, e), at(v, t0 * kv_dim, e),
+                at(heads, t0 * q_dim, e), seq_len);
+  if (deliver(LinearInput::AttentionOutput, heads, q_dim)) return false;
+
+  void* tmp = s.tmp.get(elements(hidden_size) * e);
+  void* h = s.h.get(elements(hidden_size) * e);
+  s.product(heads, Linear::O, tmp, tokens);
+  QSHARD_CUDA_CHECK(kernels::add(hidden, tmp, h, elements(hidden_size), s.activation, stream));
+  QSHARD_CUDA_CHECK(kernels::rms_norm(h, s.post_norm.data(), static_cast<float>(c.rms_norm_eps), xn,
+                                      tokens, hidden_size, s.activation, stream));
+  if (deliver(LinearInput::Mlp, xn, hidden_size)) return false;
+
+  void* gate = s.gate.get(elements(inter) * e);
+  void* up = s.up.get(elements(inter) * e);
+  s.product(xn, Linear::Gate, gate, tokens);
+  s.product(xn, Linear::Up, up, tokens);
+  QSHARD_CUDA_CHECK(kernels::swiglu(gate, up, elements(inter), s.activation, stream));
+  if (deliver(LinearInput::MlpDown, gate, inter)) return false;
+  s.product(gate, Linear::Down, tmp, tokens);
+  QSHARD_CUDA_CHECK(kernels::add(h, tmp, out, elements(hidden_size), s.activation, stream));
+  return true;
+}
+
+MatrixF CudaLayer::forward(const MatrixF& hidden, std::int64_t seq_len, const LayerTargets& targets,
+                           std::optional<LinearInput> stop_after) {
+  State& s = *state_;
+  require(hidden.cols() == s.config.hidden_size, "CUDA forward: hidden states have ", hidden.cols(),
+          " features, the model ", s.config.hidden_size);
+  const DeviceGuard guard(s.device);
+  const cudaStream_t stream = s.stream.get();
+  const std::size_t count = hidden.size();
+  auto* f32 = static_cast<float*>(s.staging_in.get(count * sizeof(float)));
+  QSHARD_CUDA_CHECK(
+      cudaMemcpyAsync(f32, hidden.data(), count * sizeof(float), cudaMemcpyHostToDevice, stream));
+  void* in = f32;
+  if (s.activation != DType::F32) {
+    in = s.unit_in.get(count * s.element);
+    QSHARD_CUDA_CHECK(kernels::convert(f32, DType::F32, in, s.activation, count, stream));
+  }
+  void* out = s.unit_out.get(count * s.element);
+  if (!forward_device(in, out, hidden.rows(), seq_len, targets, stop_after)) {
+    s.stream.synchronize();
+    return {};
+  }
+  return s.download(out, hidden.rows(), hidden.cols());
+}
+
+}  // namespace qshard::cuda
