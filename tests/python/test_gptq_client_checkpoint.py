@@ -5,9 +5,12 @@ calib_128x256.i32 as token ids, batches of 4; damp 0.01, no group-aware reorderi
 GPTQ directory; unlike qshard-export it packs the 172-wide MLP too, padding the packed words.
 `qshard-eval --model CLIENT_DIR` evaluates it on eval_256x256.i32 (65,280 predictions), and the
 client evaluates its own directory (transformers + optimum + TorchLinear, as in test 1): the two
-perplexities must agree within 0.5 %, and so must the logits of the first rows within 1 % of the
-largest logit. For the same settings, qshard-quantize's own checkpoint is evaluated too, so that
-docs/QUALITY.md can show both tools' quantizations side by side.
+perplexities must agree within 0.5 %, and the logits of the first rows within 1 % of the largest
+logit. That difference is the client's fp16 dequantization (TorchLinear rounds scale * (q - zero)
+to fp16; qshard keeps the exact product in fp32): with its scales cast to fp32, the client's own
+unpacking must give qshard's logits within 1e-4 of the largest logit. For the same settings,
+qshard-quantize's own checkpoint is evaluated too, so that docs/QUALITY.md can show both tools'
+quantizations side by side.
 """
 
 from __future__ import annotations
@@ -64,6 +67,11 @@ def test_qshard_evaluates_gptqmodel_checkpoint(apps, shared, workdir, setting):
     ours_logits = np.fromfile(logits_file, dtype="<f4").reshape(client_logits.shape)
     assert ours["predictions"] == predictions == 65280
 
+    # The client's own unpacking with fp32 scales, free of its fp16 rounding: qshard's reading of
+    # the client's packed tensors is then exact up to the summation order.
+    interop.use_fp32_scales(client)
+    exact_logits = interop.logits(client, eval_rows[:LOGIT_ROWS])
+
     # qshard's own quantization at the same settings, for the side-by-side table
     checkpoint = workdir / f"{name}-qshard.h5"
     interop.run_app("qshard-quantize", "--model", model_dir, "--calib", calib, "--samples", 128,
@@ -74,6 +82,7 @@ def test_qshard_evaluates_gptqmodel_checkpoint(apps, shared, workdir, setting):
 
     scale = float(np.abs(client_logits).max())
     max_diff = float(np.abs(client_logits - ours_logits).max())
+    exact_diff = float(np.abs(exact_logits - ours_logits).max())
     ppl_rel = abs(ours["perplexity"] - client_ppl) / client_ppl
     interop.record(f"client-checkpoint-stories260k-{name}", {
         "bits": bits, "group_size": group_size, "desc_act": desc_act, "sym": sym,
@@ -83,7 +92,9 @@ def test_qshard_evaluates_gptqmodel_checkpoint(apps, shared, workdir, setting):
         "perplexity_rel_diff": ppl_rel,
         "logit_rows": LOGIT_ROWS, "max_abs_logit": scale,
         "max_abs_logit_diff": max_diff, "max_rel_logit_diff": max_diff / scale,
+        "max_abs_logit_diff_client_fp32_scales": exact_diff,
         "qshard_perplexity_of_qshard_checkpoint": qshard_own["perplexity"],
         "fp32_perplexity": qshard_own.get("reference_perplexity")})
     assert ppl_rel < 5e-3
     assert max_diff / scale < 1e-2
+    assert exact_diff / scale < 1e-4

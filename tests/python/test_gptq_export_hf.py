@@ -11,7 +11,8 @@ written dequantized in fp32 and excluded in the config, the attention modules ar
   reported: the forward implementations (transformers on qshard's dense float export against
   qshard, same fp32 weights) and the client's fp16 dequantization (TorchLinear rounds
   scale * (q - zero) to fp16, qshard keeps it exact in fp32): the dense model with those weights
-  rounded to fp16 reproduces the client's logits;
+  rounded to fp16 reproduces the client's logits, and the client with its scales cast to fp32
+  (exact products) reproduces qshard's;
 - perplexity: all 256 rows (65,280 predictions), the client's against qshard-eval's.
 """
 
@@ -79,12 +80,16 @@ def test_transformers_matches_qshard_on_stories260k(apps, shared, workdir, bits,
             weight = dense.get_submodule(module_name).weight
             weight.copy_(weight.half().float())
     rounded_logits = interop.logits(dense, eval_rows[:LOGIT_ROWS])
+    # ... and the client itself, computing the same dequantization with fp32 scales, qshard's.
+    interop.use_fp32_scales(client)
+    exact_logits = interop.logits(client, eval_rows[:LOGIT_ROWS])
 
     scale = float(np.abs(ours_logits).max())
     max_diff = float(np.abs(client_logits - ours_logits).max())
     forward_diff = float(np.abs(dense_logits - ours_logits).max())
     fp16_diff = float(np.abs(client_logits - dense_logits).max())
     rounded_diff = float(np.abs(client_logits - rounded_logits).max())
+    exact_diff = float(np.abs(exact_logits - ours_logits).max())
     ppl_rel = abs(client_ppl - ours["perplexity"]) / ours["perplexity"]
     interop.record(f"hf-load-stories260k-{name}", {
         "bits": bits, "group_size": group_size, "act_order": act_order,
@@ -95,9 +100,11 @@ def test_transformers_matches_qshard_on_stories260k(apps, shared, workdir, bits,
         "max_abs_logit_diff_hf_dense_vs_qshard": forward_diff,
         "max_abs_logit_diff_client_vs_hf_dense": fp16_diff,
         "max_abs_logit_diff_client_vs_hf_dense_fp16_rounded": rounded_diff,
+        "max_abs_logit_diff_client_fp32_scales_vs_qshard": exact_diff,
         "qshard_perplexity": ours["perplexity"], "client_perplexity": client_ppl,
         "perplexity_rel_diff": ppl_rel})
     assert max_diff / scale < 1e-2
     assert forward_diff / scale < 1e-4  # same fp32 weights: only the summation orders differ
     assert rounded_diff / scale < 1e-4  # the rest is the client's fp16 dequantization
+    assert exact_diff / scale < 1e-4
     assert ppl_rel < 5e-3
