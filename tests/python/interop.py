@@ -131,6 +131,17 @@ def use_fp32_scales(model) -> int:
     return len(modules)
 
 
+def packed_in_directory(directory: Path) -> set:
+    """Names of the modules stored packed (with a qweight) in a GPTQ directory's safetensors."""
+    from safetensors import safe_open
+
+    names = set()
+    for shard in sorted(directory.glob("*.safetensors")):
+        with safe_open(shard, "pt") as f:
+            names |= {k.removesuffix(".qweight") for k in f.keys() if k.endswith(".qweight")}
+    return names
+
+
 def logits(model, tokens: np.ndarray, batch: int = 32) -> np.ndarray:
     import torch
 

@@ -3,8 +3,9 @@ GPTQModel's Torch kernel on the CPU); its logits and perplexity match qshard's o
 the same HDF5 checkpoint.
 
 qshard-quantize quantizes stories260k (calibration: calib_128x256.i32), qshard-export writes the
-GPTQ directory (stories260k's MLP, width 172, cannot be packed for GPTQ clients: those modules are
-written dequantized in fp32 and excluded in the config, the attention modules are packed), and:
+GPTQ directory (where stories260k's 172-wide MLP modules cannot be packed for GPTQ clients, at 4
+bits group 32, they are written dequantized in fp32 and excluded in the config; at 8 bits per row
+every module is packed), and:
 
 - logits: `qshard-eval --checkpoint CKPT --logits-out` on the first rows of eval_256x256.i32
   against the client's float32 logits of the same rows. Their difference has two sources, both
@@ -25,8 +26,14 @@ import torch
 import interop
 
 LOGIT_ROWS = 8
-# (bits, group size, act_order): the rows of docs/QUALITY.md's stories260k table
-SETTINGS = [(4, 32, False), (4, 32, True)]
+# (bits, group size, act_order): rows of docs/QUALITY.md's stories260k table. At 4 bits only the
+# attention modules are packed; at 8 bits per row all 35 are, the 172-wide MLP included.
+SETTINGS = [(4, 32, False), (4, 32, True), (8, -1, False)]
+PACKED = {4: 20, 8: 35}
+
+
+def _name(bits, group_size, act_order):
+    return f"w{bits}g{group_size if group_size > 0 else 'row'}{'-actorder' if act_order else ''}"
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +42,10 @@ def workdir(tmp_path_factory):
 
 
 @pytest.mark.parametrize("bits,group_size,act_order", SETTINGS,
-                         ids=[f"w{b}g{g}{'-actorder' if a else ''}" for b, g, a in SETTINGS])
+                         ids=[_name(*s) for s in SETTINGS])
 def test_transformers_matches_qshard_on_stories260k(apps, shared, workdir, bits, group_size,
                                                      act_order):
-    name = f"w{bits}g{group_size}{'-actorder' if act_order else ''}"
+    name = _name(bits, group_size, act_order)
     model_dir = shared / "models/stories260k"
     calib = shared / "data/stories260k/calib_128x256.i32"
     tokens = shared / "data/stories260k/eval_256x256.i32"
@@ -65,7 +72,8 @@ def test_transformers_matches_qshard_on_stories260k(apps, shared, workdir, bits,
 
     client = interop.load_hf_gptq(gptq_dir)
     packed = interop.quantized_modules(client)
-    assert len(packed) == 5 * 4 and all(".self_attn." in n for n in packed), sorted(packed)
+    assert set(packed) == interop.packed_in_directory(gptq_dir)
+    assert len(packed) == PACKED[bits], sorted(packed)
     eval_rows = interop.read_tokens(tokens)
     client_logits = interop.logits(client, eval_rows[:LOGIT_ROWS])
     client_ppl, predictions = interop.perplexity(client, eval_rows)
