@@ -43,9 +43,13 @@ int main(int argc, char** argv) {
     openblas_set_num_threads(options.threads);
     const int local_rank =
         qshard::launcher_local_rank() >= 0 ? qshard::launcher_local_rank() : comm.local_rank();
-    const auto backend = qshard::make_backend(options.backend, local_rank);
+    const bool mpi_only = options.collectives == "mpi";
+    const auto backend = qshard::make_backend(options.backend, local_rank, mpi_only);
+    if (options.collectives == "nccl" && backend->name() != "cuda")
+      throw qshard::CollectiveError("--collectives nccl needs the cuda backend");
     // NCCL moves the CUDA backend's device buffers (Hessian limbs); MPI everything else.
-    const auto device_comm = qshard::make_device_communicator(comm, *backend, local_rank);
+    const auto device_comm =
+        mpi_only ? nullptr : qshard::make_device_communicator(comm, *backend, local_rank);
     qshard::Communicator& job_comm = device_comm ? *device_comm : comm;
     const qshard::JobResult result =
         qshard::run_quantize_job(options, job_comm, *backend, command_line, std::cout);

@@ -7,19 +7,21 @@
 
 namespace qshard {
 
-std::unique_ptr<Backend> make_backend(const std::string& kind, int local_rank) {
+std::unique_ptr<Backend> make_backend(const std::string& kind, int local_rank, bool share_gpus) {
   require(kind == "cpu" || kind == "cuda" || kind == "auto", "unknown backend '", kind,
           "' (expected cpu, cuda or auto)");
 #if defined(QSHARD_WITH_CUDA)
   const int devices = cuda_device_count();
   if (kind == "cuda" || (kind == "auto" && devices > 0)) {
     require(devices > 0, "--backend cuda: no CUDA device is visible");
+    if (share_gpus) return make_cuda_backend(local_rank < 0 ? 0 : local_rank % devices);
     require(local_rank < devices, "rank with node-local index ", local_rank, " has no GPU: only ",
             devices, " visible (launch one rank per GPU)");
     return make_cuda_backend(local_rank < 0 ? 0 : local_rank);
   }
 #else
   (void)local_rank;
+  (void)share_gpus;
   require(kind != "cuda", "--backend cuda: this build has no CUDA backend (nvcc was not found)");
 #endif
   return make_cpu_backend();

@@ -87,6 +87,9 @@ po::options_description describe_options(JobOptions& o, Raw& raw) {
   add("resume", po::value(&o.resume)->default_value(false)->implicit_value(true),
       "continue an interrupted job from OUT.parts/");
   add("backend", po::value(&o.backend)->default_value(o.backend), "cpu, cuda or auto");
+  add("collectives", po::value(&o.collectives)->default_value(o.collectives),
+      "auto (NCCL with the cuda backend, one rank per GPU), nccl, or mpi (host MPI only; ranks "
+      "of a node may then share GPUs: for tests on one GPU)");
   add("tile_rows", po::value(&o.tile_rows)->default_value(o.tile_rows),
       "rows per solve work unit, spread over the ranks");
   add("threads", po::value(&o.threads)->default_value(o.threads), "BLAS threads per rank");
@@ -111,6 +114,8 @@ void JobOptions::validate() const {
           "calib_sampling: expected rows or random (got '", calib_sampling, "')");
   require(backend == "cpu" || backend == "cuda" || backend == "auto",
           "backend: expected cpu, cuda or auto (got '", backend, "')");
+  require(collectives == "auto" || collectives == "nccl" || collectives == "mpi",
+          "collectives: expected auto, nccl or mpi (got '", collectives, "')");
   require(!out.empty(), "out: empty path");
   require(!modules.empty(), "modules: empty list");
 }
@@ -153,6 +158,7 @@ std::string JobOptions::to_json() const {
   nlohmann::json j = result_fields(*this);
   j["out"] = out;
   j["resume"] = resume;
+  j["collectives"] = collectives;
   j["threads"] = threads;
   return j.dump(2);
 }

@@ -143,8 +143,8 @@ std::int64_t features_of(const ModelConfig& c, LinearInput input) {
 }  // namespace
 
 std::vector<ModuleRecord> quantize_layer(const LayerContext& ctx, LayerWeights& weights,
-                                         const std::vector<MatrixF>& hidden,
-                                         LayerTimings& timings) {
+                                         const UnitStore& hidden, LayerTimings& timings,
+                                         std::unique_ptr<UnitStore>* next) {
   const JobOptions& o = ctx.options;
   const auto selected = [&](Linear l) {
     return std::find(o.modules.begin(), o.modules.end(), l) != o.modules.end();
@@ -179,7 +179,8 @@ std::vector<ModuleRecord> quantize_layer(const LayerContext& ctx, LayerWeights& 
     }
     const LinearInput last = *std::max_element(inputs.begin(), inputs.end());
     const auto forward_start = Clock::now();
-    for (const MatrixF& unit : hidden) layer.forward(unit, o.seq_len, targets, last);
+    for (std::size_t u = 0; u < hidden.size(); ++u)
+      layer.forward_unit(hidden, u, o.seq_len, targets, last);
     double hessian_seconds = 0.0;  // on a GPU the products run asynchronously: device time
     for (const auto& [input, builder] : builders) hessian_seconds += builder->add_seconds();
     timings.forward += std::max(0.0, seconds_since(forward_start) - hessian_seconds);
@@ -224,11 +225,11 @@ std::vector<ModuleRecord> quantize_layer(const LayerContext& ctx, LayerWeights& 
       solved.module = static_cast<std::int32_t>(w.linear);
       solved.tile = w.tile;
       const QuantizedWeight rtn = quantize_rtn(tile, o.gptq.quant);
-      solved.objective_rtn = reconstruction_objective(tile, rtn.dequantize(), h);
+      solved.objective_rtn = ctx.backend.solver().objective(tile, rtn.dequantize(), h);
       solved.weight = o.method == "gptq"
                           ? ctx.backend.solver().solve(tile, factors.at(input_of(w.linear)), o.gptq)
                           : rtn;
-      solved.objective_gptq = reconstruction_objective(tile, solved.weight.dequantize(), h);
+      solved.objective_gptq = ctx.backend.solver().objective(tile, solved.weight.dequantize(), h);
       write_tile(mine, solved);
     }
     timings.solve += seconds_since(start);
@@ -268,6 +269,11 @@ std::vector<ModuleRecord> quantize_layer(const LayerContext& ctx, LayerWeights& 
       layer.refresh(l);
     }
     timings.gather += seconds_since(start);
+  }
+  if (next != nullptr) {
+    const auto start = Clock::now();
+    *next = layer.forward_all(hidden, o.seq_len);
+    timings.forward += seconds_since(start);
   }
   return records;
 }

@@ -152,14 +152,10 @@ void replace_linears(LayerWeights& weights, const LayerRecord& record) {
     weights[m.linear] = m.method == "none" ? m.float_weight : m.weight.dequantize();
 }
 
-std::vector<MatrixF> forward_units(const ModelConfig& config, const Backend& backend,
-                                   const LayerWeights& weights, const RotaryTable& rope,
-                                   const std::vector<MatrixF>& hidden, std::int64_t seq_len) {
-  const std::unique_ptr<ResidentLayer> layer = backend.load_layer(config, weights, rope);
-  std::vector<MatrixF> next;
-  next.reserve(hidden.size());
-  for (const MatrixF& unit : hidden) next.push_back(layer->forward(unit, seq_len));
-  return next;
+std::unique_ptr<UnitStore> forward_units(const ModelConfig& config, const Backend& backend,
+                                         const LayerWeights& weights, const RotaryTable& rope,
+                                         const UnitStore& hidden, std::int64_t seq_len) {
+  return backend.load_layer(config, weights, rope)->forward_all(hidden, seq_len);
 }
 
 void write_checkpoint(const JobOptions& o, const WeightSource& source, const TokenSet& calib,
@@ -226,11 +222,16 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& comm, const Backen
   const UnitRange mine = units_of_rank(units, comm.rank(), comm.size());
   const RotaryTable rope(config, o.seq_len);
   const MatrixF embedding = source->load(std::string(kEmbedName));
-  std::vector<MatrixF> hidden;
-  for (std::int64_t u = mine.first; u < mine.last; ++u) {
-    const std::int64_t begin = u * o.batch_samples,
-                       end = std::min(o.samples, begin + o.batch_samples);
-    hidden.push_back(embed_tokens(embedding, calib.rows_span(begin, end)));
+  std::unique_ptr<UnitStore> hidden;
+  {
+    std::vector<MatrixF> units;
+    for (std::int64_t u = mine.first; u < mine.last; ++u) {
+      const std::int64_t begin = u * o.batch_samples,
+                         end = std::min(o.samples, begin + o.batch_samples);
+      units.push_back(embed_tokens(embedding, calib.rows_span(begin, end)));
+    }
+    // Kept where the backend computes (the GPU's memory for CUDA) from here to the last layer.
+    hidden = backend.store_units(config, std::move(units));
   }
   if (comm.is_root() && !o.quiet) {
     log << "qshard-quantize: " << source->describe() << ", " << layers << " layers, " << comm.size()
@@ -245,7 +246,7 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& comm, const Backen
     LayerWeights weights = LayerWeights::load(*source, l);
     const h5::File part = h5::File::open_read(layer_file(o, l));
     replace_linears(weights, read_layer(part, l));
-    hidden = forward_units(config, backend, weights, rope, hidden, o.seq_len);
+    hidden = forward_units(config, backend, weights, rope, *hidden, o.seq_len);
   }
 
   Progress progress(log, comm.is_root() && !o.quiet, layers);
@@ -262,10 +263,9 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& comm, const Backen
     record.index = l;
     record.input_norm = weights.input_norm;
     record.post_norm = weights.post_norm;
-    record.modules = quantize_layer(context, weights, hidden, timings);
-    const auto forward_start = Clock::now();
-    hidden = forward_units(config, backend, weights, rope, hidden, o.seq_len);
-    timings.forward += std::chrono::duration<double>(Clock::now() - forward_start).count();
+    std::unique_ptr<UnitStore> next;
+    record.modules = quantize_layer(context, weights, *hidden, timings, &next);
+    hidden = std::move(next);
     record.seconds = std::chrono::duration<double>(Clock::now() - layer_start).count();
     for (const ModuleRecord& m : record.modules) {
       if (m.method == "none") continue;

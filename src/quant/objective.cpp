@@ -27,4 +27,9 @@ double reconstruction_objective(const MatrixF& weight, const MatrixF& quantized,
   return total;
 }
 
+double Solver::objective(const MatrixF& weight, const MatrixF& quantized,
+                         const MatrixD& hessian) const {
+  return reconstruction_objective(weight, quantized, hessian);
+}
+
 }  // namespace qshard

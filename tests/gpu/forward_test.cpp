@@ -289,3 +289,44 @@ TEST(CudaForward, DeviceQuantizedPathEqualsTheHostPath) {
 
 }  // namespace
 }  // namespace qshard
+
+namespace qshard {
+namespace {
+
+// Units kept on the device between layers: the same results as host units through forward().
+TEST(CudaForward, DeviceUnitsGiveTheSameResultsAsHostUnits) {
+  QSHARD_REQUIRE_GPU();
+  const TinyLayer t;
+  const std::int64_t seq = 48;
+  const auto backend = make_cuda_backend(0);
+  std::vector<MatrixF> host;
+  for (std::uint64_t u = 0; u < 3; ++u)
+    host.push_back(random_hidden(60 + u, (u == 2 ? 1 : 2) * seq, t.config.hidden_size));
+  const auto store = backend->store_units(t.config, host);
+  ASSERT_EQ(store->size(), 3u);
+  const auto layer = backend->load_layer(t.config, t.weights, t.rope);
+  const auto next = layer->forward_all(*store, seq);
+  auto builder = backend->make_hessian(t.config.q_dim());
+  auto reference = backend->make_hessian(t.config.q_dim());
+  LayerTargets on_store, on_host;
+  on_store.hessians[static_cast<std::size_t>(LinearInput::AttentionOutput)] = builder.get();
+  on_host.hessians[static_cast<std::size_t>(LinearInput::AttentionOutput)] = reference.get();
+  for (std::size_t u = 0; u < host.size(); ++u) {
+    // bf16 storage: the host unit rounded to bf16 is what the store holds.
+    MatrixF rounded = host[u];
+    for (float& v : rounded.values()) v = bf16_to_f32(f32_to_bf16(v));
+    EXPECT_EQ(store->unit(u), rounded) << "unit " << u;
+    EXPECT_EQ(next->unit(u), layer->forward(rounded, seq)) << "unit " << u;
+    layer->forward_unit(*store, u, seq, on_store, LinearInput::AttentionOutput);
+    layer->forward(rounded, seq, on_host, LinearInput::AttentionOutput);
+  }
+  test::RepeatCommunicator one;
+  builder->all_reduce(one);
+  reference->all_reduce(one);
+  EXPECT_EQ(builder->hessian(), reference->hessian());
+  EXPECT_THROW(
+      make_cpu_backend()->load_layer(t.config, t.weights, t.rope)->forward_all(*store, seq), Error);
+}
+
+}  // namespace
+}  // namespace qshard

@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "qshard/core/matrix.hpp"
 #include "qshard/dist/communicator.hpp"
@@ -42,6 +43,16 @@ struct LayerTargets {
   }
 };
 
+// This rank's calibration units (hidden states [samples * seq_len, hidden], one matrix per unit)
+// kept where the backend computes: host memory for the CPU, device memory in the model's dtype for
+// CUDA, so that they cross no bus between layers.
+class UnitStore {
+ public:
+  virtual ~UnitStore() = default;
+  virtual std::size_t size() const = 0;
+  virtual MatrixF unit(std::size_t index) const = 0;  // a host copy (fp32)
+};
+
 // One decoder layer prepared where the backend computes (the GPU's memory for CUDA), forwarded
 // over many calibration units. It reads the LayerWeights it was loaded from, which must outlive it;
 // after the caller changes a module of those weights it calls refresh().
@@ -55,6 +66,13 @@ class ResidentLayer {
   virtual MatrixF forward(const MatrixF& hidden, std::int64_t seq_len,
                           const LayerTargets& targets = {},
                           std::optional<LinearInput> stop_after = std::nullopt) = 0;
+  // The same for unit `index` of `units` (a store of the same backend), output discarded: for
+  // accumulating Hessians.
+  virtual void forward_unit(const UnitStore& units, std::size_t index, std::int64_t seq_len,
+                            const LayerTargets& targets,
+                            std::optional<LinearInput> stop_after = std::nullopt) = 0;
+  // Every unit through the whole layer: the next layer's inputs, in a store of the same backend.
+  virtual std::unique_ptr<UnitStore> forward_all(const UnitStore& units, std::int64_t seq_len) = 0;
 };
 
 class Backend {
@@ -65,6 +83,10 @@ class Backend {
   virtual std::unique_ptr<HessianBuilder> make_hessian(std::int64_t features) const = 0;
   // Prepares layer `weights` for forwarding (uploads them on a GPU); `config`, `weights` and
   // `rope` must outlive the result.
+  // Takes this rank's units (host fp32) into the backend's memory (activations of `config`'s
+  // model).
+  virtual std::unique_ptr<UnitStore> store_units(const ModelConfig& config,
+                                                 std::vector<MatrixF> units) const = 0;
   virtual std::unique_ptr<ResidentLayer> load_layer(const ModelConfig& config,
                                                     const LayerWeights& weights,
                                                     const RotaryTable& rope) const = 0;
@@ -82,8 +104,10 @@ class Backend {
 std::unique_ptr<Backend> make_cpu_backend();
 
 // "cpu", "cuda" or "auto" (cuda when this build has the CUDA backend and a GPU is visible).
-// `local_rank` picks the GPU of this rank on its node. Throws for "cuda" without a GPU.
-std::unique_ptr<Backend> make_backend(const std::string& kind, int local_rank);
+// `local_rank` picks the GPU of this rank on its node (one rank per GPU; with `share_gpus`, GPU
+// local_rank modulo the GPU count). Throws for "cuda" without a GPU.
+std::unique_ptr<Backend> make_backend(const std::string& kind, int local_rank,
+                                      bool share_gpus = false);
 
 // The communicator for a job on `backend`: with the CUDA backend, NCCL for device buffers (one rank
 // per GPU, GPU `local_rank`; host collectives still go through `host`); otherwise none (nullptr:

@@ -18,17 +18,18 @@ struct JobOptions {
   std::string calib_sampling = "rows";   // rows: the file's first rows; random: seeded windows
   std::int64_t samples = 128;
   std::int64_t seq_len = 2048;
-  std::uint64_t seed = 0;          // calibration sampling
+  std::uint64_t seed = 0;  // calibration sampling
   // Samples per forward unit (fixed: never depends on ranks). 4 x 2048 tokens keep the GPU Hessian
   // GEMM longer than its exact fixed-point pass (docs/PERFORMANCE.md).
   std::int64_t batch_samples = 4;
-  std::string method = "gptq";     // gptq or rtn
+  std::string method = "gptq";  // gptq or rtn
   GptqOptions gptq;
   bool true_sequential = true;
   std::vector<Linear> modules;  // the modules to quantize (default all seven)
   std::string out = "qshard.h5";
   bool resume = false;
   std::string backend = "auto";         // cpu, cuda, auto
+  std::string collectives = "auto";     // auto (NCCL for cuda, else MPI), nccl, mpi
   std::int64_t tile_rows = 128;         // rows per solve work unit (fixed: never depends on ranks)
   int threads = 1;                      // BLAS threads per rank
   std::int64_t stop_after_layers = -1;  // testing: stop as if killed after N layers

@@ -27,8 +27,11 @@ struct LayerContext {
 };
 
 // Quantizes the selected modules of `weights` (replacing them with their dequantized values) from
-// `hidden`, this rank's units of layer inputs. Returns the seven modules' records in Linear order.
+// `hidden`, this rank's units of layer inputs (a store of context.backend). Returns the seven
+// modules' records in Linear order; with `next`, also forwards every unit through the quantized
+// layer into *next (the next layer's inputs).
 std::vector<ModuleRecord> quantize_layer(const LayerContext& context, LayerWeights& weights,
-                                         const std::vector<MatrixF>& hidden, LayerTimings& timings);
+                                         const UnitStore& hidden, LayerTimings& timings,
+                                         std::unique_ptr<UnitStore>* next = nullptr);
 
 }  // namespace qshard

@@ -35,6 +35,10 @@ class Solver {
   // Each row's result depends on that row alone (and H), whatever rows are solved with it.
   virtual QuantizedWeight solve(const MatrixF& weight, const HessianFactor& factor,
                                 const GptqOptions& options) const = 0;
+  // tr((W - Q) H (W - Q)^T) in double (reconstruction_objective below); a GPU solver computes it
+  // on its device, keeping H there between calls with the same H.
+  virtual double objective(const MatrixF& weight, const MatrixF& quantized,
+                           const MatrixD& hessian) const;
 };
 
 std::unique_ptr<Solver> make_cpu_solver();

@@ -2,6 +2,7 @@
 #include <chrono>
 
 #include "qshard/backend/backend.hpp"
+#include "qshard/core/error.hpp"
 #include "qshard/quant/hessian.hpp"
 
 namespace qshard {
@@ -27,6 +28,23 @@ class CpuHessianBuilder final : public HessianBuilder {
   double seconds_ = 0.0;
 };
 
+class HostUnits final : public UnitStore {
+ public:
+  explicit HostUnits(std::vector<MatrixF> units) : units_(std::move(units)) {}
+  std::size_t size() const override { return units_.size(); }
+  MatrixF unit(std::size_t index) const override { return units_.at(index); }
+  const MatrixF& at(std::size_t index) const { return units_.at(index); }
+
+ private:
+  std::vector<MatrixF> units_;
+};
+
+const HostUnits& host_units(const UnitStore& units) {
+  const auto* host = dynamic_cast<const HostUnits*>(&units);
+  require(host != nullptr, "CPU backend: calibration units stored by another backend");
+  return *host;
+}
+
 // The CPU forward reads the caller's weights in place: nothing to prepare or refresh.
 class CpuLayer final : public ResidentLayer {
  public:
@@ -43,6 +61,18 @@ class CpuLayer final : public ResidentLayer {
         },
         stop_after);
   }
+  void forward_unit(const UnitStore& units, std::size_t index, std::int64_t seq_len,
+                    const LayerTargets& targets, std::optional<LinearInput> stop_after) override {
+    forward(host_units(units).at(index), seq_len, targets, stop_after);
+  }
+  std::unique_ptr<UnitStore> forward_all(const UnitStore& units, std::int64_t seq_len) override {
+    const HostUnits& in = host_units(units);
+    std::vector<MatrixF> next;
+    next.reserve(in.size());
+    for (std::size_t i = 0; i < in.size(); ++i)
+      next.push_back(forward_layer(config_, weights_, rope_, in.at(i), seq_len));
+    return std::make_unique<HostUnits>(std::move(next));
+  }
 
  private:
   const ModelConfig& config_;
@@ -57,6 +87,10 @@ class CpuBackend final : public Backend {
   const Solver& solver() const override { return *solver_; }
   std::unique_ptr<HessianBuilder> make_hessian(std::int64_t features) const override {
     return std::make_unique<CpuHessianBuilder>(features);
+  }
+  std::unique_ptr<UnitStore> store_units(const ModelConfig&,
+                                         std::vector<MatrixF> units) const override {
+    return std::make_unique<HostUnits>(std::move(units));
   }
   std::unique_ptr<ResidentLayer> load_layer(const ModelConfig& config, const LayerWeights& weights,
                                             const RotaryTable& rope) const override {

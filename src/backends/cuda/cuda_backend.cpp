@@ -17,6 +17,16 @@ class CudaBackend final : public Backend {
   std::unique_ptr<HessianBuilder> make_hessian(std::int64_t features) const override {
     return std::make_unique<cuda::CudaHessianBuilder>(device_, features);
   }
+  std::unique_ptr<UnitStore> store_units(const ModelConfig& config,
+                                         std::vector<MatrixF> units) const override {
+    auto store = std::make_unique<cuda::DeviceUnits>(
+        device_, cuda::activation_dtype_for(config.torch_dtype), config.hidden_size);
+    for (MatrixF& unit : units) {
+      store->add_host(unit);
+      unit = MatrixF();  // host memory goes as the device copy grows
+    }
+    return store;
+  }
   std::unique_ptr<ResidentLayer> load_layer(const ModelConfig& config, const LayerWeights& weights,
                                             const RotaryTable& rope) const override {
     return std::make_unique<cuda::CudaLayer>(device_, config, weights, rope,

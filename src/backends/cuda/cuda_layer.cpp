@@ -51,6 +51,57 @@ DType activation_dtype_for(DType dtype) {
   return dtype == DType::BF16 || dtype == DType::F16 ? dtype : DType::F32;
 }
 
+DeviceUnits::DeviceUnits(int device, DType activation, std::int64_t cols)
+    : device_(device), activation_(activation), cols_(cols) {
+  (void)cuda_type(activation);  // refuses other dtypes
+}
+
+DeviceUnits::~DeviceUnits() {
+  int previous = 0;
+  const bool switched = cudaGetDevice(&previous) == cudaSuccess && previous != device_ &&
+                        cudaSetDevice(device_) == cudaSuccess;
+  units_.clear();
+  if (switched) (void)cudaSetDevice(previous);
+}
+
+void DeviceUnits::add_host(const MatrixF& unit) {
+  require(unit.cols() == cols_, "calibration unit of ", unit.cols(), " features, expected ", cols_);
+  const DeviceGuard guard(device_);
+  const Stream stream;
+  DeviceBuffer<std::byte> out(unit.size() * kernels::activation_size(activation_));
+  if (activation_ == DType::F32) {
+    QSHARD_CUDA_CHECK(cudaMemcpyAsync(out.data(), unit.data(), unit.size() * sizeof(float),
+                                      cudaMemcpyHostToDevice, stream.get()));
+  } else {
+    DeviceBuffer<float> staging(unit.size());
+    staging.upload(unit.data(), unit.size(), stream.get());
+    QSHARD_CUDA_CHECK(kernels::convert(staging.data(), DType::F32, out.data(), activation_,
+                                       unit.size(), stream.get()));
+  }
+  stream.synchronize();
+  add_device(std::move(out), unit.rows());
+}
+
+void DeviceUnits::add_device(DeviceBuffer<std::byte> unit, std::int64_t rows) {
+  require(unit.bytes() ==
+              static_cast<std::size_t>(rows * cols_) * kernels::activation_size(activation_),
+          "DeviceUnits: unit of ", unit.bytes(), " bytes for ", rows, " x ", cols_, " values");
+  units_.push_back(std::move(unit));
+  rows_.push_back(rows);
+}
+
+MatrixF DeviceUnits::unit(std::size_t index) const {
+  const DeviceGuard guard(device_);
+  const Stream stream;
+  MatrixF m(rows(index), cols_);
+  DeviceBuffer<float> f32(m.size());
+  QSHARD_CUDA_CHECK(
+      kernels::convert(data(index), activation_, f32.data(), DType::F32, m.size(), stream.get()));
+  f32.download(m.data(), m.size(), stream.get());
+  stream.synchronize();
+  return m;
+}
+
 struct CudaLayer::State {
   State(int device_, const ModelConfig& config_, const LayerWeights& weights_,
         const RotaryTable& rope_, DType activation_)
@@ -322,6 +373,40 @@ MatrixF CudaLayer::forward(const MatrixF& hidden, std::int64_t seq_len, const La
     return {};
   }
   return s.download(out, hidden.rows(), hidden.cols());
+}
+
+namespace {
+const DeviceUnits& device_units(const UnitStore& units, int device, DType activation) {
+  const auto* d = dynamic_cast<const DeviceUnits*>(&units);
+  require(d != nullptr, "CUDA forward: calibration units stored by another backend");
+  require(d->device() == device && d->activation() == activation, "CUDA forward: units on device ",
+          d->device(), " in ", dtype_name(d->activation()), " for a layer on device ", device,
+          " in ", dtype_name(activation));
+  return *d;
+}
+}  // namespace
+
+void CudaLayer::forward_unit(const UnitStore& units, std::size_t index, std::int64_t seq_len,
+                             const LayerTargets& targets, std::optional<LinearInput> stop_after) {
+  State& s = *state_;
+  const DeviceUnits& in = device_units(units, s.device, s.activation);
+  const std::int64_t rows = in.rows(index);
+  void* out = s.unit_out.get(static_cast<std::size_t>(rows * in.cols()) * s.element);
+  forward_device(in.data(index), out, rows, seq_len, targets, stop_after);
+}
+
+std::unique_ptr<UnitStore> CudaLayer::forward_all(const UnitStore& units, std::int64_t seq_len) {
+  State& s = *state_;
+  const DeviceUnits& in = device_units(units, s.device, s.activation);
+  const DeviceGuard guard(s.device);
+  auto next = std::make_unique<DeviceUnits>(s.device, s.activation, in.cols());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    DeviceBuffer<std::byte> out(static_cast<std::size_t>(in.rows(i) * in.cols()) * s.element);
+    forward_device(in.data(i), out.data(), in.rows(i), seq_len);
+    next->add_device(std::move(out), in.rows(i));
+  }
+  s.stream.synchronize();
+  return next;
 }
 
 }  // namespace qshard::cuda

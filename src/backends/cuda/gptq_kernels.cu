@@ -422,4 +422,20 @@ cudaError_t gptq_batch(const BatchArgs& args, std::int64_t rows_padded, cudaStre
   return cudaGetLastError();
 }
 
+namespace {
+__global__ void difference_kernel(const float* a, const float* b, std::size_t count, double* d) {
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x)
+    d[i] = static_cast<double>(a[i]) - static_cast<double>(b[i]);
+}
+}  // namespace
+
+cudaError_t difference(const float* a, const float* b, std::size_t count, double* d,
+                       cudaStream_t stream) {
+  if (count == 0) return cudaSuccess;
+  const auto blocks = static_cast<unsigned>(std::min<std::size_t>((count + 255) / 256, 1u << 20));
+  difference_kernel<<<blocks, 256, 0, stream>>>(a, b, count, d);
+  return cudaGetLastError();
+}
+
 }  // namespace qshard::cuda::kernels

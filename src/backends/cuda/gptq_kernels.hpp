@@ -28,6 +28,10 @@ struct QuantArgs {
 // Sets the fused kernel's shared-memory limit (once per device).
 cudaError_t configure_batch_kernel();
 
+// d[i] = double(a[i]) - double(b[i]).
+cudaError_t difference(const float* a, const float* b, std::size_t count, double* d,
+                       cudaStream_t stream);
+
 cudaError_t check_finite(const double* values, std::size_t count, unsigned long long* flag,
                          cudaStream_t stream);
 // A = J P^T H P J + lambda I (dead diagonals 1 first), column-major: A(i, j) =

@@ -68,6 +68,23 @@ std::uint64_t fingerprint(const HessianFactor& f) {
   return h.h;
 }
 
+// The diagonal and 1024 pseudo-random entries of H.
+std::uint64_t fingerprint(const MatrixD& h) {
+  Hasher hash;
+  const std::int64_t n = h.rows();
+  hash.value(n);
+  if (n > 0 && h.cols() == n) {
+    for (std::int64_t i = 0; i < n; ++i) hash.value(h(i, i));
+    std::uint64_t x = 0x243f6a8885a308d3ull;
+    for (int s = 0; s < 1024; ++s) {
+      x = x * 6364136223846793005ull + 1442695040888963407ull;
+      hash.value(h(static_cast<std::int64_t>((x >> 33) % static_cast<std::uint64_t>(n)),
+                   static_cast<std::int64_t>((x >> 7) % static_cast<std::uint64_t>(n))));
+    }
+  }
+  return hash.h;
+}
+
 }  // namespace
 
 struct CudaSolver::State {
@@ -92,6 +109,32 @@ struct CudaSolver::State {
   CusolverParams params;
   ErrorIndex input_error, scale_error;
   std::list<CacheEntry> cache;  // most recently used first
+
+  struct HessianEntry {
+    const double* key = nullptr;
+    std::int64_t n = 0;
+    std::uint64_t fingerprint = 0;
+    std::shared_ptr<DeviceBuffer<double>> h;
+  };
+  std::list<HessianEntry> hessians;  // for objective(); most recently used first
+  DeviceBuffer<float> objective_w, objective_q;
+  DeviceBuffer<double> objective_d, objective_dh;
+  DeviceBuffer<double> objective_out;
+
+  const DeviceBuffer<double>& device_hessian(const MatrixD& h) {
+    const std::uint64_t fp = fingerprint(h);
+    for (auto it = hessians.begin(); it != hessians.end(); ++it) {
+      if (it->key == h.data() && it->n == h.rows() && it->fingerprint == fp) {
+        hessians.splice(hessians.begin(), hessians, it);
+        return *hessians.front().h;
+      }
+    }
+    auto buffer = std::make_shared<DeviceBuffer<double>>(h.size());
+    buffer->upload(h.data(), h.size(), stream.get());
+    hessians.push_front({h.data(), h.rows(), fp, std::move(buffer)});
+    while (hessians.size() > 2) hessians.pop_back();
+    return *hessians.front().h;
+  }
 
   void remember(const HessianFactor& f, std::shared_ptr<const DeviceFactor> factor) {
     cache.push_front({f.hinv_upper.data(), f.columns, fingerprint(f), std::move(factor)});
@@ -455,6 +498,41 @@ DeviceQuantized CudaSolver::solve_resident(const float* weight, std::int64_t row
                     " overflows fp16 or its group is not finite (weights beyond +-65504 * maxq)"));
   }
   return out;
+}
+
+double CudaSolver::objective(const MatrixF& weight, const MatrixF& quantized,
+                             const MatrixD& hessian) const {
+  require(weight.rows() == quantized.rows() && weight.cols() == quantized.cols(),
+          "objective: weight and quantized weight differ in shape");
+  require(hessian.rows() == weight.cols() && hessian.cols() == weight.cols(),
+          "objective: Hessian of ", hessian.rows(), " features for ", weight.cols(), " columns");
+  const std::int64_t rows = weight.rows(), n = weight.cols();
+  if (rows == 0 || n == 0) return 0.0;
+  State& s = *state_;
+  const DeviceGuard guard(s.device);
+  const std::lock_guard lock(s.mutex);
+  const cudaStream_t stream = s.stream.get();
+  const DeviceBuffer<double>& h = s.device_hessian(hessian);
+  s.objective_w.reserve(weight.size());
+  s.objective_q.reserve(weight.size());
+  s.objective_d.reserve(weight.size());
+  s.objective_dh.reserve(weight.size());
+  s.objective_out.reserve(1);
+  s.objective_w.upload(weight.data(), weight.size(), stream);
+  s.objective_q.upload(quantized.data(), quantized.size(), stream);
+  QSHARD_CUDA_CHECK(kernels::difference(s.objective_w.data(), s.objective_q.data(), weight.size(),
+                                        s.objective_d.data(), stream));
+  // Row-major D [rows, n] is column-major D^T; (D H)^T = H D^T as H is symmetric.
+  const double one = 1.0, zero = 0.0;
+  const auto ni = static_cast<int>(n);
+  QSHARD_CUDA_CHECK(cublasDgemm(s.cublas.get(), CUBLAS_OP_N, CUBLAS_OP_N, ni,
+                                static_cast<int>(rows), ni, &one, h.data(), ni,
+                                s.objective_d.data(), ni, &zero, s.objective_dh.data(), ni));
+  double total = 0.0;
+  QSHARD_CUDA_CHECK(cublasDdot(s.cublas.get(), static_cast<int>(weight.size()),
+                               s.objective_d.data(), 1, s.objective_dh.data(), 1, &total));
+  s.stream.synchronize();
+  return total;
 }
 
 std::vector<std::int32_t> CudaSolver::g_idx(const DeviceFactor& factor,

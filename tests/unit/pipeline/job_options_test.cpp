@@ -61,10 +61,12 @@ TEST(JobOptions, BadValuesAreRefusedByName) {
   EXPECT_NE(error_of({"--modules", "q,zz"}).find("zz"), std::string::npos);
   EXPECT_NE(error_of({"--samples", "0"}).find("samples"), std::string::npos);
   EXPECT_NE(error_of({"--bits", "four"}).find("bits"), std::string::npos);
+  EXPECT_NE(error_of({"--collectives", "gloo"}).find("collectives"), std::string::npos);
+  EXPECT_EQ(parse({"--collectives", "mpi"}).collectives, "mpi");
 }
 
 TEST(JobOptions, ResultKeyIgnoresOutputAndThreads) {
-  EXPECT_EQ(parse({"--out", "a.h5", "--threads", "2"}).result_key(),
+  EXPECT_EQ(parse({"--out", "a.h5", "--threads", "2", "--collectives", "mpi"}).result_key(),
             parse({"--out", "b.h5"}).result_key());
   EXPECT_NE(parse({"--bits", "3"}).result_key(), parse({"--bits", "4"}).result_key());
 }

@@ -12,12 +12,42 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "qshard/backend/backend.hpp"
 #include "qshard/backend/cuda/cuda_solver.hpp"
 #include "qshard/core/dtype.hpp"
 
 namespace qshard::cuda {
+
+// Calibration units in the memory of one GPU, in the activation dtype, [rows, cols] each.
+class DeviceUnits final : public UnitStore {
+ public:
+  DeviceUnits(int device, DType activation, std::int64_t cols);
+  ~DeviceUnits() override;
+  DeviceUnits(const DeviceUnits&) = delete;
+  DeviceUnits& operator=(const DeviceUnits&) = delete;
+
+  // Uploads a host unit (fp32), converted to the activation dtype.
+  void add_host(const MatrixF& unit);
+  // Takes a unit already on the device (rows x cols in the activation dtype).
+  void add_device(DeviceBuffer<std::byte> unit, std::int64_t rows);
+
+  std::size_t size() const override { return units_.size(); }
+  MatrixF unit(std::size_t index) const override;
+  const void* data(std::size_t index) const { return units_.at(index).data(); }
+  std::int64_t rows(std::size_t index) const { return rows_.at(index); }
+  std::int64_t cols() const { return cols_; }
+  DType activation() const { return activation_; }
+  int device() const { return device_; }
+
+ private:
+  int device_;
+  DType activation_;
+  std::int64_t cols_;
+  std::vector<DeviceBuffer<std::byte>> units_;
+  std::vector<std::int64_t> rows_;
+};
 
 class CudaLayer final : public ResidentLayer {
  public:
@@ -37,6 +67,11 @@ class CudaLayer final : public ResidentLayer {
   // Host in, host out (fp32): uploads the unit, forwards it, downloads the result.
   MatrixF forward(const MatrixF& hidden, std::int64_t seq_len, const LayerTargets& targets = {},
                   std::optional<LinearInput> stop_after = std::nullopt) override;
+  // On DeviceUnits of this device and activation dtype (no host transfers).
+  void forward_unit(const UnitStore& units, std::size_t index, std::int64_t seq_len,
+                    const LayerTargets& targets,
+                    std::optional<LinearInput> stop_after = std::nullopt) override;
+  std::unique_ptr<UnitStore> forward_all(const UnitStore& units, std::int64_t seq_len) override;
 
   // Device in, device out, in the activation dtype: hidden and out are [tokens, hidden_size] on
   // this device (out must not alias hidden), enqueued on stream(). Builders in `targets` must be

@@ -71,6 +71,10 @@ class CudaSolver final : public Solver {
   // fingerprint of perm, dead, damping and sampled entries of U), else uploads it (fp32).
   QuantizedWeight solve(const MatrixF& weight, const HessianFactor& factor,
                         const GptqOptions& options) const override;
+  // On the device (fp64 GEMM); H stays cached there (keyed by its host buffer and a fingerprint
+  // of its contents) for the next tiles of the same module.
+  double objective(const MatrixF& weight, const MatrixF& quantized,
+                   const MatrixD& hessian) const override;
 
   // Device-side steps (for benchmarks and the backend). `host_factor`, when given, receives the
   // host copy of U (double).
