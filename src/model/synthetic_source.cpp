@@ -1,8 +1,11 @@
 #include "qshard/model/synthetic_source.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <string_view>
+#include <thread>
+#include <vector>
 
 #include "qshard/core/error.hpp"
 
@@ -50,6 +53,19 @@ ModelConfig preset(std::int64_t hidden, std::int64_t inter, std::int64_t layers,
   c.rope_theta = theta;
   c.torch_dtype = DType::BF16;
   return c;
+}
+
+// Runs fn(begin, end) over [0, rows) split across the hardware threads (the values are a pure
+// function of their index, so any split gives the same matrix).
+template <typename Fn>
+void parallel_rows(std::int64_t rows, const Fn& fn) {
+  const auto threads = std::clamp<std::int64_t>(std::thread::hardware_concurrency(), 1, 64);
+  const std::int64_t parts = std::min(threads, std::max<std::int64_t>(rows / 64, 1));
+  std::vector<std::thread> workers;
+  for (std::int64_t p = 1; p < parts; ++p)
+    workers.emplace_back(fn, rows * p / parts, rows * (p + 1) / parts);
+  fn(std::int64_t{0}, rows / parts);
+  for (std::thread& w : workers) w.join();
 }
 
 class SyntheticSource final : public WeightSource {
@@ -103,8 +119,11 @@ class SyntheticSource final : public WeightSource {
   }
   static MatrixF gaussian(std::uint64_t key, std::int64_t rows, std::int64_t cols, double stddev) {
     MatrixF m(rows, cols);
-    for (std::size_t i = 0; i < m.size(); ++i)
-      m.data()[i] = static_cast<float>(stddev * normal(key, i));
+    parallel_rows(rows, [&](std::int64_t begin, std::int64_t end) {
+      for (auto i = static_cast<std::size_t>(begin * cols);
+           i < static_cast<std::size_t>(end * cols); ++i)
+        m.data()[i] = static_cast<float>(stddev * normal(key, i));
+    });
     return m;
   }
   // N(0, 1/in) scaled per row (log-normal) and on ~1% of input columns (x4); the residual
@@ -124,16 +143,18 @@ class SyntheticSource final : public WeightSource {
       column_scale[static_cast<std::size_t>(c)] =
           (c == forced || uniform(column_key, static_cast<std::uint64_t>(c)) < 0.01) ? 4.0f : 1.0f;
     MatrixF m(rows, cols);
-    for (std::int64_t r = 0; r < rows; ++r) {
-      const double row_scale =
-          base * std::exp(0.3 * normal(key ^ 0xabcdefull, static_cast<std::uint64_t>(r)));
-      float* row = m.data() + r * cols;
-      const auto offset = static_cast<std::uint64_t>(r * cols);
-      for (std::int64_t c = 0; c < cols; ++c)
-        row[c] =
-            static_cast<float>(row_scale * normal(key, offset + static_cast<std::uint64_t>(c)) *
-                               column_scale[static_cast<std::size_t>(c)]);
-    }
+    parallel_rows(rows, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t r = begin; r < end; ++r) {
+        const double row_scale =
+            base * std::exp(0.3 * normal(key ^ 0xabcdefull, static_cast<std::uint64_t>(r)));
+        float* row = m.data() + r * cols;
+        const auto offset = static_cast<std::uint64_t>(r * cols);
+        for (std::int64_t c = 0; c < cols; ++c)
+          row[c] =
+              static_cast<float>(row_scale * normal(key, offset + static_cast<std::uint64_t>(c)) *
+                                 column_scale[static_cast<std::size_t>(c)]);
+      }
+    });
     return m;
   }
 
