@@ -214,10 +214,48 @@ std::vector<ModuleRecord> quantize_layer(const LayerContext& ctx, LayerWeights& 
       for (std::int64_t b = 0, t = 0; b < rows; b += o.tile_rows, ++t)
         work.push_back({l, static_cast<std::int32_t>(t), b, std::min(rows, b + o.tile_rows)});
     }
+    std::vector<std::size_t> my_work;
+    for (std::size_t i = 0; i < work.size(); ++i)
+      if (static_cast<int>(i % static_cast<std::size_t>(ctx.comm.size())) == ctx.comm.rank())
+        my_work.push_back(i);
+    const Solver& solver = ctx.backend.solver();
+    // GPTQ of this rank's tiles: one call per module with the tiles stacked where the solver's
+    // rows are independent of each other (the same bits as tile by tile, and a GPU kept busy).
+    std::map<std::size_t, QuantizedWeight> solved_tiles;
+    if (o.method == "gptq") {
+      for (const Linear l : kAllLinears) {
+        std::vector<std::size_t> tiles;
+        for (const std::size_t i : my_work)
+          if (work[i].linear == l) tiles.push_back(i);
+        if (tiles.empty()) continue;
+        const HessianFactor& factor = factors.at(input_of(l));
+        if (!solver.rows_independent()) {
+          for (const std::size_t i : tiles)
+            solved_tiles[i] =
+                solver.solve(row_slice(weights[l], work[i].begin, work[i].end), factor, o.gptq);
+          continue;
+        }
+        std::int64_t rows = 0;
+        for (const std::size_t i : tiles) rows += work[i].end - work[i].begin;
+        MatrixF stacked(rows, weights[l].cols());
+        std::int64_t offset = 0;
+        for (const std::size_t i : tiles) {
+          std::copy(weights[l].data() + work[i].begin * stacked.cols(),
+                    weights[l].data() + work[i].end * stacked.cols(),
+                    stacked.data() + offset * stacked.cols());
+          offset += work[i].end - work[i].begin;
+        }
+        const QuantizedWeight all = solver.solve(stacked, factor, o.gptq);
+        offset = 0;
+        for (const std::size_t i : tiles) {
+          const std::int64_t n = work[i].end - work[i].begin;
+          solved_tiles[i] = all.slice_rows(offset, offset + n);
+          offset += n;
+        }
+      }
+    }
     ByteWriter mine;
-    for (std::size_t i = 0; i < work.size(); ++i) {
-      if (static_cast<int>(i % static_cast<std::size_t>(ctx.comm.size())) != ctx.comm.rank())
-        continue;
+    for (const std::size_t i : my_work) {
       const Work& w = work[i];
       const MatrixF tile = row_slice(weights[w.linear], w.begin, w.end);
       const MatrixD& h = hessians.at(input_of(w.linear));
@@ -225,11 +263,9 @@ std::vector<ModuleRecord> quantize_layer(const LayerContext& ctx, LayerWeights& 
       solved.module = static_cast<std::int32_t>(w.linear);
       solved.tile = w.tile;
       const QuantizedWeight rtn = quantize_rtn(tile, o.gptq.quant);
-      solved.objective_rtn = ctx.backend.solver().objective(tile, rtn.dequantize(), h);
-      solved.weight = o.method == "gptq"
-                          ? ctx.backend.solver().solve(tile, factors.at(input_of(w.linear)), o.gptq)
-                          : rtn;
-      solved.objective_gptq = ctx.backend.solver().objective(tile, solved.weight.dequantize(), h);
+      solved.objective_rtn = solver.objective(tile, rtn.dequantize(), h);
+      solved.weight = o.method == "gptq" ? std::move(solved_tiles.at(i)) : rtn;
+      solved.objective_gptq = solver.objective(tile, solved.weight.dequantize(), h);
       write_tile(mine, solved);
     }
     timings.solve += seconds_since(start);

@@ -35,6 +35,9 @@ class Solver {
   // Each row's result depends on that row alone (and H), whatever rows are solved with it.
   virtual QuantizedWeight solve(const MatrixF& weight, const HessianFactor& factor,
                                 const GptqOptions& options) const = 0;
+  // True when each row's result is bitwise the same whichever rows are solved with it, so that
+  // callers may stack many row tiles into one call (the CUDA solver: fixed panels, a warp per row).
+  virtual bool rows_independent() const { return false; }
   // tr((W - Q) H (W - Q)^T) in double (reconstruction_objective below); a GPU solver computes it
   // on its device, keeping H there between calls with the same H.
   virtual double objective(const MatrixF& weight, const MatrixF& quantized,

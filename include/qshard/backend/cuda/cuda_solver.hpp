@@ -75,6 +75,7 @@ class CudaSolver final : public Solver {
   // of its contents) for the next tiles of the same module.
   double objective(const MatrixF& weight, const MatrixF& quantized,
                    const MatrixD& hessian) const override;
+  bool rows_independent() const override { return true; }
 
   // Device-side steps (for benchmarks and the backend). `host_factor`, when given, receives the
   // host copy of U (double).
