@@ -92,7 +92,8 @@ po::options_description describe_options(JobOptions& o, Raw& raw) {
       "of a node may then share GPUs: for tests on one GPU)");
   add("tile_rows", po::value(&o.tile_rows)->default_value(o.tile_rows),
       "rows per solve work unit, spread over the ranks");
-  add("threads", po::value(&o.threads)->default_value(o.threads), "BLAS threads per rank");
+  add("threads", po::value(&o.threads)->default_value(o.threads),
+      "BLAS and host worker threads per rank");
   add("stop_after_layers", po::value(&o.stop_after_layers)->default_value(o.stop_after_layers),
       "testing: stop (exit 3, as if killed) after this many layers");
   add("quiet", po::value(&o.quiet)->default_value(false)->implicit_value(true),

@@ -1,9 +1,12 @@
 #include "qshard/pipeline/layer_quantizer.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <mutex>
+#include <thread>
 
 #include "qshard/core/error.hpp"
 
@@ -111,6 +114,31 @@ MatrixF row_slice(const MatrixF& m, std::int64_t begin, std::int64_t end) {
   MatrixF out(end - begin, m.cols());
   std::copy(m.data() + begin * m.cols(), m.data() + end * m.cols(), out.data());
   return out;
+}
+
+// Runs fn(0), ..., fn(count - 1) on up to `threads` threads (work items must be independent).
+template <typename Fn>
+void parallel_for(std::size_t count, int threads, const Fn& fn) {
+  const std::size_t workers =
+      std::min<std::size_t>(count, static_cast<std::size_t>(std::max(threads, 1)));
+  std::atomic<std::size_t> next{0};
+  std::exception_ptr failure;
+  std::mutex failure_mutex;
+  const auto run = [&] {
+    for (std::size_t i = next++; i < count; i = next++) {
+      try {
+        fn(i);
+      } catch (...) {
+        const std::lock_guard lock(failure_mutex);
+        if (!failure) failure = std::current_exception();
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (std::size_t t = 1; t < workers; ++t) pool.emplace_back(run);
+  run();
+  for (std::thread& t : pool) t.join();
+  if (failure) std::rethrow_exception(failure);
 }
 
 struct Stage {
@@ -254,19 +282,37 @@ std::vector<ModuleRecord> quantize_layer(const LayerContext& ctx, LayerWeights& 
         }
       }
     }
+    // RTN and the dequantized weights of each tile (pure host work: o.threads threads, one module
+    // at a time to bound memory), then the objectives through the solver (on its device).
     ByteWriter mine;
-    for (const std::size_t i : my_work) {
-      const Work& w = work[i];
-      const MatrixF tile = row_slice(weights[w.linear], w.begin, w.end);
-      const MatrixD& h = hessians.at(input_of(w.linear));
-      SolvedTile solved;
-      solved.module = static_cast<std::int32_t>(w.linear);
-      solved.tile = w.tile;
-      const QuantizedWeight rtn = quantize_rtn(tile, o.gptq.quant);
-      solved.objective_rtn = solver.objective(tile, rtn.dequantize(), h);
-      solved.weight = o.method == "gptq" ? std::move(solved_tiles.at(i)) : rtn;
-      solved.objective_gptq = solver.objective(tile, solved.weight.dequantize(), h);
-      write_tile(mine, solved);
+    for (const Linear l : kAllLinears) {
+      std::vector<std::size_t> tiles;
+      for (const std::size_t i : my_work)
+        if (work[i].linear == l) tiles.push_back(i);
+      if (tiles.empty()) continue;
+      struct Prepared {
+        MatrixF tile, rtn, gptq;
+        SolvedTile solved;
+      };
+      std::vector<Prepared> prepared(tiles.size());
+      parallel_for(tiles.size(), o.threads, [&](std::size_t k) {
+        const Work& w = work[tiles[k]];
+        Prepared& p = prepared[k];
+        p.tile = row_slice(weights[l], w.begin, w.end);
+        p.solved.module = static_cast<std::int32_t>(l);
+        p.solved.tile = w.tile;
+        QuantizedWeight rtn = quantize_rtn(p.tile, o.gptq.quant);
+        p.rtn = rtn.dequantize();
+        p.solved.weight =
+            o.method == "gptq" ? std::move(solved_tiles.at(tiles[k])) : std::move(rtn);
+        p.gptq = p.solved.weight.dequantize();
+      });
+      const MatrixD& h = hessians.at(input_of(l));
+      for (Prepared& p : prepared) {
+        p.solved.objective_rtn = solver.objective(p.tile, p.rtn, h);
+        p.solved.objective_gptq = solver.objective(p.tile, p.gptq, h);
+        write_tile(mine, p.solved);
+      }
     }
     timings.solve += seconds_since(start);
 
