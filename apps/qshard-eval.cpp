@@ -1,9 +1,11 @@
 // qshard-eval: perplexity, KL divergence and top-1 agreement of a (quantized) model.
 #include <boost/program_options.hpp>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "qshard/backend/backend.hpp"
 #include "qshard/core/cli.hpp"
 #include "qshard/core/error.hpp"
 #include "qshard/eval/eval_job.hpp"
@@ -35,7 +37,10 @@ int main(int argc, char** argv) {
                                                           "print one JSON line")(
       "logits_out", po::value(&o.logits_out)->value_name("FILE.f32"),
       "write the evaluated model's logits as raw little-endian float32 [rows * positions, vocab]: "
-      "every position of each evaluated row (or window), in order");
+      "every position of each evaluated row (or window), in order")(
+      "backend", po::value(&o.backend)->default_value(o.backend),
+      "where the decoder layers run: cpu (the reference figures), cuda or auto (GPU 0 when "
+      "present)");
   try {
     po::variables_map vm;
     po::store(po::command_line_parser(qshard::normalise_option_names({argv + 1, argv + argc}))
@@ -48,7 +53,17 @@ int main(int argc, char** argv) {
       return 0;
     }
     qshard::h5::silence_library_errors();
-    qshard::print_report(qshard::run_eval(o), o.json, std::cout);
+    std::unique_ptr<qshard::Backend> backend;
+    qshard::LayerRunner runner;
+    if (o.backend != "cpu") {
+      backend = qshard::make_backend(o.backend, 0);
+      runner = [&backend](const qshard::ModelConfig& c, const qshard::LayerWeights& w,
+                          const qshard::RotaryTable& rope, const qshard::MatrixF& hidden,
+                          std::int64_t seq_len) {
+        return backend->forward_layer(c, w, rope, hidden, seq_len);
+      };
+    }
+    qshard::print_report(qshard::run_eval(o, runner), o.json, std::cout);
     return 0;
   } catch (const po::error& e) {
     std::cerr << "qshard-eval: error: " << e.what() << " (see --help)\n";

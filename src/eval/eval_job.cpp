@@ -27,7 +27,7 @@ std::unique_ptr<WeightSource> rtn_model(const WeightSource& source, const QuantC
 
 }  // namespace
 
-EvalReport run_eval(const EvalOptions& o) {
+EvalReport run_eval(const EvalOptions& o, const LayerRunner& runner) {
   require(!o.tokens.empty(), "give the evaluation tokens with --tokens");
   require(o.seq_len > 1, "give --seq-len (tokens per row of the token file, at least 2)");
   require(!o.model.empty() || !o.checkpoint.empty(), "give --model and/or --checkpoint");
@@ -64,7 +64,8 @@ EvalReport run_eval(const EvalOptions& o) {
   const WeightSource* reference_source = reference   ? reference.get()
                                          : evaluated ? model.get()
                                                      : nullptr;
-  const CausalLm lm(evaluated_source);
+  CausalLm lm(evaluated_source);
+  if (runner) lm.set_layer_runner(runner);
   std::optional<LogitsFile> logits;
   LogitsSink sink;
   if (!o.logits_out.empty()) {
@@ -75,7 +76,9 @@ EvalReport run_eval(const EvalOptions& o) {
     report.evaluated = perplexity(lm, tokens, o.window, sink);
   } else {
     report.reference = reference ? o.reference : o.model;
-    report.comparison = compare_models(CausalLm(*reference_source), lm, tokens, o.window, sink);
+    CausalLm reference_lm(*reference_source);
+    if (runner) reference_lm.set_layer_runner(runner);
+    report.comparison = compare_models(reference_lm, lm, tokens, o.window, sink);
     report.evaluated = report.comparison->model;
   }
   if (logits) {

@@ -25,7 +25,8 @@ struct EvalOptions {
   int rtn_bits = 0;  // > 0: evaluate `model` quantized with RTN at these bits
   std::int64_t rtn_group_size = -1;
   bool json = false;
-  std::string logits_out;  // raw float32 logits of the evaluated model, when given
+  std::string logits_out;       // raw float32 logits of the evaluated model, when given
+  std::string backend = "cpu";  // cpu, cuda or auto: where the apps run the decoder layers
 };
 
 struct EvalReport {
@@ -38,7 +39,8 @@ struct EvalReport {
   std::int64_t logits_vocab = 0;
 };
 
-EvalReport run_eval(const EvalOptions& options);
+// `runner`, when set, forwards the decoder layers (e.g. on a GPU backend); else the CPU forward.
+EvalReport run_eval(const EvalOptions& options, const LayerRunner& runner = {});
 void print_report(const EvalReport& report, bool json, std::ostream& out);
 
 }  // namespace qshard
