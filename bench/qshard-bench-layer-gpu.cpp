@@ -109,19 +109,6 @@ struct Phases {
   double total = 0.0;
 };
 
-std::int64_t features_of(const ModelConfig& c, LinearInput input) {
-  switch (input) {
-    case LinearInput::Attention:
-    case LinearInput::Mlp:
-      return c.hidden_size;
-    case LinearInput::AttentionOutput:
-      return c.q_dim();
-    case LinearInput::MlpDown:
-      return c.intermediate_size;
-  }
-  return 0;
-}
-
 Phases run_layer(const Args& args, const ModelConfig& config, const WeightSource& source,
                  const RotaryTable& rope, const Backend& backend, const CudaSolver& solver,
                  const std::byte* hidden, std::byte* next) {
@@ -154,7 +141,7 @@ Phases run_layer(const Args& args, const ModelConfig& config, const WeightSource
     std::map<LinearInput, std::unique_ptr<HessianBuilder>> builders;
     LayerTargets targets;
     for (const LinearInput input : stage) {
-      builders[input] = backend.make_hessian(features_of(config, input));
+      builders[input] = backend.make_hessian(input_features(config, input));
       targets.hessians[static_cast<std::size_t>(input)] = builders[input].get();
     }
     t = Clock::now();

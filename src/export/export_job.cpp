@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "qshard/core/error.hpp"
+#include "qshard/core/text_file.hpp"
 #include "qshard/export/gptq_module.hpp"
 #include "qshard/export/gptq_quant_config.hpp"
 #include "qshard/export/shard_writer.hpp"
@@ -26,15 +27,6 @@ constexpr const char* kSideFiles[] = {
     "tokenizer.json",  "tokenizer_config.json", "special_tokens_map.json",
     "tokenizer.model", "added_tokens.json",     "vocab.json",
     "merges.txt",      "generation_config.json"};
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  require(in.good(), "cannot open ", path);
-  std::ostringstream text;
-  text << in.rdbuf();
-  require(!in.bad(), "cannot read ", path);
-  return text.str();
-}
 
 void write_text(const fs::path& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
@@ -58,7 +50,7 @@ json base_config(const Checkpoint& checkpoint, const std::string& model_dir) {
   const std::string recorded = checkpoint.attr("model_config");
   if (model_dir.empty()) return parse_json(recorded, str(checkpoint.path(), " @model_config"));
   const fs::path path = fs::path(model_dir) / "config.json";
-  const std::string text = read_text(path);
+  const std::string text = read_text_file(path);
   const ModelConfig source = parse_model_config_text(text, path.string());
   require(to_json(source) == to_json(checkpoint.model_config()), "--model ", model_dir,
           ": its config.json describes another model than checkpoint ", checkpoint.path());

@@ -3,11 +3,10 @@
 
 #include <algorithm>
 #include <cctype>
-#include <fstream>
 #include <regex>
-#include <sstream>
 
 #include "qshard/core/error.hpp"
+#include "qshard/core/text_file.hpp"
 #include "strict_json.hpp"
 
 namespace qshard {
@@ -19,15 +18,6 @@ std::string lower(std::string text) {
   std::transform(text.begin(), text.end(), text.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return text;
-}
-
-std::string read_text(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  require(in.good(), "cannot open ", path);
-  std::ostringstream text;
-  text << in.rdbuf();
-  require(!in.bad(), "cannot read ", path);
-  return text.str();
 }
 
 // Typed fields of one JSON object; errors name the source and the field.
@@ -185,7 +175,8 @@ GptqConfig parse_gptq_config(std::string_view json_text, std::string_view source
 std::optional<GptqConfig> read_gptq_config(const std::filesystem::path& directory) {
   const std::filesystem::path config_path = directory / "config.json";
   if (std::filesystem::exists(config_path)) {
-    const json root = io_detail::parse_json_strict(read_text(config_path), config_path.string());
+    const json root =
+        io_detail::parse_json_strict(read_text_file(config_path), config_path.string());
     const auto it = root.is_object() ? root.find("quantization_config") : root.end();
     if (it != root.end() && !it->is_null()) {
       const std::string where = str(config_path.string(), " (quantization_config)");
@@ -198,7 +189,8 @@ std::optional<GptqConfig> read_gptq_config(const std::filesystem::path& director
     }
   }
   const std::filesystem::path legacy = directory / "quantize_config.json";
-  if (std::filesystem::exists(legacy)) return parse_gptq_config(read_text(legacy), legacy.string());
+  if (std::filesystem::exists(legacy))
+    return parse_gptq_config(read_text_file(legacy), legacy.string());
   return std::nullopt;
 }
 

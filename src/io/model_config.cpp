@@ -2,10 +2,9 @@
 #include "qshard/io/model_config.hpp"
 
 #include <array>
-#include <fstream>
-#include <sstream>
 
 #include "qshard/core/error.hpp"
+#include "qshard/core/text_file.hpp"
 #include "strict_json.hpp"
 
 namespace qshard {
@@ -228,12 +227,7 @@ ModelConfig parse_model_config_text(const std::string_view json_text,
 }
 
 ModelConfig parse_model_config(const std::filesystem::path& config_json) {
-  std::ifstream in(config_json, std::ios::binary);
-  require(in.good(), "cannot open model config ", config_json);
-  std::ostringstream text;
-  text << in.rdbuf();
-  require(!in.bad(), "cannot read model config ", config_json);
-  return parse_model_config_text(text.str(), config_json.string());
+  return parse_model_config_text(read_text_file(config_json), config_json.string());
 }
 
 std::string to_json(const ModelConfig& c) {

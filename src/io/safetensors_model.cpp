@@ -1,10 +1,9 @@
 // SafetensorsModel: a Hugging Face model directory, one file or shards listed by an index.
-#include <fstream>
 #include <mutex>
 #include <optional>
-#include <sstream>
 
 #include "qshard/core/error.hpp"
+#include "qshard/core/text_file.hpp"
 #include "qshard/io/safetensors.hpp"
 #include "strict_json.hpp"
 
@@ -13,15 +12,6 @@ namespace {
 
 constexpr const char* kIndexName = "model.safetensors.index.json";
 constexpr const char* kSingleName = "model.safetensors";
-
-std::string read_text(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  require(in.good(), "cannot open ", path);
-  std::ostringstream text;
-  text << in.rdbuf();
-  require(!in.bad(), "cannot read ", path);
-  return text.str();
-}
 
 // The directory's only *.safetensors file, or nullopt when there is none or several.
 std::optional<std::filesystem::path> sole_safetensors(const std::filesystem::path& directory) {
@@ -56,7 +46,7 @@ struct SafetensorsModel::Impl {
 void SafetensorsModel::Impl::load_index(const std::filesystem::path& index_path) {
   index = index_path;
   const nlohmann::json json =
-      io_detail::parse_json_strict(read_text(index_path), index_path.string());
+      io_detail::parse_json_strict(read_text_file(index_path), index_path.string());
   require(json.is_object(), index_path.string(), ": must be a JSON object");
   const auto map = json.find("weight_map");
   require(map != json.end(), index_path.string(), ": missing 'weight_map'");

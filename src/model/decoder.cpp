@@ -118,6 +118,19 @@ LinearInput input_of(Linear linear) {
   throw Error("invalid linear module");
 }
 
+std::int64_t input_features(const ModelConfig& c, LinearInput input) {
+  switch (input) {
+    case LinearInput::Attention:
+    case LinearInput::Mlp:
+      return c.hidden_size;
+    case LinearInput::AttentionOutput:
+      return c.q_dim();
+    case LinearInput::MlpDown:
+      return c.intermediate_size;
+  }
+  throw Error("invalid linear input");
+}
+
 LayerWeights LayerWeights::load(const WeightSource& source, std::int64_t layer) {
   LayerWeights w;
   w.input_norm = source.load(input_norm_name(layer));

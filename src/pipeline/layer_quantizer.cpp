@@ -155,19 +155,6 @@ std::vector<Stage> stages_of(bool true_sequential) {
           {{LinearInput::MlpDown}}};
 }
 
-std::int64_t features_of(const ModelConfig& c, LinearInput input) {
-  switch (input) {
-    case LinearInput::Attention:
-    case LinearInput::Mlp:
-      return c.hidden_size;
-    case LinearInput::AttentionOutput:
-      return c.q_dim();
-    case LinearInput::MlpDown:
-      return c.intermediate_size;
-  }
-  throw Error("invalid linear input");
-}
-
 }  // namespace
 
 std::vector<ModuleRecord> quantize_layer(const LayerContext& ctx, LayerWeights& weights,
@@ -202,7 +189,7 @@ std::vector<ModuleRecord> quantize_layer(const LayerContext& ctx, LayerWeights& 
     std::map<LinearInput, std::unique_ptr<HessianBuilder>> builders;
     LayerTargets targets;
     for (const LinearInput input : inputs) {
-      builders[input] = ctx.backend.make_hessian(features_of(ctx.config, input));
+      builders[input] = ctx.backend.make_hessian(input_features(ctx.config, input));
       targets.hessians[static_cast<std::size_t>(input)] = builders[input].get();
     }
     const LinearInput last = *std::max_element(inputs.begin(), inputs.end());

@@ -11,6 +11,7 @@
 #include <iomanip>
 
 #include "qshard/core/error.hpp"
+#include "qshard/core/text_file.hpp"
 #include "qshard/io/checkpoint.hpp"
 #include "qshard/model/causal_lm.hpp"
 #include "qshard/model/synthetic_source.hpp"
@@ -32,11 +33,6 @@ fs::path layer_file(const JobOptions& o, std::int64_t layer) {
 }
 fs::path state_file(const JobOptions& o) { return parts_dir(o) / "job.json"; }
 
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
 // Rank 0 prepares OUT.parts/ (fresh, or checked for --resume) and returns how many layers are
 // done; the outcome (or the error) reaches every rank, so no rank is left waiting.
 std::int64_t prepare_parts(const JobOptions& o, Communicator& comm, std::int64_t layers) {
@@ -48,7 +44,7 @@ std::int64_t prepare_parts(const JobOptions& o, Communicator& comm, std::int64_t
       const fs::path parent = fs::absolute(fs::path(o.out)).parent_path();
       require(fs::is_directory(parent), "output directory ", parent, " does not exist");
       if (o.resume && fs::exists(state_file(o))) {
-        require(read_text(state_file(o)) == o.result_key(), "--resume: ", state_file(o),
+        require(read_text_file(state_file(o)) == o.result_key(), "--resume: ", state_file(o),
                 " was written by a job with other settings; remove ", dir, " to start afresh");
         while (done < layers && fs::exists(layer_file(o, done))) ++done;
       } else {

@@ -1,11 +1,11 @@
 #include "qshard/sweep/sweep_spec.hpp"
 
-#include <fstream>
 #include <limits>
 #include <set>
 #include <sstream>
 
 #include "qshard/core/error.hpp"
+#include "qshard/core/text_file.hpp"
 
 namespace qshard {
 namespace fs = std::filesystem;
@@ -135,13 +135,7 @@ SweepSpec parse_sweep_text(const std::string& text, const fs::path& file) {
   return spec;
 }
 
-SweepSpec parse_sweep(const fs::path& file) {
-  std::ifstream in(file);
-  require(in.good(), "cannot read sweep file '", file.string(), "'");
-  std::stringstream text;
-  text << in.rdbuf();
-  return parse_sweep_text(text.str(), file);
-}
+SweepSpec parse_sweep(const fs::path& file) { return parse_sweep_text(read_text_file(file), file); }
 
 SweepPoint sweep_point(const SweepSpec& spec, std::int64_t index) {
   const std::int64_t count = spec.point_count();

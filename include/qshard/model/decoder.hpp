@@ -32,6 +32,8 @@ enum class LinearInput : std::uint8_t {
   MlpDown,          // down: silu(gate) * up
 };
 LinearInput input_of(Linear linear);
+// Features of a linear input (hidden size, attention width or intermediate size).
+std::int64_t input_features(const ModelConfig& config, LinearInput input);
 
 // Called with each linear input [tokens, features] as it is computed.
 using CaptureFn = std::function<void(LinearInput input, const MatrixF& x)>;

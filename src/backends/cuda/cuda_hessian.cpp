@@ -243,21 +243,12 @@ DeviceBuffer<double> CudaHessianBuilder::hessian_device() const {
 }
 
 MatrixD CudaHessianBuilder::hessian() const {
-  State& s = *state_;
-  require(s.tokens > 0, "Hessian requested before any calibration token was added");
-  const DeviceGuard guard(s.device);
-  const std::lock_guard lock(s.mutex);
-  s.check_finite();
-  const std::int64_t f = s.features;
-  // The CPU multiplies the sum by 2/n; the device does the same operation on the same doubles.
-  const double factor = 2.0 / static_cast<double>(s.tokens);
-  DeviceBuffer<double> out(static_cast<std::size_t>(f) * static_cast<std::size_t>(f));
-  QSHARD_CUDA_CHECK(
-      kernels::expand_limbs(s.high(), s.low(), f, factor, out.data(), s.stream.get()));
-  MatrixD h(f, f);
-  out.download(h.data(), h.size(), s.stream.get());
-  s.stream.synchronize();
-  return h;
+  const DeviceBuffer<double> h = hessian_device();
+  const DeviceGuard guard(state_->device);
+  MatrixD out(state_->features, state_->features);
+  h.download(out.data(), out.size(), state_->stream.get());
+  state_->stream.synchronize();
+  return out;
 }
 
 }  // namespace qshard::cuda
