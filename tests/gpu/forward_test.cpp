@@ -109,6 +109,21 @@ TEST(CudaForward, Fp32LayerMatchesTheCpuForward) {
   }
 }
 
+TEST(CudaForward, Fp16LayerTracksTheCpuForwardWithinFp16Rounding) {
+  QSHARD_REQUIRE_GPU();
+  const TinyLayer t;
+  const std::int64_t seq = 48;
+  const MatrixF hidden = random_hidden(12, 2 * seq, t.config.hidden_size);
+  const auto cpu = make_cpu_backend()->load_layer(t.config, t.weights, t.rope);
+  cuda::CudaLayer gpu(0, t.config, t.weights, t.rope, DType::F16);
+  const LayerRun a = run(gpu, hidden, seq);
+  const LayerRun b = run(*cpu, hidden, seq);
+  const double err = relative_error(a.out, b.out);
+  std::printf("[fp16 layer] relative error of the output = %.3g\n", err);
+  EXPECT_LT(err, 2e-3);  // fp16 keeps 11 bits: ~5e-4 per rounding
+  for (std::size_t k = 0; k < 4; ++k) EXPECT_LT(relative_error(a.inputs[k], b.inputs[k]), 4e-3);
+}
+
 TEST(CudaForward, Bf16LayerTracksTheCpuForwardWithinBf16Rounding) {
   QSHARD_REQUIRE_GPU();
   const TinyLayer t;
