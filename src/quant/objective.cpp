@@ -6,12 +6,17 @@
 
 namespace qshard {
 
-double reconstruction_objective(const MatrixF& weight, const MatrixF& quantized,
-                                const MatrixD& hessian) {
+void check_objective_shapes(const MatrixF& weight, const MatrixF& quantized,
+                            const MatrixD& hessian) {
   require(weight.rows() == quantized.rows() && weight.cols() == quantized.cols(),
           "objective: weight and quantized weight differ in shape");
   require(hessian.rows() == weight.cols() && hessian.cols() == weight.cols(),
           "objective: Hessian of ", hessian.rows(), " features for ", weight.cols(), " columns");
+}
+
+double reconstruction_objective(const MatrixF& weight, const MatrixF& quantized,
+                                const MatrixD& hessian) {
+  check_objective_shapes(weight, quantized, hessian);
   const std::int64_t rows = weight.rows(), n = weight.cols();
   if (rows == 0 || n == 0) return 0.0;
   MatrixD diff(rows, n);

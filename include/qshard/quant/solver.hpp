@@ -52,5 +52,8 @@ QuantizedWeight quantize_rtn(const MatrixF& weight, const QuantConfig& config);
 // ||W X - Q X||^2 / n * 2, computed exactly as tr((W - Q) H (W - Q)^T) in double.
 double reconstruction_objective(const MatrixF& weight, const MatrixF& quantized,
                                 const MatrixD& hessian);
+// Throws qshard::Error unless W and Q have one shape and H is square over their columns.
+void check_objective_shapes(const MatrixF& weight, const MatrixF& quantized,
+                            const MatrixD& hessian);
 
 }  // namespace qshard

@@ -502,10 +502,7 @@ DeviceQuantized CudaSolver::solve_resident(const float* weight, std::int64_t row
 
 double CudaSolver::objective(const MatrixF& weight, const MatrixF& quantized,
                              const MatrixD& hessian) const {
-  require(weight.rows() == quantized.rows() && weight.cols() == quantized.cols(),
-          "objective: weight and quantized weight differ in shape");
-  require(hessian.rows() == weight.cols() && hessian.cols() == weight.cols(),
-          "objective: Hessian of ", hessian.rows(), " features for ", weight.cols(), " columns");
+  check_objective_shapes(weight, quantized, hessian);
   const std::int64_t rows = weight.rows(), n = weight.cols();
   if (rows == 0 || n == 0) return 0.0;
   State& s = *state_;
