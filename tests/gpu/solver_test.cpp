@@ -195,6 +195,26 @@ TEST(CudaSolver, RowResultsIndependentOfTheOtherRows) {
     }
 }
 
+// The objective on the device against the host's double reconstruction_objective, and its H
+// cache: the same buffer with other contents is not mistaken for the cached H.
+TEST(CudaSolver, ObjectiveMatchesTheHostAndRefreshesChangedHessians) {
+  QSHARD_REQUIRE_GPU();
+  const cuda::CudaSolver solver(0);
+  test::Problem p = test::make_problem(31, 128, 384);
+  GptqOptions o;
+  o.quant.bits = 3;
+  o.quant.group_size = 64;
+  const MatrixF q = quantize_rtn(p.weight, o.quant).dequantize();
+  const double host = reconstruction_objective(p.weight, q, p.hessian);
+  const double device = solver.objective(p.weight, q, p.hessian);
+  std::printf("[objective] host %.12g device %.12g\n", host, device);
+  EXPECT_NEAR(device, host, 1e-10 * host);
+  EXPECT_TRUE(solver.rows_independent());
+  for (double& v : p.hessian.values()) v *= 2.0;  // same buffer, new contents
+  EXPECT_NEAR(solver.objective(p.weight, q, p.hessian), 2.0 * host, 1e-10 * host);
+  EXPECT_THROW(solver.objective(p.weight, MatrixF(3, 3), p.hessian), Error);
+}
+
 TEST(CudaSolver, SolvesCpuFactorsAndReusesItsOwn) {
   QSHARD_REQUIRE_GPU();
   const test::Problem p = test::make_problem(11, 64, 256);

@@ -32,7 +32,6 @@ class Scratch {
     buffer_.reserve(bytes);
     return buffer_.data();
   }
-  std::size_t bytes() const { return buffer_.bytes(); }
 
  private:
   DeviceBuffer<std::byte> buffer_;
@@ -261,24 +260,6 @@ void CudaLayer::set_quantized(Linear linear, const DeviceQuantized& q,
 
 DType CudaLayer::activation() const { return state_->activation; }
 cudaStream_t CudaLayer::stream() const { return state_->stream.get(); }
-
-std::size_t CudaLayer::weight_bytes() const {
-  const State& s = *state_;
-  std::size_t total = s.input_norm.bytes() + s.post_norm.bytes() + s.cos.bytes() + s.sin.bytes();
-  for (std::size_t i = 0; i < s.linear.size(); ++i)
-    total += s.linear[i].bytes() + s.bias[i].bytes();
-  return total;
-}
-
-std::size_t CudaLayer::workspace_bytes() const {
-  const State& s = *state_;
-  std::size_t total = 0;
-  for (const Scratch* b :
-       {&s.xn, &s.q, &s.k, &s.v, &s.heads, &s.h, &s.tmp, &s.gate, &s.up, &s.scores, &s.probs,
-        &s.staging_in, &s.staging_out, &s.unit_in, &s.unit_out})
-    total += b->bytes();
-  return total;
-}
 
 bool CudaLayer::forward_device(const void* hidden, void* out, std::int64_t tokens,
                                std::int64_t seq_len, const LayerTargets& targets,

@@ -83,9 +83,6 @@ class CudaLayer final : public ResidentLayer {
 
   DType activation() const;
   cudaStream_t stream() const;
-  // Device bytes held by the weights and by the work buffers of the largest unit so far.
-  std::size_t weight_bytes() const;
-  std::size_t workspace_bytes() const;
 
  private:
   struct State;
