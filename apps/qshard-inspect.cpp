@@ -5,8 +5,11 @@
 #include <string>
 
 #include "qshard/core/error.hpp"
+#include "qshard/export/model_writer.hpp"
+#include "qshard/export/shard_writer.hpp"
 #include "qshard/io/checkpoint.hpp"
 #include "qshard/io/inspect.hpp"
+#include "qshard/model/synthetic_source.hpp"
 
 namespace po = boost::program_options;
 
@@ -20,13 +23,34 @@ int main(int argc, char** argv) {
       "a qshard HDF5 checkpoint: provenance, layers, bits, groups, sizes, objectives")(
       "hash",
       "with --checkpoint: print only the hash of its quantized tensors (every dataset under "
-      "/layers)");
+      "/layers)")("write-synthetic", po::value<std::string>()->value_name("NAME"),
+                  "write the synthetic model NAME (as --model synthetic:NAME of qshard-quantize) "
+                  "to --out as a Hugging Face directory: config.json and safetensors shards in "
+                  "its dtype with an index")(
+      "out", po::value<std::string>()->value_name("DIR"), "with --write-synthetic: the directory")(
+      "seed", po::value<std::uint64_t>()->default_value(0),
+      "with --write-synthetic: the weights' seed (qshard-quantize's model_seed)")(
+      "max-shard-size", po::value<std::string>()->default_value("5GB"),
+      "with --write-synthetic: the largest shard")(
+      "force", "with --write-synthetic: replace a non-empty --out");
   try {
     po::variables_map args;
     po::store(po::command_line_parser(argc, argv).options(options).run(), args);
     po::notify(args);
     if (args.count("help")) {
       std::cout << options << '\n';
+      return 0;
+    }
+    if (args.count("write-synthetic")) {
+      if (!args.count("out")) throw qshard::Error("--write-synthetic needs --out DIR");
+      const auto source = qshard::open_synthetic_model(args["write-synthetic"].as<std::string>(),
+                                                       args["seed"].as<std::uint64_t>());
+      const auto written = qshard::write_hf_model(
+          *source, args["out"].as<std::string>(),
+          qshard::parse_byte_size(args["max-shard-size"].as<std::string>()), args.count("force") != 0);
+      std::cout << "wrote " << source->describe() << " to " << args["out"].as<std::string>() << ": "
+                << written.tensors << " tensors, " << written.shards << " shard(s), "
+                << written.bytes << " bytes\n";
       return 0;
     }
     if (args.count("model")) {

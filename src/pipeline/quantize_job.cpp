@@ -11,6 +11,7 @@
 #include <iomanip>
 
 #include "qshard/core/error.hpp"
+#include "qshard/core/serial_worker.hpp"
 #include "qshard/core/text_file.hpp"
 #include "qshard/io/checkpoint.hpp"
 #include "qshard/model/causal_lm.hpp"
@@ -121,9 +122,10 @@ class Progress {
     if (tty_) log_ << "\r\033[K";
     log_ << "layer " << std::setw(4) << layer + 1 << "/" << layers_ << "  " << std::fixed
          << std::setprecision(2) << std::setw(7) << seconds << " s  gptq/rtn "
-         << std::setprecision(3) << ratio << "  [fwd " << std::setprecision(2) << t.forward
-         << " hess " << t.hessian << " reduce " << t.reduce << " solve " << t.solve << " gather "
-         << t.gather << "]  eta " << format_duration(eta) << '\n';
+         << std::setprecision(3) << ratio << "  [load " << std::setprecision(2) << t.load
+         << " fwd " << t.forward << " hess " << t.hessian << " reduce " << t.reduce << " factor "
+         << t.factor << " solve " << t.solve << " exchange " << t.exchange << " write " << t.write
+         << "]  eta " << format_duration(eta) << '\n';
     if (tty_) {
       const std::int64_t filled = (layer + 1) * 40 / layers_;
       log_ << '[' << std::string(static_cast<std::size_t>(filled), '#')
@@ -249,40 +251,67 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& comm, const Backen
   JobResult result;
   std::vector<double> layer_gptq(static_cast<std::size_t>(layers), 0.0);
   std::vector<double> layer_rtn(static_cast<std::size_t>(layers), 0.0);
+  // One I/O thread reads (or generates) the next layer's weights and writes the finished layer's
+  // file while the current layer computes; in submission order, so HDF5 is never used by two
+  // threads at once.
+  SerialWorker io;
+  const auto load_ahead = [&io, &source = *source](std::int64_t l) {
+    return io.submit([&source, l] { return LayerWeights::load(source, l); });
+  };
+  std::future<LayerWeights> upcoming;
+  if (done < layers) upcoming = load_ahead(done);
+  std::future<void> written;  // the previous layer's file
+  const auto wait_written = [&written] {
+    if (written.valid()) written.get();
+  };
   const auto loop_start = Clock::now();
   for (std::int64_t l = done; l < layers; ++l) {
     const auto layer_start = Clock::now();
-    LayerWeights weights = LayerWeights::load(*source, l);
     LayerTimings timings;
-    const LayerContext context{config, o, backend, comm, rope};
+    auto load_start = Clock::now();
+    LayerWeights weights = upcoming.get();
+    if (l + 1 < layers) upcoming = load_ahead(l + 1);
+    std::unique_ptr<ResidentLayer> resident = backend.load_layer(config, weights, rope);
+    timings.load = std::chrono::duration<double>(Clock::now() - load_start).count();
+    const LayerContext context{config, o, backend, comm, rope, comm.is_root()};
     LayerRecord record;
     record.index = l;
     record.input_norm = weights.input_norm;
     record.post_norm = weights.post_norm;
     std::unique_ptr<UnitStore> next;
-    record.modules = quantize_layer(context, weights, *hidden, timings, &next);
+    record.modules = quantize_layer(context, weights, *resident, *hidden, timings, &next);
+    resident.reset();  // the next layer's device memory is this one's
     hidden = std::move(next);
-    record.seconds = std::chrono::duration<double>(Clock::now() - layer_start).count();
     for (const ModuleRecord& m : record.modules) {
       if (m.method == "none") continue;
       layer_gptq[static_cast<std::size_t>(l)] += m.objective_gptq;
       layer_rtn[static_cast<std::size_t>(l)] += m.objective_rtn;
     }
-    if (comm.is_root()) write_layer_file(layer_file(o, l), record, config.torch_dtype);
+    if (comm.is_root()) {
+      const auto write_start = Clock::now();
+      wait_written();
+      record.seconds = std::chrono::duration<double>(write_start - layer_start).count();
+      written = io.submit([path = layer_file(o, l), record = std::move(record),
+                           dtype = config.torch_dtype] { write_layer_file(path, record, dtype); });
+      timings.write = std::chrono::duration<double>(Clock::now() - write_start).count();
+    }
+    const double seconds = std::chrono::duration<double>(Clock::now() - layer_start).count();
     const double elapsed = std::chrono::duration<double>(Clock::now() - loop_start).count();
     const double ratio =
         layer_rtn[static_cast<std::size_t>(l)] > 0
             ? layer_gptq[static_cast<std::size_t>(l)] / layer_rtn[static_cast<std::size_t>(l)]
             : 1.0;
-    progress.layer_done(l, record.seconds, ratio, timings, elapsed, l - done + 1, layers - l - 1);
-    comm.barrier();  // the layer file exists before any rank moves on (a kill now loses nothing)
+    progress.layer_done(l, seconds, ratio, timings, elapsed, l - done + 1, layers - l - 1);
     if (o.stop_after_layers >= 0 && l + 1 >= o.stop_after_layers && l + 1 < layers) {
+      wait_written();
+      comm.barrier();  // every finished layer's file exists before any rank leaves
       progress.finish();
       if (comm.is_root() && !o.quiet)
         log << "stopped after " << l + 1 << " layers (stop_after_layers)\n";
       return result;
     }
   }
+  wait_written();
   progress.finish();
 
   // Objectives of resumed layers come from their files.

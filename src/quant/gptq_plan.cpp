@@ -18,25 +18,18 @@ bool pivots_are_regular(const MatrixD& damped, const MatrixD& u) {
 
 }  // namespace
 
-HessianFactor factorize_hessian(const MatrixD& hessian, const GptqOptions& options,
-                                const InverseUpperCholesky& factor) {
+void prepare_and_factorize(std::span<const double> diagonal, const GptqOptions& options,
+                           Factorization& f, const FactorAttempt& attempt) {
   options.validate();
-  const std::int64_t n = hessian.rows();
-  require(n > 0 && hessian.cols() == n, "Hessian must be square (got [", hessian.rows(), ", ",
-          hessian.cols(), "])");
-  for (std::int64_t i = 0; i < n; ++i)
-    for (std::int64_t j = 0; j < n; ++j)
-      require(std::isfinite(hessian(i, j)), "Hessian has a non-finite value ", hessian(i, j),
-              " at (", i, ", ", j, ")");
-  HessianFactor f;
+  const auto n = static_cast<std::int64_t>(diagonal.size());
+  require(n > 0, "Hessian of no features");
   f.columns = n;
   f.dead.assign(static_cast<std::size_t>(n), 0);
-  std::vector<double> diag(static_cast<std::size_t>(n));
-  for (std::int64_t i = 0; i < n; ++i) {
-    diag[static_cast<std::size_t>(i)] = hessian(i, i);
-    if (hessian(i, i) == 0.0) {
-      f.dead[static_cast<std::size_t>(i)] = 1;
-      diag[static_cast<std::size_t>(i)] = 1.0;
+  std::vector<double> diag(diagonal.begin(), diagonal.end());
+  for (std::size_t i = 0; i < diag.size(); ++i) {
+    if (diag[i] == 0.0) {
+      f.dead[i] = 1;
+      diag[i] = 1.0;
     }
   }
   f.perm.resize(static_cast<std::size_t>(n));
@@ -46,22 +39,13 @@ HessianFactor factorize_hessian(const MatrixD& hessian, const GptqOptions& optio
       return diag[static_cast<std::size_t>(a)] > diag[static_cast<std::size_t>(b)];
     });
   }
-  MatrixD permuted(n, n);
-  for (std::int64_t i = 0; i < n; ++i)
-    for (std::int64_t j = 0; j < n; ++j) {
-      const std::int32_t a = f.perm[static_cast<std::size_t>(i)],
-                         b = f.perm[static_cast<std::size_t>(j)];
-      permuted(i, j) = a == b ? diag[static_cast<std::size_t>(a)] : hessian(a, b);
-    }
   const double mean_diag = std::accumulate(diag.begin(), diag.end(), 0.0) / static_cast<double>(n);
   double damp = options.damp_percent;
   for (int step = 0; step <= options.max_damp_steps; ++step) {
-    MatrixD damped = permuted;
-    for (std::int64_t i = 0; i < n; ++i) damped(i, i) += damp * mean_diag;
-    if (factor(damped, f.hinv_upper) && pivots_are_regular(damped, f.hinv_upper)) {
+    if (attempt(damp * mean_diag)) {
       f.damp_percent_used = damp;
       f.damp_steps = step;
-      return f;
+      return;
     }
     if (step < options.max_damp_steps) damp = damp > 0.0 ? damp * 10.0 : 0.01;
   }
@@ -70,7 +54,35 @@ HessianFactor factorize_hessian(const MatrixD& hessian, const GptqOptions& optio
                   " increases (too few calibration tokens, or degenerate inputs)"));
 }
 
-GroupPlan plan_groups(const HessianFactor& f, const GptqOptions& options) {
+HessianFactor factorize_hessian(const MatrixD& hessian, const GptqOptions& options,
+                                const InverseUpperCholesky& factor) {
+  const std::int64_t n = hessian.rows();
+  require(n > 0 && hessian.cols() == n, "Hessian must be square (got [", hessian.rows(), ", ",
+          hessian.cols(), "])");
+  std::vector<double> diagonal(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) {
+    for (std::int64_t j = 0; j < n; ++j)
+      require(std::isfinite(hessian(i, j)), "Hessian has a non-finite value ", hessian(i, j),
+              " at (", i, ", ", j, ")");
+    diagonal[static_cast<std::size_t>(i)] = hessian(i, i);
+  }
+  HessianFactor f;
+  prepare_and_factorize(diagonal, options, f, [&](double lambda) {
+    MatrixD damped(n, n);
+    for (std::int64_t i = 0; i < n; ++i) {
+      const std::int32_t a = f.perm[static_cast<std::size_t>(i)];
+      for (std::int64_t j = 0; j < n; ++j) {
+        const std::int32_t b = f.perm[static_cast<std::size_t>(j)];
+        damped(i, j) = a == b ? (f.dead[static_cast<std::size_t>(a)] ? 1.0 : hessian(a, a)) + lambda
+                              : hessian(a, b);
+      }
+    }
+    return factor(damped, f.hinv_upper) && pivots_are_regular(damped, f.hinv_upper);
+  });
+  return f;
+}
+
+GroupPlan plan_groups(const Factorization& f, const GptqOptions& options) {
   const std::int64_t n = f.columns;
   GroupPlan plan;
   plan.group_size = options.quant.group_size > 0 ? options.quant.group_size : n;
@@ -88,7 +100,7 @@ GroupPlan plan_groups(const HessianFactor& f, const GptqOptions& options) {
   return plan;
 }
 
-MatrixD permuted_weights(const MatrixF& weight, const HessianFactor& f) {
+MatrixD permuted_weights(const MatrixF& weight, const Factorization& f) {
   const std::int64_t rows = weight.rows(), n = weight.cols();
   require(n == f.columns, "solve: weight has ", n, " columns, the factorisation ", f.columns);
   MatrixD w(rows, n);
@@ -102,7 +114,7 @@ MatrixD permuted_weights(const MatrixF& weight, const HessianFactor& f) {
   return w;
 }
 
-void precompute_group_params(const MatrixF& weight, const HessianFactor& f, const GroupPlan& plan,
+void precompute_group_params(const MatrixF& weight, const Factorization& f, const GroupPlan& plan,
                              const QuantConfig& config, MatrixF& scales,
                              Matrix<std::int32_t>& zeros) {
   const std::int64_t rows = weight.rows(), n = weight.cols();

@@ -5,18 +5,40 @@
 #include "qshard/quant/solver.hpp"
 
 namespace qshard {
+namespace {
+
+class HostHessian final : public Hessian {
+ public:
+  explicit HostHessian(MatrixD h) : h_(std::move(h)) {
+    require(h_.rows() == h_.cols(), "Hessian must be square (got [", h_.rows(), ", ", h_.cols(),
+            "])");
+  }
+  std::int64_t features() const override { return h_.rows(); }
+  const MatrixD* host() const override { return &h_; }
+  MatrixD to_host() const override { return h_; }
+
+ private:
+  MatrixD h_;
+};
+
+}  // namespace
+
+std::shared_ptr<const Hessian> make_host_hessian(MatrixD hessian) {
+  return std::make_shared<HostHessian>(std::move(hessian));
+}
 
 void check_objective_shapes(const MatrixF& weight, const MatrixF& quantized,
-                            const MatrixD& hessian) {
+                            std::int64_t hessian_features) {
   require(weight.rows() == quantized.rows() && weight.cols() == quantized.cols(),
           "objective: weight and quantized weight differ in shape");
-  require(hessian.rows() == weight.cols() && hessian.cols() == weight.cols(),
-          "objective: Hessian of ", hessian.rows(), " features for ", weight.cols(), " columns");
+  require(hessian_features == weight.cols(), "objective: Hessian of ", hessian_features,
+          " features for ", weight.cols(), " columns");
 }
 
 double reconstruction_objective(const MatrixF& weight, const MatrixF& quantized,
                                 const MatrixD& hessian) {
-  check_objective_shapes(weight, quantized, hessian);
+  require(hessian.rows() == hessian.cols(), "objective: Hessian is not square");
+  check_objective_shapes(weight, quantized, hessian.rows());
   const std::int64_t rows = weight.rows(), n = weight.cols();
   if (rows == 0 || n == 0) return 0.0;
   MatrixD diff(rows, n);
@@ -33,8 +55,14 @@ double reconstruction_objective(const MatrixF& weight, const MatrixF& quantized,
 }
 
 double Solver::objective(const MatrixF& weight, const MatrixF& quantized,
+                         const Hessian& hessian) const {
+  if (const MatrixD* h = hessian.host()) return reconstruction_objective(weight, quantized, *h);
+  return reconstruction_objective(weight, quantized, hessian.to_host());
+}
+
+double Solver::objective(const MatrixF& weight, const MatrixF& quantized,
                          const MatrixD& hessian) const {
-  return reconstruction_objective(weight, quantized, hessian);
+  return objective(weight, quantized, *make_host_hessian(hessian));
 }
 
 }  // namespace qshard

@@ -25,8 +25,11 @@ class HessianBuilder {
   virtual void add(const MatrixF& x) = 0;
   // Sums the partials of all ranks (exact integer sums: any rank count gives the same H).
   virtual void all_reduce(Communicator& comm) = 0;
-  // H = 2 X^T X / n over all units of all ranks (after all_reduce).
-  virtual MatrixD hessian() const = 0;
+  // H = 2 X^T X / n over all units of all ranks (after all_reduce), left where it was built (the
+  // GPU's memory for CUDA): the handle the solver factorises and computes objectives from.
+  virtual std::shared_ptr<const Hessian> reduced() const = 0;
+  // A host copy of the same (for checks and tests).
+  MatrixD hessian() const { return reduced()->to_host(); }
   // Seconds spent adding units so far: host time on the CPU, device time (CUDA events) on a GPU,
   // where the products run asynchronously (synchronises).
   virtual double add_seconds() const = 0;
@@ -53,6 +56,44 @@ class UnitStore {
   virtual MatrixF unit(std::size_t index) const = 0;  // a host copy (fp32)
 };
 
+// One fixed tile of a module's rows and the rank that solves it. A module's tiles, in row order,
+// are its deal; every rank knows the whole deal.
+struct RowTile {
+  std::int64_t begin = 0, end = 0;
+  int owner = 0;
+};
+using TileDeal = std::vector<RowTile>;
+
+// What quantize_tiles needs besides the layer.
+struct TileJob {
+  Linear linear = Linear::Q;
+  const TileDeal* deal = nullptr;        // the module's tiles; this rank solves those it owns
+  int rank = 0;                          // this rank
+  const Factorization* factor = nullptr;  // GPTQ against it; null: round-to-nearest
+  const Hessian* hessian = nullptr;       // for the objectives (of this backend, or host)
+  const GptqOptions* options = nullptr;
+  int threads = 1;  // host worker threads (CPU backend)
+};
+
+// This rank's solved tiles of one module, where the backend computed them, with each tile's
+// objectives tr((W - Q) H (W - Q)^T) of the result and of round-to-nearest (host values).
+class SolvedTiles {
+ public:
+  virtual ~SolvedTiles() = default;
+  // The tiles' rows stacked in deal order.
+  virtual QuantizedWeight to_host() const = 0;
+  std::vector<double> objective_gptq, objective_rtn;  // per tile, deal order
+};
+
+// A whole quantized module (every rank's tiles), where the backend holds it.
+class QuantizedModule {
+ public:
+  virtual ~QuantizedModule() = default;
+  virtual QuantizedWeight to_host() const = 0;
+  // Summed over the tiles in deal order (the same on every rank and for every rank count).
+  double objective_gptq = 0.0, objective_rtn = 0.0;
+};
+
 // One decoder layer prepared where the backend computes (the GPU's memory for CUDA), forwarded
 // over many calibration units. It reads the LayerWeights it was loaded from, which must outlive it;
 // after the caller changes a module of those weights it calls refresh().
@@ -73,6 +114,13 @@ class ResidentLayer {
                             std::optional<LinearInput> stop_after = std::nullopt) = 0;
   // Every unit through the whole layer: the next layer's inputs, in a store of the same backend.
   virtual std::unique_ptr<UnitStore> forward_all(const UnitStore& units, std::int64_t seq_len) = 0;
+
+  // Quantizes this rank's tiles of module job.linear (the weights the layer was loaded from):
+  // GPTQ against job.factor, or round-to-nearest, and both objectives of every tile.
+  virtual std::unique_ptr<SolvedTiles> quantize_tiles(const TileJob& job) = 0;
+  // Replaces module `linear` of the layer by the dequantized `module` (a module of the same
+  // backend) in the layer's own copy; the weights it was loaded from are left unchanged.
+  virtual void install(Linear linear, const QuantizedModule& module) = 0;
 };
 
 class Backend {
@@ -81,8 +129,6 @@ class Backend {
   virtual std::string name() const = 0;
   virtual const Solver& solver() const = 0;
   virtual std::unique_ptr<HessianBuilder> make_hessian(std::int64_t features) const = 0;
-  // Prepares layer `weights` for forwarding (uploads them on a GPU); `config`, `weights` and
-  // `rope` must outlive the result.
   // Takes this rank's units (host fp32) into the backend's memory (activations of `config`'s
   // model).
   virtual std::unique_ptr<UnitStore> store_units(const ModelConfig& config,
@@ -90,6 +136,14 @@ class Backend {
   virtual std::unique_ptr<ResidentLayer> load_layer(const ModelConfig& config,
                                                     const LayerWeights& weights,
                                                     const RotaryTable& rope) const = 0;
+  // Collective: every rank passes its solved tiles of one module and the module's deal; returns
+  // the whole module on every rank (NCCL on device buffers for CUDA with an NCCL communicator,
+  // else through the host communicator: the same bits either way).
+  virtual std::unique_ptr<QuantizedModule> gather_tiles(std::unique_ptr<SolvedTiles> mine,
+                                                        const TileDeal& deal,
+                                                        Communicator& comm) const = 0;
+  // Prepares layer `weights` for forwarding and quantizing (uploads them on a GPU); `config`,
+  // `weights` and `rope` must outlive the result.
   // One forward of one batch (loads the layer each time: for tests and one-off use).
   MatrixF forward_layer(const ModelConfig& config, const LayerWeights& weights,
                         const RotaryTable& rope, const MatrixF& hidden, std::int64_t seq_len,

@@ -1,7 +1,10 @@
 #pragma once
 // One decoder layer of the distributed job: the rank forwards its calibration units, accumulates
-// partial Hessians per linear input, all-reduces them, solves its share of fixed row tiles, and
-// all-gathers the quantized tiles so that every rank holds the whole quantized layer.
+// partial Hessians per linear input, all-reduces them, factorises each once, solves its share of
+// fixed row tiles, and exchanges the quantized tiles so that every rank's resident layer holds the
+// whole quantized layer. Hessians, factorisations and tiles stay where the backend computes (the
+// GPU's memory for CUDA); only objectives, and the results rank 0 writes, reach the host.
+#include <memory>
 #include <vector>
 
 #include "qshard/backend/backend.hpp"
@@ -10,12 +13,21 @@
 
 namespace qshard {
 
+// Seconds of one layer by stage; they add up to the layer's wall time (the job fills `load` and
+// `write`, quantize_layer the others).
 struct LayerTimings {
-  double forward = 0.0;  // the decoder forward of this rank's units (Hessian additions excluded)
-  double hessian = 0.0;  // adding units' X^T X
-  double reduce = 0.0;   // all-reducing the Hessians
-  double solve = 0.0;    // factorisations and this rank's tiles
-  double gather = 0.0;   // all-gathering the quantized tiles
+  double load = 0.0;      // waiting for the layer's weights (read or generated ahead) and uploading
+  double forward = 0.0;   // the decoder forward of this rank's units (Hessian additions excluded)
+  double hessian = 0.0;   // adding units' X^T X
+  double reduce = 0.0;    // all-reducing the Hessians
+  double factor = 0.0;    // factorising each Hessian
+  double solve = 0.0;     // this rank's tiles: GPTQ, RTN and both objectives
+  double exchange = 0.0;  // all-gathering the tiles and installing the quantized modules
+  double write = 0.0;     // handing the layer to the writer (rank 0; the file is written behind)
+
+  double total() const {
+    return load + forward + hessian + reduce + factor + solve + exchange + write;
+  }
 };
 
 struct LayerContext {
@@ -24,14 +36,17 @@ struct LayerContext {
   const Backend& backend;
   Communicator& comm;
   const RotaryTable& rope;
+  bool host_results = true;  // download the quantized modules into the records (rank 0 writes)
 };
 
-// Quantizes the selected modules of `weights` (replacing them with their dequantized values) from
-// `hidden`, this rank's units of layer inputs (a store of context.backend). Returns the seven
-// modules' records in Linear order; with `next`, also forwards every unit through the quantized
-// layer into *next (the next layer's inputs).
-std::vector<ModuleRecord> quantize_layer(const LayerContext& context, LayerWeights& weights,
-                                         const UnitStore& hidden, LayerTimings& timings,
+// Quantizes the selected modules of `weights` from `hidden`, this rank's units of layer inputs
+// (a store of context.backend), on `layer` (loaded by context.backend from `weights`). Returns the
+// seven modules' records in Linear order (quantized weights only with context.host_results); with
+// `next`, also forwards every unit through the quantized layer into *next (the next layer's
+// inputs).
+std::vector<ModuleRecord> quantize_layer(const LayerContext& context, const LayerWeights& weights,
+                                         ResidentLayer& layer, const UnitStore& hidden,
+                                         LayerTimings& timings,
                                          std::unique_ptr<UnitStore>* next = nullptr);
 
 }  // namespace qshard

@@ -4,6 +4,7 @@
 // the groups (which group each solved column belongs to, g_idx, precomputed group parameters).
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <vector>
 
 #include "qshard/quant/solver.hpp"
@@ -20,9 +21,20 @@ using InverseUpperCholesky = std::function<bool(const MatrixD& a, MatrixD& u)>;
 // Every backend applies the same bound.
 inline constexpr double kMinRelativePivot = 1e-10;
 
-// Validates H, marks dead inputs, permutes (act_order), and raises damping x10 until `factor`
-// succeeds with every relative pivot >= kMinRelativePivot (at most options.max_damp_steps times);
-// throws a clear error otherwise.
+// One factorisation attempt of a backend at absolute damping `lambda`: factorise
+// A = P^T H P + lambda I (P the permutation in `factor.perm`, dead diagonals taken as 1) into U with
+// A^-1 = U^T U, keeping U where the backend computes. False when A is not positive definite or a
+// relative pivot is below kMinRelativePivot.
+using FactorAttempt = std::function<bool(double lambda)>;
+
+// The preparation every backend shares, from H's diagonal (checked finite by the caller): marks
+// dead inputs (H[c, c] == 0), sets the act_order permutation, and calls `attempt` with damping
+// damp_percent * mean diagonal, raised x10 until it succeeds (at most options.max_damp_steps
+// times); records the damping used in `factor`, or throws the one clear error.
+void prepare_and_factorize(std::span<const double> diagonal, const GptqOptions& options,
+                           Factorization& factor, const FactorAttempt& attempt);
+
+// The host version around `factor`: validates H (square, finite) and returns U in host memory.
 HessianFactor factorize_hessian(const MatrixD& hessian, const GptqOptions& options,
                                 const InverseUpperCholesky& factor);
 
@@ -33,14 +45,14 @@ struct GroupPlan {
   std::vector<std::int32_t> group_of_position;  // group of the k-th solved column
   std::vector<std::int32_t> g_idx;              // group of every original column
 };
-GroupPlan plan_groups(const HessianFactor& factor, const GptqOptions& options);
+GroupPlan plan_groups(const Factorization& factor, const GptqOptions& options);
 
 // W in solve order with dead columns zeroed, as double; throws on non-finite weights.
-MatrixD permuted_weights(const MatrixF& weight, const HessianFactor& factor);
+MatrixD permuted_weights(const MatrixF& weight, const Factorization& factor);
 
 // Scales and zeros of every group from the original (dead-zeroed) weights, [rows, groups]; used
 // when plan.precomputed.
-void precompute_group_params(const MatrixF& weight, const HessianFactor& factor,
+void precompute_group_params(const MatrixF& weight, const Factorization& factor,
                              const GroupPlan& plan, const QuantConfig& config, MatrixF& scales,
                              Matrix<std::int32_t>& zeros);
 

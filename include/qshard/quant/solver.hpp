@@ -5,6 +5,11 @@
 // Cholesky factor of H^-1) and then any number of row ranges of any weight matrices that share
 // that input are solved against it: this is how q/k/v share one factorisation and how ranks split
 // a layer's solve into fixed row tiles.
+//
+// Hessians and factorisations are handles: each backend keeps them where it computes (host memory
+// for the CPU, the GPU's memory for CUDA), the way ggml's backends own their buffers. What the
+// pipeline needs on the host (permutation, dead inputs, damping) is readable from every
+// factorisation; the matrices themselves cross no bus unless a caller asks for a host copy.
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -15,33 +20,65 @@
 
 namespace qshard {
 
-struct HessianFactor {
+// A reduced Hessian H = 2 X^T X / n where a backend holds it.
+class Hessian {
+ public:
+  virtual ~Hessian() = default;
+  virtual std::int64_t features() const = 0;
+  // The host matrix when the Hessian lives in host memory, else nullptr.
+  virtual const MatrixD* host() const { return nullptr; }
+  // A host copy (a download for a device Hessian: for checks and tests).
+  virtual MatrixD to_host() const = 0;
+};
+
+// A Hessian in host memory (the CPU backend's, and any host matrix handed to a solver).
+std::shared_ptr<const Hessian> make_host_hessian(MatrixD hessian);
+
+// A factorisation of one Hessian, shared and immutable. The host-readable part; each backend
+// derives its own with U where it computes.
+struct Factorization {
+  virtual ~Factorization() = default;
   std::int64_t columns = 0;
   std::vector<std::int32_t>
       perm;  // solve order: perm[k] is the k-th column solved (identity without act_order)
   std::vector<std::uint8_t> dead;  // dead[c] = 1 when H[c, c] == 0 (original column order)
-  MatrixD hinv_upper;              // upper Cholesky factor U of H^-1 (permuted), H^-1 = U^T U
   double damp_percent_used = 0.0;  // the damping that made H positive definite
   int damp_steps = 0;              // how often it was raised
+};
+
+// A factorisation with U in host memory (the CPU solver's; any solver accepts one).
+struct HessianFactor : Factorization {
+  MatrixD hinv_upper;  // upper Cholesky factor U of H^-1 (permuted), H^-1 = U^T U
 };
 
 class Solver {
  public:
   virtual ~Solver() = default;
-  // Throws qshard::Error for a non-square H, NaN/Inf in H, or when no damping up to the bound
-  // makes it positive definite.
-  virtual HessianFactor factorize(const MatrixD& hessian, const GptqOptions& options) const = 0;
-  // GPTQ of `weight` (rows x columns, fp32) against a factorisation of its input's Hessian.
-  // Each row's result depends on that row alone (and H), whatever rows are solved with it.
-  virtual QuantizedWeight solve(const MatrixF& weight, const HessianFactor& factor,
+  // Throws qshard::Error for NaN/Inf in H, or when no damping up to the bound makes it positive
+  // definite. A Hessian held by another backend is copied in.
+  virtual std::shared_ptr<const Factorization> factorize(const Hessian& hessian,
+                                                         const GptqOptions& options) const = 0;
+  // The same with U returned in host memory (double): for checks, tests and benchmarks.
+  virtual HessianFactor factorize_host(const MatrixD& hessian,
+                                       const GptqOptions& options) const = 0;
+  // GPTQ of `weight` (rows x columns, fp32) against a factorisation of its input's Hessian (this
+  // solver's, or a HessianFactor). Each row's result depends on that row alone (and H), whatever
+  // rows are solved with it.
+  virtual QuantizedWeight solve(const MatrixF& weight, const Factorization& factor,
                                 const GptqOptions& options) const = 0;
   // True when each row's result is bitwise the same whichever rows are solved with it, so that
   // callers may stack many row tiles into one call (the CUDA solver: fixed panels, a warp per row).
   virtual bool rows_independent() const { return false; }
   // tr((W - Q) H (W - Q)^T) in double (reconstruction_objective below); a GPU solver computes it
-  // on its device, keeping H there between calls with the same H.
+  // on its device, from a device Hessian without a transfer.
   virtual double objective(const MatrixF& weight, const MatrixF& quantized,
-                           const MatrixD& hessian) const;
+                           const Hessian& hessian) const;
+
+  // Host conveniences of the above.
+  HessianFactor factorize(const MatrixD& hessian, const GptqOptions& options) const {
+    return factorize_host(hessian, options);
+  }
+  double objective(const MatrixF& weight, const MatrixF& quantized, const MatrixD& hessian) const;
 };
 
 std::unique_ptr<Solver> make_cpu_solver();
@@ -54,6 +91,6 @@ double reconstruction_objective(const MatrixF& weight, const MatrixF& quantized,
                                 const MatrixD& hessian);
 // Throws qshard::Error unless W and Q have one shape and H is square over their columns.
 void check_objective_shapes(const MatrixF& weight, const MatrixF& quantized,
-                            const MatrixD& hessian);
+                            std::int64_t hessian_features);
 
 }  // namespace qshard

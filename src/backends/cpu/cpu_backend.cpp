@@ -1,8 +1,11 @@
 // The CPU backend: OpenBLAS/LAPACKE solver, exact fixed-point Hessians, the CPU decoder forward.
 #include <chrono>
+#include <optional>
 
 #include "qshard/backend/backend.hpp"
+#include "qshard/backend/host_tiles.hpp"
 #include "qshard/core/error.hpp"
+#include "qshard/core/parallel.hpp"
 #include "qshard/quant/hessian.hpp"
 
 namespace qshard {
@@ -21,7 +24,9 @@ class CpuHessianBuilder final : public HessianBuilder {
   void all_reduce(Communicator& comm) override {
     comm.all_reduce_sum(accumulator_.reduction_buffer());
   }
-  MatrixD hessian() const override { return accumulator_.hessian(); }
+  std::shared_ptr<const Hessian> reduced() const override {
+    return make_host_hessian(accumulator_.hessian());
+  }
 
  private:
   HessianAccumulator accumulator_;
@@ -45,16 +50,70 @@ const HostUnits& host_units(const UnitStore& units) {
   return *host;
 }
 
-// The CPU forward reads the caller's weights in place: nothing to prepare or refresh.
+MatrixF row_slice(const MatrixF& m, std::int64_t begin, std::int64_t end) {
+  MatrixF out(end - begin, m.cols());
+  std::copy(m.data() + begin * m.cols(), m.data() + end * m.cols(), out.data());
+  return out;
+}
+
+// The CPU forward reads the caller's weights in place (nothing to prepare or refresh) until a
+// module is installed: then the layer forwards its own copy.
 class CpuLayer final : public ResidentLayer {
  public:
-  CpuLayer(const ModelConfig& config, const LayerWeights& weights, const RotaryTable& rope)
-      : config_(config), weights_(weights), rope_(rope) {}
+  CpuLayer(const ModelConfig& config, const LayerWeights& weights, const Solver& solver,
+           const RotaryTable& rope)
+      : config_(config), source_(weights), weights_(&weights), solver_(solver), rope_(rope) {}
   void refresh(Linear) override {}
+
+  std::unique_ptr<SolvedTiles> quantize_tiles(const TileJob& job) override {
+    const GptqOptions& o = *job.options;
+    const MatrixF& weight = source_[job.linear];
+    const std::vector<std::size_t> tiles = tiles_of(*job.deal, job.rank);
+    struct Prepared {
+      QuantizedWeight result;
+      double objective_gptq = 0.0, objective_rtn = 0.0;
+    };
+    std::vector<Prepared> prepared(tiles.size());
+    // GPTQ, RTN and the dequantizations of each tile on o.threads threads; objectives through
+    // the solver.
+    parallel_for(tiles.size(), job.threads, [&](std::size_t k) {
+      const RowTile& t = (*job.deal)[tiles[k]];
+      const MatrixF tile = row_slice(weight, t.begin, t.end);
+      QuantizedWeight rtn = quantize_rtn(tile, o.quant);
+      Prepared& p = prepared[k];
+      p.objective_rtn = solver_.objective(tile, rtn.dequantize(), *job.hessian);
+      if (job.factor == nullptr) {
+        p.objective_gptq = p.objective_rtn;
+        p.result = std::move(rtn);
+      } else {
+        p.result = solver_.solve(tile, *job.factor, o);
+        p.objective_gptq = solver_.objective(tile, p.result.dequantize(), *job.hessian);
+      }
+    });
+    std::vector<QuantizedWeight> parts;
+    for (Prepared& p : prepared) parts.push_back(std::move(p.result));
+    auto solved = std::make_unique<HostSolvedTiles>(
+        parts.empty() ? QuantizedWeight{} : stack_rows(parts));
+    for (const Prepared& p : prepared) {
+      solved->objective_gptq.push_back(p.objective_gptq);
+      solved->objective_rtn.push_back(p.objective_rtn);
+    }
+    return solved;
+  }
+
+  void install(Linear linear, const QuantizedModule& module) override {
+    const auto* host = dynamic_cast<const HostQuantizedModule*>(&module);
+    require(host != nullptr, "CPU backend: quantized module held by another backend");
+    if (!own_) {
+      own_ = source_;
+      weights_ = &*own_;
+    }
+    (*own_)[linear] = host->weight().dequantize();
+  }
   MatrixF forward(const MatrixF& hidden, std::int64_t seq_len, const LayerTargets& targets,
                   std::optional<LinearInput> stop_after) override {
     return forward_layer(
-        config_, weights_, rope_, hidden, seq_len,
+        config_, *weights_, rope_, hidden, seq_len,
         [&](LinearInput input, const MatrixF& x) {
           if (HessianBuilder* h = targets.hessian(input)) h->add(x);
           if (targets.capture) targets.capture(input, x);
@@ -70,13 +129,16 @@ class CpuLayer final : public ResidentLayer {
     std::vector<MatrixF> next;
     next.reserve(in.size());
     for (std::size_t i = 0; i < in.size(); ++i)
-      next.push_back(forward_layer(config_, weights_, rope_, in.at(i), seq_len));
+      next.push_back(forward_layer(config_, *weights_, rope_, in.at(i), seq_len));
     return std::make_unique<HostUnits>(std::move(next));
   }
 
  private:
   const ModelConfig& config_;
-  const LayerWeights& weights_;
+  const LayerWeights& source_;
+  std::optional<LayerWeights> own_;  // after the first install()
+  const LayerWeights* weights_;      // what the forward reads: source_ or own_
+  const Solver& solver_;
   const RotaryTable& rope_;
 };
 
@@ -94,7 +156,17 @@ class CpuBackend final : public Backend {
   }
   std::unique_ptr<ResidentLayer> load_layer(const ModelConfig& config, const LayerWeights& weights,
                                             const RotaryTable& rope) const override {
-    return std::make_unique<CpuLayer>(config, weights, rope);
+    return std::make_unique<CpuLayer>(config, weights, *solver_, rope);
+  }
+  std::unique_ptr<QuantizedModule> gather_tiles(std::unique_ptr<SolvedTiles> mine,
+                                                const TileDeal& deal,
+                                                Communicator& comm) const override {
+    const auto* host = dynamic_cast<const HostSolvedTiles*>(mine.get());
+    require(host != nullptr, "CPU backend: solved tiles held by another backend");
+    auto module = std::make_unique<HostQuantizedModule>(
+        comm.size() == 1 ? host->rows() : all_gather_tiles(host->rows(), deal, comm));
+    sum_tile_objectives(*mine, deal, comm, *module);
+    return module;
   }
 
  private:

@@ -123,14 +123,29 @@ void solve_batch(Panel& p, std::vector<GroupParams>& current, std::int64_t i1, s
   }
 }
 
+// The CPU solver's factorisations are HessianFactors (U in host memory); it solves against no
+// other kind.
+const HessianFactor& host_factor(const Factorization& factor) {
+  const auto* f = dynamic_cast<const HessianFactor*>(&factor);
+  require(f != nullptr, "CPU solver: the factorisation is held by another backend");
+  return *f;
+}
+
 class CpuSolver final : public Solver {
  public:
-  HessianFactor factorize(const MatrixD& hessian, const GptqOptions& options) const override {
+  std::shared_ptr<const Factorization> factorize(const Hessian& hessian,
+                                                 const GptqOptions& options) const override {
+    if (const MatrixD* h = hessian.host())
+      return std::make_shared<HessianFactor>(factorize_host(*h, options));
+    return std::make_shared<HessianFactor>(factorize_host(hessian.to_host(), options));
+  }
+  HessianFactor factorize_host(const MatrixD& hessian, const GptqOptions& options) const override {
     return factorize_hessian(hessian, options, inverse_upper_cholesky);
   }
 
-  QuantizedWeight solve(const MatrixF& weight, const HessianFactor& f,
+  QuantizedWeight solve(const MatrixF& weight, const Factorization& factor,
                         const GptqOptions& options) const override {
+    const HessianFactor& f = host_factor(factor);
     options.validate();
     const std::int64_t rows = weight.rows(), n = weight.cols();
     require(n == f.columns && f.hinv_upper.rows() == n && f.hinv_upper.cols() == n,

@@ -5,6 +5,7 @@
 #include "qshard/backend/cuda/cuda_layer.hpp"
 #include "qshard/backend/cuda/cuda_solver.hpp"
 #include "qshard/backend/cuda/device.hpp"
+#include "cuda_tiles.hpp"
 
 namespace qshard {
 namespace {
@@ -29,8 +30,13 @@ class CudaBackend final : public Backend {
   }
   std::unique_ptr<ResidentLayer> load_layer(const ModelConfig& config, const LayerWeights& weights,
                                             const RotaryTable& rope) const override {
-    return std::make_unique<cuda::CudaLayer>(device_, config, weights, rope,
-                                             cuda::activation_dtype_for(config.torch_dtype));
+    return std::make_unique<cuda::CudaLayer>(
+        device_, config, weights, rope, cuda::activation_dtype_for(config.torch_dtype), &solver_);
+  }
+  std::unique_ptr<QuantizedModule> gather_tiles(std::unique_ptr<SolvedTiles> mine,
+                                                const TileDeal& deal,
+                                                Communicator& comm) const override {
+    return cuda::gather_device_tiles(device_, std::move(mine), deal, comm);
   }
 
  private:

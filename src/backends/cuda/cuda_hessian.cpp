@@ -1,5 +1,6 @@
 // The CUDA Hessian builder, host side (see backend/cuda/cuda_hessian.hpp).
 #include "qshard/backend/cuda/cuda_hessian.hpp"
+#include "qshard/backend/cuda/cuda_solver.hpp"
 
 #include <mutex>
 #include <utility>
@@ -242,13 +243,8 @@ DeviceBuffer<double> CudaHessianBuilder::hessian_device() const {
   return out;
 }
 
-MatrixD CudaHessianBuilder::hessian() const {
-  const DeviceBuffer<double> h = hessian_device();
-  const DeviceGuard guard(state_->device);
-  MatrixD out(state_->features, state_->features);
-  h.download(out.data(), out.size(), state_->stream.get());
-  state_->stream.synchronize();
-  return out;
+std::shared_ptr<const Hessian> CudaHessianBuilder::reduced() const {
+  return std::make_shared<DeviceHessian>(state_->device, state_->features, hessian_device());
 }
 
 }  // namespace qshard::cuda

@@ -5,8 +5,10 @@
 #include <cmath>
 #include <cstddef>
 
+#include "cuda_tiles.hpp"
 #include "forward_kernels.hpp"
 #include "qshard/backend/cuda/cuda_hessian.hpp"
+#include "qshard/backend/host_tiles.hpp"
 #include "qshard/backend/cuda/device.hpp"
 
 namespace qshard::cuda {
@@ -103,8 +105,9 @@ MatrixF DeviceUnits::unit(std::size_t index) const {
 
 struct CudaLayer::State {
   State(int device_, const ModelConfig& config_, const LayerWeights& weights_,
-        const RotaryTable& rope_, DType activation_)
+        const RotaryTable& rope_, DType activation_, const CudaSolver* solver_)
       : device(device_),
+        solver(solver_),
         config(config_),
         weights(weights_),
         rope(rope_),
@@ -113,21 +116,18 @@ struct CudaLayer::State {
         element(kernels::activation_size(activation_)),
         cublas(stream.get()) {}
 
-  // Uploads module `l` (and its bias) converted to the activation dtype.
+  // Uploads module `l` (and its bias) converted to the activation dtype; with a solver, keeps the
+  // fp32 upload as the module's master copy for quantize_tiles.
   void upload_linear(Linear l) {
     const MatrixF& w = weights[l];
     const auto i = static_cast<std::size_t>(l);
     linear[i] = DeviceBuffer<std::byte>(w.size() * element);
-    if (activation == DType::F32) {
-      QSHARD_CUDA_CHECK(cudaMemcpyAsync(linear[i].data(), w.data(), w.size() * sizeof(float),
-                                        cudaMemcpyHostToDevice, stream.get()));
-    } else {
-      DeviceBuffer<float> staging(w.size());
-      staging.upload(w.data(), w.size(), stream.get());
-      QSHARD_CUDA_CHECK(kernels::convert(staging.data(), DType::F32, linear[i].data(), activation,
-                                         w.size(), stream.get()));
-      stream.synchronize();  // before the staging buffer is freed
-    }
+    DeviceBuffer<float> staging(w.size());
+    staging.upload(w.data(), w.size(), stream.get());
+    QSHARD_CUDA_CHECK(kernels::convert(staging.data(), DType::F32, linear[i].data(), activation,
+                                       w.size(), stream.get()));
+    stream.synchronize();  // before the staging buffer is freed or handed over
+    if (solver != nullptr) master[i] = std::move(staging);
     const std::vector<float>& b = weights.bias[i];
     bias[i] = DeviceBuffer<float>(b.size());
     bias[i].upload(b.data(), b.size(), stream.get());
@@ -195,6 +195,7 @@ struct CudaLayer::State {
   }
 
   const int device;
+  const CudaSolver* solver;
   const ModelConfig& config;
   const LayerWeights& weights;
   const RotaryTable& rope;
@@ -204,6 +205,7 @@ struct CudaLayer::State {
   Stream stream;
   CublasHandle cublas;
   std::array<DeviceBuffer<std::byte>, 7> linear;
+  std::array<DeviceBuffer<float>, 7> master;  // fp32 weights of the modules not yet installed
   std::array<DeviceBuffer<float>, 7> bias;
   DeviceBuffer<float> input_norm, post_norm, cos, sin;
   Scratch xn, q, k, v, heads, h, tmp, gate, up, scores, probs;
@@ -211,13 +213,15 @@ struct CudaLayer::State {
 };
 
 CudaLayer::CudaLayer(int device, const ModelConfig& config, const LayerWeights& weights,
-                     const RotaryTable& rope, DType activation) {
+                     const RotaryTable& rope, DType activation, const CudaSolver* solver) {
+  require(solver == nullptr || solver->device() == device, "CudaLayer: solver of device ",
+          solver == nullptr ? -1 : solver->device(), " for a layer on device ", device);
   require(config.num_key_value_heads > 0 &&
               config.num_attention_heads % config.num_key_value_heads == 0,
           "CUDA forward: ", config.num_attention_heads, " heads are not groups of ",
           config.num_key_value_heads, " kv heads");
   const DeviceGuard guard(device);
-  state_ = std::make_unique<State>(device, config, weights, rope, activation);
+  state_ = std::make_unique<State>(device, config, weights, rope, activation, solver);
   State& s = *state_;
   for (const Linear l : kAllLinears) s.upload_linear(l);
   s.upload_vector(s.input_norm, weights.input_norm.data(), weights.input_norm.size());
@@ -256,6 +260,122 @@ void CudaLayer::set_quantized(Linear linear, const DeviceQuantized& q,
       q.codes.data(), q.scales.data(), q.zeros.data(), groups.data(), q.rows, q.columns, q.groups,
       s.linear[static_cast<std::size_t>(linear)].data(), s.activation, s.stream.get()));
   s.stream.synchronize();  // before `groups` is freed
+}
+
+std::unique_ptr<SolvedTiles> CudaLayer::quantize_tiles(const TileJob& job) {
+  State& s = *state_;
+  require(s.solver != nullptr, "CudaLayer: loaded without a solver, cannot quantize");
+  const CudaSolver& solver = *s.solver;
+  const GptqOptions& o = *job.options;
+  const auto i = static_cast<std::size_t>(job.linear);
+  require(!s.master[i].empty(), "CudaLayer: ", linear_name(job.linear),
+          " is already quantized in this layer");
+  const DeviceGuard guard(s.device);
+  const std::int64_t n = s.weights[job.linear].cols();
+  const TileDeal& deal = *job.deal;
+  const std::vector<std::size_t> tiles = tiles_of(deal, job.rank);
+  std::int64_t rows = 0;
+  for (const std::size_t t : tiles) rows += deal[t].end - deal[t].begin;
+
+  // This rank's rows, stacked in deal order (in place when they are one contiguous range).
+  const float* w = s.master[i].data();
+  DeviceBuffer<float> stacked;
+  const bool contiguous =
+      tiles.empty() || deal[tiles.back()].end - deal[tiles.front()].begin == rows;
+  if (!tiles.empty()) {
+    if (contiguous) {
+      w += deal[tiles.front()].begin * n;
+    } else {
+      stacked = DeviceBuffer<float>(static_cast<std::size_t>(rows * n));
+      std::int64_t row = 0;
+      for (const std::size_t t : tiles) {
+        const std::int64_t count = deal[t].end - deal[t].begin;
+        QSHARD_CUDA_CHECK(cudaMemcpyAsync(stacked.data() + row * n, w + deal[t].begin * n,
+                                          static_cast<std::size_t>(count * n) * sizeof(float),
+                                          cudaMemcpyDeviceToDevice, s.stream.get()));
+        row += count;
+      }
+      s.stream.synchronize();
+      w = stacked.data();
+    }
+  }
+
+  // The Hessian where it is, or uploaded when it lives elsewhere.
+  const auto* device_h = dynamic_cast<const DeviceHessian*>(job.hessian);
+  DeviceBuffer<double> uploaded_h;
+  const double* h = nullptr;
+  if (device_h != nullptr && device_h->device() == s.device) {
+    h = device_h->data();
+  } else {
+    const MatrixD host = job.hessian->to_host();
+    uploaded_h = DeviceBuffer<double>(host.size());
+    uploaded_h.upload(host.data(), host.size(), s.stream.get());
+    s.stream.synchronize();
+    h = uploaded_h.data();
+  }
+
+  DeviceRows rtn;
+  rtn.device = s.device;
+  rtn.bits = o.quant.bits;
+  rtn.group_size = o.quant.group_size;
+  rtn.q = solver.rtn_resident(w, rows, n, o.quant);
+  const std::int64_t size = o.quant.group_size > 0 ? o.quant.group_size : n;
+  rtn.g_idx.resize(static_cast<std::size_t>(n));
+  for (std::int64_t c = 0; c < n; ++c)
+    rtn.g_idx[static_cast<std::size_t>(c)] = static_cast<std::int32_t>(c / size);
+  rtn.g_idx_device = DeviceBuffer<std::int32_t>(rtn.g_idx.size());
+  rtn.g_idx_device.upload(rtn.g_idx.data(), rtn.g_idx.size(), s.stream.get());
+  s.stream.synchronize();
+  const std::vector<double> rtn_rows =
+      solver.row_objectives(w, rtn.q, rtn.g_idx_device.data(), h);
+
+  std::vector<double> result_rows = rtn_rows;
+  DeviceRows result;
+  if (job.factor != nullptr) {
+    const std::shared_ptr<const DeviceFactor> factor = solver.device_factor(*job.factor);
+    result.device = s.device;
+    result.bits = o.quant.bits;
+    result.group_size = o.quant.group_size;
+    result.q = solver.solve_resident(w, rows, *factor, o);
+    result.g_idx = solver.g_idx(*factor, o);
+    result.g_idx_device = DeviceBuffer<std::int32_t>(result.g_idx.size());
+    result.g_idx_device.upload(result.g_idx.data(), result.g_idx.size(), s.stream.get());
+    s.stream.synchronize();
+    result_rows = solver.row_objectives(w, result.q, result.g_idx_device.data(), h);
+  } else {
+    result = std::move(rtn);
+  }
+  auto solved = std::make_unique<CudaSolvedTiles>(std::move(result));
+  // Each tile's objectives: its rows' values summed in row order.
+  std::int64_t row = 0;
+  for (const std::size_t t : tiles) {
+    double gptq = 0.0, rtn_sum = 0.0;
+    for (std::int64_t r = 0; r < deal[t].end - deal[t].begin; ++r, ++row) {
+      gptq += result_rows[static_cast<std::size_t>(row)];
+      rtn_sum += rtn_rows[static_cast<std::size_t>(row)];
+    }
+    solved->objective_gptq.push_back(gptq);
+    solved->objective_rtn.push_back(rtn_sum);
+  }
+  return solved;
+}
+
+void CudaLayer::install(Linear linear, const QuantizedModule& module) {
+  State& s = *state_;
+  const auto* device_module = dynamic_cast<const CudaQuantizedModule*>(&module);
+  require(device_module != nullptr && device_module->rows().device == s.device,
+          "CudaLayer: quantized module held by another backend or device");
+  const DeviceRows& rows = device_module->rows();
+  const MatrixF& w = s.weights[linear];
+  require(rows.q.rows == w.rows() && rows.q.columns == w.cols(), "install: module [", rows.q.rows,
+          ", ", rows.q.columns, "] for ", linear_name(linear), " [", w.rows(), ", ", w.cols(), "]");
+  const DeviceGuard guard(s.device);
+  QSHARD_CUDA_CHECK(kernels::dequantize(
+      rows.q.codes.data(), rows.q.scales.data(), rows.q.zeros.data(), rows.g_idx_device.data(),
+      rows.q.rows, rows.q.columns, rows.q.groups,
+      s.linear[static_cast<std::size_t>(linear)].data(), s.activation, s.stream.get()));
+  s.stream.synchronize();
+  s.master[static_cast<std::size_t>(linear)] = DeviceBuffer<float>();
 }
 
 DType CudaLayer::activation() const { return state_->activation; }

@@ -215,7 +215,8 @@ __global__ void static_params_kernel(const float* weight, std::int64_t rows,
   const std::int64_t begin = g * group_size, end = min(n, begin + group_size);
   const auto get = [&](std::int64_t j) -> double {
     const std::int64_t c = begin + j;
-    return (r < rows && !dead[c]) ? static_cast<double>(weight[r * n + c]) : 0.0;
+    return (r < rows && (dead == nullptr || !dead[c])) ? static_cast<double>(weight[r * n + c])
+                                                       : 0.0;
   };
   const Params p = warp_find_params(get, end - begin, qa, flag, static_cast<unsigned long long>(r));
   if (threadIdx.x % kWarp == 0) {
@@ -429,6 +430,92 @@ __global__ void difference_kernel(const float* a, const float* b, std::size_t co
     d[i] = static_cast<double>(a[i]) - static_cast<double>(b[i]);
 }
 }  // namespace
+
+namespace {
+__global__ void rtn_codes_kernel(const float* weight, std::int64_t rows, std::int64_t rows_padded,
+                                 std::int64_t n, std::int64_t group_size, std::int64_t groups,
+                                 int maxq, const float* scales, const std::int32_t* zeros,
+                                 std::uint8_t* codes) {
+  const std::size_t total = static_cast<std::size_t>(rows_padded) * n;
+  for (std::size_t idx = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
+       idx < total; idx += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t r = static_cast<std::int64_t>(idx / n);
+    const std::int64_t c = static_cast<std::int64_t>(idx % n);
+    int code = 0;
+    if (r < rows) {
+      const std::int64_t g = r * groups + c / group_size;
+      code = quantize(static_cast<double>(weight[idx]), Params{scales[g], zeros[g]}, maxq);
+    }
+    codes[idx] = static_cast<std::uint8_t>(code);
+  }
+}
+
+__global__ void residual_kernel(const float* weight, const std::uint8_t* codes,
+                                const float* scales, const std::int32_t* zeros,
+                                const std::int32_t* g_idx, std::int64_t rows, std::int64_t chunk,
+                                std::int64_t n, std::int64_t groups, double* d) {
+  const std::size_t total = static_cast<std::size_t>(chunk) * n;
+  for (std::size_t idx = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
+       idx < total; idx += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t r = static_cast<std::int64_t>(idx / n);
+    const std::int64_t c = static_cast<std::int64_t>(idx % n);
+    double value = 0.0;
+    if (r < rows) {
+      const std::int64_t g = r * groups + g_idx[c];
+      const float w_hat = __double2float_rn(static_cast<double>(scales[g]) *
+                                            static_cast<double>(codes[idx] - zeros[g]));
+      value = static_cast<double>(weight[idx]) - static_cast<double>(w_hat);
+    }
+    d[idx] = value;
+  }
+}
+
+constexpr int kDotThreads = 256;
+
+__global__ void row_dot_kernel(const double* a, const double* b, std::int64_t n, double* out) {
+  __shared__ double partial[kDotThreads];
+  const std::int64_t r = blockIdx.x;
+  double sum = 0.0;
+  for (std::int64_t c = threadIdx.x; c < n; c += kDotThreads) sum += a[r * n + c] * b[r * n + c];
+  partial[threadIdx.x] = sum;
+  __syncthreads();
+  for (int stride = kDotThreads / 2; stride > 0; stride /= 2) {
+    if (static_cast<int>(threadIdx.x) < stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) out[r] = partial[0];
+}
+}  // namespace
+
+cudaError_t rtn_codes(const float* weight, std::int64_t rows, std::int64_t rows_padded,
+                      std::int64_t n, std::int64_t group_size, std::int64_t groups, int maxq,
+                      const float* scales, const std::int32_t* zeros, std::uint8_t* codes,
+                      cudaStream_t stream) {
+  const std::size_t total = static_cast<std::size_t>(rows_padded) * static_cast<std::size_t>(n);
+  if (total == 0) return cudaSuccess;
+  rtn_codes_kernel<<<grid_for(total, 256), 256, 0, stream>>>(weight, rows, rows_padded, n,
+                                                             group_size, groups, maxq, scales,
+                                                             zeros, codes);
+  return cudaGetLastError();
+}
+
+cudaError_t residual(const float* weight, const std::uint8_t* codes, const float* scales,
+                     const std::int32_t* zeros, const std::int32_t* g_idx, std::int64_t rows,
+                     std::int64_t chunk, std::int64_t n, std::int64_t groups, double* d,
+                     cudaStream_t stream) {
+  const std::size_t total = static_cast<std::size_t>(chunk) * static_cast<std::size_t>(n);
+  if (total == 0) return cudaSuccess;
+  residual_kernel<<<grid_for(total, 256), 256, 0, stream>>>(weight, codes, scales, zeros, g_idx,
+                                                            rows, chunk, n, groups, d);
+  return cudaGetLastError();
+}
+
+cudaError_t row_dot(const double* a, const double* b, std::int64_t rows, std::int64_t n,
+                    double* out, cudaStream_t stream) {
+  if (rows == 0) return cudaSuccess;
+  row_dot_kernel<<<static_cast<unsigned>(rows), kDotThreads, 0, stream>>>(a, b, n, out);
+  return cudaGetLastError();
+}
 
 cudaError_t difference(const float* a, const float* b, std::size_t count, double* d,
                        cudaStream_t stream) {

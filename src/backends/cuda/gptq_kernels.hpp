@@ -53,8 +53,8 @@ cudaError_t to_float(const double* in, std::size_t count, float* out, cudaStream
 cudaError_t prepare_weights(const float* weight, std::int64_t rows, std::int64_t rows_padded,
                             std::int64_t n, const std::int32_t* perm, const std::uint8_t* dead,
                             float* out, unsigned long long* flag, cudaStream_t stream);
-// Scales and zeros [rows_padded, groups] of the original (dead-zeroed) weights' groups of
-// `group_size` consecutive columns; reports the row of an fp16 overflow.
+// Scales and zeros [rows_padded, groups] of the original (dead-zeroed; `dead` may be null)
+// weights' groups of `group_size` consecutive columns; reports the row of an fp16 overflow.
 cudaError_t static_group_params(const float* weight, std::int64_t rows, std::int64_t rows_padded,
                                 std::int64_t n, const std::uint8_t* dead, std::int64_t group_size,
                                 std::int64_t groups, const QuantArgs& qa, float* scales,
@@ -84,6 +84,25 @@ struct BatchArgs {
   QuantArgs qa;
   unsigned long long* flag = nullptr;  // row of an fp16 scale overflow
 };
+// Round-to-nearest codes [rows_padded, n] of `weight` [rows, n] with the parameters of groups of
+// group_size consecutive columns (static_group_params with no dead inputs); padding rows get 0.
+cudaError_t rtn_codes(const float* weight, std::int64_t rows, std::int64_t rows_padded,
+                      std::int64_t n, std::int64_t group_size, std::int64_t groups, int maxq,
+                      const float* scales, const std::int32_t* zeros, std::uint8_t* codes,
+                      cudaStream_t stream);
+
+// d [chunk, n] = double(weight) - double(W_hat) for rows [0, rows), zero for rows [rows, chunk);
+// W_hat = float(double(scale) * (code - zero)) as QuantizedWeight::dequantize. codes [*, n],
+// scales and zeros [*, groups], g_idx [n].
+cudaError_t residual(const float* weight, const std::uint8_t* codes, const float* scales,
+                     const std::int32_t* zeros, const std::int32_t* g_idx, std::int64_t rows,
+                     std::int64_t chunk, std::int64_t n, std::int64_t groups, double* d,
+                     cudaStream_t stream);
+
+// out[r] = sum_c a[r, c] b[r, c] for r < rows (one block per row, a fixed reduction order).
+cudaError_t row_dot(const double* a, const double* b, std::int64_t rows, std::int64_t n,
+                    double* out, cudaStream_t stream);
+
 // One inner batch for all rows_padded rows (a multiple of kRowsPerBlock).
 cudaError_t gptq_batch(const BatchArgs& args, std::int64_t rows_padded, cudaStream_t stream);
 

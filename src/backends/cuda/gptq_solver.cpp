@@ -1,10 +1,9 @@
 // The CUDA GPTQ solver, host side: factorisation with cuSOLVER (fp64), the blocked solve with the
-// fused batch kernel and cuBLAS SGEMM trailing updates (fp32), the device factor cache. The
+// fused batch kernel and cuBLAS SGEMM trailing updates (fp32), RTN and objectives. The
 // semantics are the CPU solver's (backends/cpu/gptq_solver.cpp, quant/gptq_plan.cpp); see
 // backend/cuda/cuda_solver.hpp for the design.
 #include <algorithm>
 #include <cmath>
-#include <list>
 #include <mutex>
 #include <numeric>
 
@@ -24,66 +23,8 @@ kernels::QuantArgs quant_args(const QuantConfig& c) {
   return {c.maxq(), c.sym, c.mse, c.mse_grid, c.mse_maxshrink, c.mse_norm};
 }
 
-// The shared group plan (quant/gptq_plan.hpp) of a device factor (it needs only the permutation).
-GroupPlan plan_for(const DeviceFactor& f, const GptqOptions& options) {
-  HessianFactor h;
-  h.columns = f.columns;
-  h.perm = f.perm;
-  return plan_groups(h, options);
-}
-
-// FNV-1a over bytes, for the factor fingerprint.
-struct Hasher {
-  std::uint64_t h = 1469598103934665603ull;
-  void bytes(const void* p, std::size_t n) {
-    const auto* b = static_cast<const unsigned char*>(p);
-    for (std::size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
-  }
-  template <typename T>
-  void value(const T& v) {
-    bytes(&v, sizeof(v));
-  }
-};
-
-// perm, dead, damping and 1280 entries of U (256 on the diagonal, 1024 pseudo-random in the upper
-// triangle): a factor with other contents at a recycled address is told apart.
-std::uint64_t fingerprint(const HessianFactor& f) {
-  Hasher h;
-  h.value(f.columns);
-  h.bytes(f.perm.data(), f.perm.size() * sizeof(std::int32_t));
-  h.bytes(f.dead.data(), f.dead.size());
-  h.value(f.damp_percent_used);
-  h.value(f.damp_steps);
-  const std::int64_t n = f.hinv_upper.rows();
-  if (n > 0 && f.hinv_upper.cols() == n) {
-    for (std::int64_t s = 0; s < 256; ++s) h.value(f.hinv_upper(s * n / 256, s * n / 256));
-    std::uint64_t x = 0x9e3779b97f4a7c15ull;
-    for (int s = 0; s < 1024; ++s) {
-      x = x * 6364136223846793005ull + 1442695040888963407ull;
-      const auto i = static_cast<std::int64_t>((x >> 33) % static_cast<std::uint64_t>(n));
-      const auto j = i + static_cast<std::int64_t>((x >> 7) % static_cast<std::uint64_t>(n - i));
-      h.value(f.hinv_upper(i, j));
-    }
-  }
-  return h.h;
-}
-
-// The diagonal and 1024 pseudo-random entries of H.
-std::uint64_t fingerprint(const MatrixD& h) {
-  Hasher hash;
-  const std::int64_t n = h.rows();
-  hash.value(n);
-  if (n > 0 && h.cols() == n) {
-    for (std::int64_t i = 0; i < n; ++i) hash.value(h(i, i));
-    std::uint64_t x = 0x243f6a8885a308d3ull;
-    for (int s = 0; s < 1024; ++s) {
-      x = x * 6364136223846793005ull + 1442695040888963407ull;
-      hash.value(h(static_cast<std::int64_t>((x >> 33) % static_cast<std::uint64_t>(n)),
-                   static_cast<std::int64_t>((x >> 7) % static_cast<std::uint64_t>(n))));
-    }
-  }
-  return hash.h;
-}
+// Rows of one objective GEMM call: fixed, so each row's value never depends on the other rows.
+constexpr std::int64_t kObjectiveRows = 1024;
 
 }  // namespace
 
@@ -93,13 +34,6 @@ struct CudaSolver::State {
     QSHARD_CUDA_CHECK(kernels::configure_batch_kernel());
   }
 
-  struct CacheEntry {
-    const double* key = nullptr;
-    std::int64_t columns = 0;
-    std::uint64_t fingerprint = 0;
-    std::shared_ptr<const DeviceFactor> factor;
-  };
-
   const int device;
   const CudaSolverOptions options;
   std::mutex mutex;
@@ -108,49 +42,28 @@ struct CudaSolver::State {
   CusolverHandle cusolver;
   CusolverParams params;
   ErrorIndex input_error, scale_error;
-  std::list<CacheEntry> cache;  // most recently used first
-
-  struct HessianEntry {
-    const double* key = nullptr;
-    std::int64_t n = 0;
-    std::uint64_t fingerprint = 0;
-    std::shared_ptr<DeviceBuffer<double>> h;
-  };
-  std::list<HessianEntry> hessians;  // for objective(); most recently used first
   DeviceBuffer<float> objective_w, objective_q;
-  DeviceBuffer<double> objective_d, objective_dh;
-  DeviceBuffer<double> objective_out;
-
-  const DeviceBuffer<double>& device_hessian(const MatrixD& h) {
-    const std::uint64_t fp = fingerprint(h);
-    for (auto it = hessians.begin(); it != hessians.end(); ++it) {
-      if (it->key == h.data() && it->n == h.rows() && it->fingerprint == fp) {
-        hessians.splice(hessians.begin(), hessians, it);
-        return *hessians.front().h;
-      }
-    }
-    auto buffer = std::make_shared<DeviceBuffer<double>>(h.size());
-    buffer->upload(h.data(), h.size(), stream.get());
-    hessians.push_front({h.data(), h.rows(), fp, std::move(buffer)});
-    while (hessians.size() > 2) hessians.pop_back();
-    return *hessians.front().h;
-  }
-
-  void remember(const HessianFactor& f, std::shared_ptr<const DeviceFactor> factor) {
-    cache.push_front({f.hinv_upper.data(), f.columns, fingerprint(f), std::move(factor)});
-    while (cache.size() > std::max<std::size_t>(options.cached_factors, 1)) cache.pop_back();
-  }
-  std::shared_ptr<const DeviceFactor> lookup(const HessianFactor& f) {
-    const std::uint64_t fp = fingerprint(f);
-    for (auto it = cache.begin(); it != cache.end(); ++it) {
-      if (it->key == f.hinv_upper.data() && it->columns == f.columns && it->fingerprint == fp) {
-        cache.splice(cache.begin(), cache, it);
-        return cache.front().factor;
-      }
-    }
-    return nullptr;
-  }
+  DeviceBuffer<double> objective_d, objective_dh, objective_out;
 };
+
+DeviceHessian::DeviceHessian(int device, std::int64_t n, DeviceBuffer<double> values)
+    : device_(device), n_(n), values_(std::move(values)) {
+  require(values_.size() == static_cast<std::size_t>(n * n), "DeviceHessian: ", values_.size(),
+          " values for ", n, " x ", n);
+}
+
+DeviceHessian::~DeviceHessian() {
+  const DeviceGuard guard(device_);
+  values_ = DeviceBuffer<double>();
+}
+
+MatrixD DeviceHessian::to_host() const {
+  const DeviceGuard guard(device_);
+  MatrixD h(n_, n_);
+  QSHARD_CUDA_CHECK(cudaMemcpy(h.data(), values_.data(), h.size() * sizeof(double),
+                               cudaMemcpyDeviceToHost));
+  return h;
+}
 
 CudaSolver::CudaSolver(int device, CudaSolverOptions options) {
   require(options.panel_rows > 0 && options.panel_rows % kRowsPerBlock == 0,
@@ -170,11 +83,6 @@ CudaSolver::~CudaSolver() {
 
 int CudaSolver::device() const { return state_->device; }
 cudaStream_t CudaSolver::stream() const { return state_->stream.get(); }
-
-void CudaSolver::clear_cache() const {
-  const std::lock_guard lock(state_->mutex);
-  state_->cache.clear();
-}
 
 std::shared_ptr<const DeviceFactor> CudaSolver::factorize_device(const MatrixD& hessian,
                                                                  const GptqOptions& options,
@@ -236,32 +144,8 @@ std::shared_ptr<const DeviceFactor> CudaSolver::factorize_buffer(
       sizeof(double), static_cast<std::size_t>(n), cudaMemcpyDeviceToHost, stream));
   s.stream.synchronize();
 
-  // Dead inputs, the act_order permutation and the mean diagonal exactly as the CPU solver.
   auto f = std::make_shared<DeviceFactor>();
-  f->columns = n;
-  f->dead.assign(static_cast<std::size_t>(n), 0);
-  std::vector<double> diag(static_cast<std::size_t>(n));
-  for (std::int64_t i = 0; i < n; ++i) {
-    diag[static_cast<std::size_t>(i)] = diagonal[static_cast<std::size_t>(i)];
-    if (diagonal[static_cast<std::size_t>(i)] == 0.0) {
-      f->dead[static_cast<std::size_t>(i)] = 1;
-      diag[static_cast<std::size_t>(i)] = 1.0;
-    }
-  }
-  f->perm.resize(static_cast<std::size_t>(n));
-  std::iota(f->perm.begin(), f->perm.end(), 0);
-  if (options.act_order) {
-    std::stable_sort(f->perm.begin(), f->perm.end(), [&](std::int32_t a, std::int32_t b) {
-      return diag[static_cast<std::size_t>(a)] > diag[static_cast<std::size_t>(b)];
-    });
-  }
-  const double mean_diag = std::accumulate(diag.begin(), diag.end(), 0.0) / static_cast<double>(n);
-  f->perm_device = DeviceBuffer<std::int32_t>(static_cast<std::size_t>(n));
-  f->perm_device.upload(f->perm.data(), f->perm.size(), stream);
-  f->dead_device = DeviceBuffer<std::uint8_t>(static_cast<std::size_t>(n));
-  f->dead_device.upload(f->dead.data(), f->dead.size(), stream);
-
-  uploaded.record(stream);
+  f->device = s.device;
   DeviceBuffer<double> a(nn);
   std::size_t potrf_device = 0, potrf_host = 0, trtri_device = 0, trtri_host = 0;
   QSHARD_CUDA_CHECK(cusolverDnXpotrf_bufferSize(s.cusolver.get(), s.params.get(),
@@ -274,11 +158,18 @@ std::shared_ptr<const DeviceFactor> CudaSolver::factorize_buffer(
   std::vector<std::byte> work_host(std::max<std::size_t>({potrf_host, trtri_host, 1}));
   DeviceBuffer<int> info_device(1);
 
-  double damp = options.damp_percent;
-  for (int step = 0; step <= options.max_damp_steps; ++step) {
+  // One attempt at absolute damping lambda (the shared preparation in quant/gptq_plan.cpp decides
+  // the permutation, dead inputs and damping steps).
+  const auto attempt = [&](double lambda) {
+    if (f->perm_device.empty()) {
+      f->perm_device = DeviceBuffer<std::int32_t>(static_cast<std::size_t>(n));
+      f->perm_device.upload(f->perm.data(), f->perm.size(), stream);
+      f->dead_device = DeviceBuffer<std::uint8_t>(static_cast<std::size_t>(n));
+      f->dead_device.upload(f->dead.data(), f->dead.size(), stream);
+      uploaded.record(stream);
+    }
     QSHARD_CUDA_CHECK(kernels::gather_reversed(h.data(), n, f->perm_device.data(),
-                                               f->dead_device.data(), damp * mean_diag, a.data(),
-                                               stream));
+                                               f->dead_device.data(), lambda, a.data(), stream));
     QSHARD_CUDA_CHECK(cusolverDnXpotrf(s.cusolver.get(), s.params.get(), CUBLAS_FILL_MODE_LOWER, n,
                                        CUDA_R_64F, a.data(), n, CUDA_R_64F, work_device.data(),
                                        potrf_device, work_host.data(), potrf_host,
@@ -287,62 +178,66 @@ std::shared_ptr<const DeviceFactor> CudaSolver::factorize_buffer(
     info_device.download(&info, 1, stream);
     s.stream.synchronize();
     require(info >= 0, "cusolverDnXpotrf: invalid argument ", -info);
-    bool ok = info == 0;
-    if (ok) {
-      QSHARD_CUDA_CHECK(cusolverDnXtrtri(
-          s.cusolver.get(), CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, n, CUDA_R_64F, a.data(),
-          n, work_device.data(), trtri_device, work_host.data(), trtri_host, info_device.data()));
-      info_device.download(&info, 1, stream);
-      s.stream.synchronize();
-      require(info >= 0, "cusolverDnXtrtri: invalid argument ", -info);
-      ok = info == 0;
-    }
-    if (ok) {
-      s.input_error.reset(stream);
-      QSHARD_CUDA_CHECK(kernels::check_diagonal(a.data(), n, s.input_error.data(), stream));
-      ok = s.input_error.fetch(stream) == kNoError;
-    }
-    if (ok) {
-      f->hinv_upper = DeviceBuffer<float>(nn);
-      // The double U goes where H was (H is no longer needed).
-      QSHARD_CUDA_CHECK(kernels::scatter_reversed(
-          a.data(), n, host_factor != nullptr ? h.data() : nullptr, f->hinv_upper.data(), stream));
-      f->damp_percent_used = damp;
-      f->damp_steps = step;
-      factored.record(stream);
-      if (host_factor != nullptr) {
-        host_factor->columns = n;
-        host_factor->perm = f->perm;
-        host_factor->dead = f->dead;
-        host_factor->damp_percent_used = damp;
-        host_factor->damp_steps = step;
-        host_factor->hinv_upper = MatrixD(n, n);
-        h.download(host_factor->hinv_upper.data(), nn, stream);
-      }
-      downloaded.record(stream);
-      s.stream.synchronize();
-      if (timings != nullptr) {
-        timings->upload_ms = uploaded.elapsed_ms_since(start);
-        timings->factor_ms = factored.elapsed_ms_since(uploaded);
-        timings->download_ms = downloaded.elapsed_ms_since(factored);
-      }
-      return f;
-    }
-    if (step < options.max_damp_steps) damp = damp > 0.0 ? damp * 10.0 : 0.01;
+    if (info != 0) return false;
+    QSHARD_CUDA_CHECK(cusolverDnXtrtri(s.cusolver.get(), CUBLAS_FILL_MODE_LOWER,
+                                       CUBLAS_DIAG_NON_UNIT, n, CUDA_R_64F, a.data(), n,
+                                       work_device.data(), trtri_device, work_host.data(),
+                                       trtri_host, info_device.data()));
+    info_device.download(&info, 1, stream);
+    s.stream.synchronize();
+    require(info >= 0, "cusolverDnXtrtri: invalid argument ", -info);
+    if (info != 0) return false;
+    s.input_error.reset(stream);
+    QSHARD_CUDA_CHECK(kernels::check_diagonal(a.data(), n, s.input_error.data(), stream));
+    return s.input_error.fetch(stream) == kNoError;
+  };
+  prepare_and_factorize(diagonal, options, *f, attempt);
+
+  f->hinv_upper = DeviceBuffer<float>(nn);
+  // The double U goes where H was (H is no longer needed).
+  QSHARD_CUDA_CHECK(kernels::scatter_reversed(
+      a.data(), n, host_factor != nullptr ? h.data() : nullptr, f->hinv_upper.data(), stream));
+  factored.record(stream);
+  if (host_factor != nullptr) {
+    static_cast<Factorization&>(*host_factor) = static_cast<const Factorization&>(*f);
+    host_factor->hinv_upper = MatrixD(n, n);
+    h.download(host_factor->hinv_upper.data(), nn, stream);
   }
-  throw Error(str("Hessian of ", n, " features is not positive definite even with damp_percent ",
-                  damp, " after ", options.max_damp_steps,
-                  " increases (too few calibration tokens, or degenerate inputs)"));
+  downloaded.record(stream);
+  s.stream.synchronize();
+  if (timings != nullptr) {
+    timings->upload_ms = uploaded.elapsed_ms_since(start);
+    timings->factor_ms = factored.elapsed_ms_since(uploaded);
+    timings->download_ms = downloaded.elapsed_ms_since(factored);
+  }
+  return f;
 }
 
-HessianFactor CudaSolver::factorize(const MatrixD& hessian, const GptqOptions& options) const {
-  const DeviceGuard guard(state_->device);  // an evicted factor is freed on its device
+std::shared_ptr<const Factorization> CudaSolver::factorize(const Hessian& hessian,
+                                                           const GptqOptions& options) const {
+  const auto* device_hessian = dynamic_cast<const DeviceHessian*>(&hessian);
+  if (device_hessian != nullptr && device_hessian->device() == state_->device)
+    return factorize_device(device_hessian->data(), hessian.features(), options);
+  if (const MatrixD* h = hessian.host()) return factorize_device(*h, options);
+  return factorize_device(hessian.to_host(), options);
+}
+
+HessianFactor CudaSolver::factorize_host(const MatrixD& hessian, const GptqOptions& options) const {
+  const DeviceGuard guard(state_->device);
   HessianFactor f;
-  std::shared_ptr<const DeviceFactor> device_factor = factorize_device(hessian, options, &f);
-  const std::lock_guard lock(state_->mutex);
-  // Keyed by U's host buffer, which moves with the returned factor.
-  state_->remember(f, std::move(device_factor));
+  (void)factorize_device(hessian, options, &f);
   return f;
+}
+
+std::shared_ptr<const DeviceFactor> CudaSolver::device_factor(const Factorization& factor) const {
+  if (const auto* f = dynamic_cast<const DeviceFactor*>(&factor);
+      f != nullptr && f->device == state_->device) {
+    // Shares ownership only through the caller: wrap without taking it.
+    return std::shared_ptr<const DeviceFactor>(std::shared_ptr<const DeviceFactor>(), f);
+  }
+  const auto* host = dynamic_cast<const HessianFactor*>(&factor);
+  require(host != nullptr, "CUDA solver: the factorisation is on another device");
+  return upload_factor(*host);
 }
 
 std::shared_ptr<const DeviceFactor> CudaSolver::upload_factor(const HessianFactor& factor) const {
@@ -359,11 +254,8 @@ std::shared_ptr<const DeviceFactor> CudaSolver::upload_factor(const HessianFacto
   const cudaStream_t stream = s.stream.get();
   const std::size_t nn = static_cast<std::size_t>(n) * static_cast<std::size_t>(n);
   auto f = std::make_shared<DeviceFactor>();
-  f->columns = n;
-  f->perm = factor.perm;
-  f->dead = factor.dead;
-  f->damp_percent_used = factor.damp_percent_used;
-  f->damp_steps = factor.damp_steps;
+  static_cast<Factorization&>(*f) = static_cast<const Factorization&>(factor);
+  f->device = s.device;
   f->perm_device = DeviceBuffer<std::int32_t>(static_cast<std::size_t>(n));
   f->perm_device.upload(f->perm.data(), f->perm.size(), stream);
   f->dead_device = DeviceBuffer<std::uint8_t>(static_cast<std::size_t>(n));
@@ -393,7 +285,7 @@ DeviceQuantized CudaSolver::solve_resident(const float* weight, std::int64_t row
   out.rows = rows;
   out.rows_padded = (rows + panel - 1) / panel * panel;
   out.columns = n;
-  const GroupPlan plan = plan_for(factor, options);
+  const GroupPlan plan = plan_groups(factor, options);
   out.groups = plan.groups;
   const std::int64_t rows_padded = out.rows_padded, groups = out.groups;
   const std::int64_t gs = plan.group_size;
@@ -500,16 +392,95 @@ DeviceQuantized CudaSolver::solve_resident(const float* weight, std::int64_t row
   return out;
 }
 
+DeviceQuantized CudaSolver::rtn_resident(const float* weight, std::int64_t rows,
+                                         std::int64_t columns, const QuantConfig& config) const {
+  config.validate();
+  State& s = *state_;
+  const DeviceGuard guard(s.device);
+  const std::lock_guard lock(s.mutex);
+  const cudaStream_t stream = s.stream.get();
+  const std::int64_t panel = s.options.panel_rows, n = columns;
+  DeviceQuantized out;
+  out.rows = rows;
+  out.rows_padded = (rows + panel - 1) / panel * panel;
+  out.columns = n;
+  out.groups = group_count(n, config.group_size);
+  const std::int64_t gs = config.group_size > 0 ? config.group_size : n;
+  const auto padded = static_cast<std::size_t>(out.rows_padded);
+  out.codes = DeviceBuffer<std::uint8_t>(padded * static_cast<std::size_t>(n));
+  out.scales = DeviceBuffer<float>(padded * static_cast<std::size_t>(out.groups));
+  out.zeros = DeviceBuffer<std::int32_t>(padded * static_cast<std::size_t>(out.groups));
+  if (padded == 0) return out;
+  s.scale_error.reset(stream);
+  QSHARD_CUDA_CHECK(kernels::static_group_params(weight, rows, out.rows_padded, n, nullptr, gs,
+                                                 out.groups, quant_args(config), out.scales.data(),
+                                                 out.zeros.data(), s.scale_error.data(), stream));
+  QSHARD_CUDA_CHECK(kernels::rtn_codes(weight, rows, out.rows_padded, n, gs, out.groups,
+                                       config.maxq(), out.scales.data(), out.zeros.data(),
+                                       out.codes.data(), stream));
+  if (const std::uint64_t bad = s.scale_error.fetch(stream); bad != kNoError) {
+    throw Error(str("quantization scale of row ", bad,
+                    " overflows fp16 or its group is not finite (weights beyond +-65504 * maxq)"));
+  }
+  return out;
+}
+
+std::vector<double> CudaSolver::row_objectives(const float* weight, const DeviceQuantized& q,
+                                               const std::int32_t* g_idx,
+                                               const double* hessian) const {
+  State& s = *state_;
+  const DeviceGuard guard(s.device);
+  const std::lock_guard lock(s.mutex);
+  const cudaStream_t stream = s.stream.get();
+  const std::int64_t n = q.columns, panel = s.options.panel_rows;
+  std::vector<double> values(static_cast<std::size_t>(q.rows));
+  if (q.rows == 0 || n == 0) return values;
+  const auto chunk_elements = static_cast<std::size_t>(kObjectiveRows * n);
+  s.objective_d.reserve(chunk_elements);
+  s.objective_dh.reserve(chunk_elements);
+  s.objective_out.reserve(static_cast<std::size_t>(kObjectiveRows));
+  const double one = 1.0, zero = 0.0;
+  const auto ni = static_cast<int>(n);
+  for (std::int64_t r0 = 0; r0 < q.rows; r0 += kObjectiveRows) {
+    const std::int64_t rows = std::min(kObjectiveRows, q.rows - r0);
+    QSHARD_CUDA_CHECK(kernels::residual(weight + r0 * n, q.codes.data() + r0 * n,
+                                        q.scales.data() + r0 * q.groups,
+                                        q.zeros.data() + r0 * q.groups, g_idx, rows,
+                                        kObjectiveRows, n, q.groups, s.objective_d.data(), stream));
+    // Per panel of rows, column-major: (D H)^T = H D^T (H symmetric); always the same shapes.
+    QSHARD_CUDA_CHECK(cublasDgemmStridedBatched(
+        s.cublas.get(), CUBLAS_OP_N, CUBLAS_OP_N, ni, static_cast<int>(panel), ni, &one, hessian,
+        ni, 0, s.objective_d.data(), ni, panel * n, &zero, s.objective_dh.data(), ni, panel * n,
+        static_cast<int>(kObjectiveRows / panel)));
+    QSHARD_CUDA_CHECK(kernels::row_dot(s.objective_d.data(), s.objective_dh.data(), rows, n,
+                                       s.objective_out.data(), stream));
+    s.objective_out.download(values.data() + r0, static_cast<std::size_t>(rows), stream);
+  }
+  s.stream.synchronize();
+  return values;
+}
+
 double CudaSolver::objective(const MatrixF& weight, const MatrixF& quantized,
-                             const MatrixD& hessian) const {
-  check_objective_shapes(weight, quantized, hessian);
+                             const Hessian& hessian) const {
+  check_objective_shapes(weight, quantized, hessian.features());
   const std::int64_t rows = weight.rows(), n = weight.cols();
   if (rows == 0 || n == 0) return 0.0;
   State& s = *state_;
   const DeviceGuard guard(s.device);
   const std::lock_guard lock(s.mutex);
+  DeviceBuffer<double> uploaded;
+  const double* h = nullptr;
+  if (const auto* d = dynamic_cast<const DeviceHessian*>(&hessian);
+      d != nullptr && d->device() == s.device) {
+    h = d->data();
+  } else {
+    const MatrixD host = hessian.host() != nullptr ? MatrixD() : hessian.to_host();
+    const MatrixD& values = hessian.host() != nullptr ? *hessian.host() : host;
+    uploaded = DeviceBuffer<double>(values.size());
+    uploaded.upload(values.data(), values.size(), s.stream.get());
+    h = uploaded.data();
+  }
   const cudaStream_t stream = s.stream.get();
-  const DeviceBuffer<double>& h = s.device_hessian(hessian);
   s.objective_w.reserve(weight.size());
   s.objective_q.reserve(weight.size());
   s.objective_d.reserve(weight.size());
@@ -523,8 +494,8 @@ double CudaSolver::objective(const MatrixF& weight, const MatrixF& quantized,
   const double one = 1.0, zero = 0.0;
   const auto ni = static_cast<int>(n);
   QSHARD_CUDA_CHECK(cublasDgemm(s.cublas.get(), CUBLAS_OP_N, CUBLAS_OP_N, ni,
-                                static_cast<int>(rows), ni, &one, h.data(), ni,
-                                s.objective_d.data(), ni, &zero, s.objective_dh.data(), ni));
+                                static_cast<int>(rows), ni, &one, h, ni, s.objective_d.data(), ni,
+                                &zero, s.objective_dh.data(), ni));
   double total = 0.0;
   QSHARD_CUDA_CHECK(cublasDdot(s.cublas.get(), static_cast<int>(weight.size()),
                                s.objective_d.data(), 1, s.objective_dh.data(), 1, &total));
@@ -532,9 +503,9 @@ double CudaSolver::objective(const MatrixF& weight, const MatrixF& quantized,
   return total;
 }
 
-std::vector<std::int32_t> CudaSolver::g_idx(const DeviceFactor& factor,
+std::vector<std::int32_t> CudaSolver::g_idx(const Factorization& factor,
                                             const GptqOptions& options) const {
-  return plan_for(factor, options).g_idx;
+  return plan_groups(factor, options).g_idx;
 }
 
 QuantizedWeight CudaSolver::download(const DeviceQuantized& result, const DeviceFactor& factor,
@@ -551,7 +522,7 @@ QuantizedWeight CudaSolver::download(const DeviceQuantized& result, const Device
   q.codes = Matrix<std::uint8_t>(rows, n);
   q.scales = MatrixF(rows, groups);
   q.zeros = Matrix<std::int32_t>(rows, groups);
-  q.g_idx = plan_for(factor, options).g_idx;
+  q.g_idx = plan_groups(factor, options).g_idx;
   result.codes.download(q.codes.data(), q.codes.size(), stream);
   result.scales.download(q.scales.data(), q.scales.size(), stream);
   result.zeros.download(q.zeros.data(), q.zeros.size(), stream);
@@ -559,22 +530,13 @@ QuantizedWeight CudaSolver::download(const DeviceQuantized& result, const Device
   return q;
 }
 
-QuantizedWeight CudaSolver::solve(const MatrixF& weight, const HessianFactor& factor,
+QuantizedWeight CudaSolver::solve(const MatrixF& weight, const Factorization& factor,
                                   const GptqOptions& options) const {
   options.validate();
   require(weight.cols() == factor.columns, "solve: weight has ", weight.cols(),
           " columns, the factorisation ", factor.columns);
   const DeviceGuard guard(state_->device);  // buffers below are freed on their device
-  std::shared_ptr<const DeviceFactor> f;
-  {
-    const std::lock_guard lock(state_->mutex);
-    f = state_->lookup(factor);
-  }
-  if (!f) {
-    f = upload_factor(factor);
-    const std::lock_guard lock(state_->mutex);
-    state_->remember(factor, f);
-  }
+  const std::shared_ptr<const DeviceFactor> f = device_factor(factor);
   DeviceBuffer<float> w(weight.size());
   {
     const std::lock_guard lock(state_->mutex);

@@ -35,7 +35,8 @@ class CudaHessianBuilder final : public HessianBuilder {
   std::int64_t features() const override;
   void add(const MatrixF& x) override;
   void all_reduce(Communicator& comm) override;
-  MatrixD hessian() const override;
+  // A DeviceHessian (backend/cuda/cuda_solver.hpp): H stays on this device.
+  std::shared_ptr<const Hessian> reduced() const override;
   double add_seconds() const override;
 
   // X = [tokens, features] fp32 row-major already on this device; enqueued on stream() (the

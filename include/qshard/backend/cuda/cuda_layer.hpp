@@ -52,9 +52,11 @@ class DeviceUnits final : public UnitStore {
 class CudaLayer final : public ResidentLayer {
  public:
   // Uploads `weights` (converted to `activation`: F32, BF16 or F16) to `device`. `config`,
-  // `weights` and `rope` must outlive the layer.
+  // `weights`, `rope` and `solver` must outlive the layer. With a solver (of the same device) the
+  // layer also keeps each module's fp32 weights on the device until it is installed quantized,
+  // and quantize_tiles solves there.
   CudaLayer(int device, const ModelConfig& config, const LayerWeights& weights,
-            const RotaryTable& rope, DType activation);
+            const RotaryTable& rope, DType activation, const CudaSolver* solver = nullptr);
   ~CudaLayer() override;
   CudaLayer(const CudaLayer&) = delete;
   CudaLayer& operator=(const CudaLayer&) = delete;
@@ -72,6 +74,11 @@ class CudaLayer final : public ResidentLayer {
                     const LayerTargets& targets,
                     std::optional<LinearInput> stop_after = std::nullopt) override;
   std::unique_ptr<UnitStore> forward_all(const UnitStore& units, std::int64_t seq_len) override;
+  // GPTQ (or RTN), RTN and both objectives of this rank's tiles on the device (the module's fp32
+  // weights and the Hessian are already there).
+  std::unique_ptr<SolvedTiles> quantize_tiles(const TileJob& job) override;
+  // Dequantizes a CudaQuantizedModule into the layer on the device; frees the module's fp32 copy.
+  void install(Linear linear, const QuantizedModule& module) override;
 
   // Device in, device out, in the activation dtype: hidden and out are [tokens, hidden_size] on
   // this device (out must not alias hidden), enqueued on stream(). Builders in `targets` must be

@@ -23,16 +23,30 @@
 
 namespace qshard::cuda {
 
-// A factorisation resident on the device.
-struct DeviceFactor {
-  std::int64_t columns = 0;
-  std::vector<std::int32_t> perm;
-  std::vector<std::uint8_t> dead;
+// A reduced Hessian in the memory of one GPU (row-major n x n doubles).
+class DeviceHessian final : public Hessian {
+ public:
+  DeviceHessian(int device, std::int64_t n, DeviceBuffer<double> values);
+  ~DeviceHessian() override;
+  DeviceHessian(const DeviceHessian&) = delete;
+  DeviceHessian& operator=(const DeviceHessian&) = delete;
+  std::int64_t features() const override { return n_; }
+  MatrixD to_host() const override;
+  const double* data() const { return values_.data(); }
+  int device() const { return device_; }
+
+ private:
+  int device_;
+  std::int64_t n_;
+  DeviceBuffer<double> values_;
+};
+
+// A factorisation resident on the device (perm, dead and damping also on the host).
+struct DeviceFactor final : Factorization {
+  int device = 0;
   DeviceBuffer<float> hinv_upper;  // U, row-major n x n fp32, zero below the diagonal
   DeviceBuffer<std::int32_t> perm_device;
   DeviceBuffer<std::uint8_t> dead_device;
-  double damp_percent_used = 0.0;
-  int damp_steps = 0;
 };
 
 // The quantized result on the device (rows_padded >= rows; the padding rows are scratch).
@@ -54,8 +68,6 @@ struct CudaSolverOptions {
   // Rows per GEMM panel: the trailing update runs on fixed [panel_rows, *] shapes (rows padded),
   // which keeps a row's result independent of the others. A multiple of 16.
   std::int64_t panel_rows = 128;
-  // Device factorisations kept for solve() (keyed by the host factor they were returned in).
-  std::size_t cached_factors = 4;
 };
 
 class CudaSolver final : public Solver {
@@ -65,19 +77,21 @@ class CudaSolver final : public Solver {
   CudaSolver(const CudaSolver&) = delete;
   CudaSolver& operator=(const CudaSolver&) = delete;
 
-  // The interface: factorize() also keeps the device copy (see solve()).
-  HessianFactor factorize(const MatrixD& hessian, const GptqOptions& options) const override;
-  // Uses the cached device factor when `factor` is one this solver returned (same buffer, same
-  // fingerprint of perm, dead, damping and sampled entries of U), else uploads it (fp32).
-  QuantizedWeight solve(const MatrixF& weight, const HessianFactor& factor,
+  using Solver::factorize;
+  using Solver::objective;
+  // A DeviceFactor; a DeviceHessian of this device is used where it is, others are uploaded.
+  std::shared_ptr<const Factorization> factorize(const Hessian& hessian,
+                                                 const GptqOptions& options) const override;
+  HessianFactor factorize_host(const MatrixD& hessian, const GptqOptions& options) const override;
+  // Against a DeviceFactor of this device, or a host factorisation (uploaded for the call).
+  QuantizedWeight solve(const MatrixF& weight, const Factorization& factor,
                         const GptqOptions& options) const override;
-  // On the device (fp64 GEMM); H stays cached there (keyed by its host buffer and a fingerprint
-  // of its contents) for the next tiles of the same module.
+  // On the device (fp64 GEMM), from a DeviceHessian without a transfer.
   double objective(const MatrixF& weight, const MatrixF& quantized,
-                   const MatrixD& hessian) const override;
+                   const Hessian& hessian) const override;
   bool rows_independent() const override { return true; }
 
-  // Device-side steps (for benchmarks and the backend). `host_factor`, when given, receives the
+  // Device-side steps (for the backend and benchmarks). `host_factor`, when given, receives the
   // host copy of U (double).
   std::shared_ptr<const DeviceFactor> factorize_device(const MatrixD& hessian,
                                                        const GptqOptions& options,
@@ -87,20 +101,29 @@ class CudaSolver final : public Solver {
   std::shared_ptr<const DeviceFactor> factorize_device(const double* hessian, std::int64_t n,
                                                        const GptqOptions& options,
                                                        FactorizeTimings* timings = nullptr) const;
+  // `factor` as a DeviceFactor of this device: itself, or a host factorisation uploaded.
+  std::shared_ptr<const DeviceFactor> device_factor(const Factorization& factor) const;
   std::shared_ptr<const DeviceFactor> upload_factor(const HessianFactor& factor) const;
   // GPTQ of `rows` x factor.columns fp32 weights already on this device (row-major, original
   // column order). Synchronises before returning.
   DeviceQuantized solve_resident(const float* weight, std::int64_t rows, const DeviceFactor& factor,
                                  const GptqOptions& options) const;
+  // Round-to-nearest of the same (groups of consecutive columns; quantize_rtn's bits).
+  DeviceQuantized rtn_resident(const float* weight, std::int64_t rows, std::int64_t columns,
+                               const QuantConfig& config) const;
+  // tr of each row: d_r H d_r^T with d = W - dequantized(q), g_idx on the device, H an n x n
+  // Hessian on this device. Fixed GEMM shapes: each row's value is bitwise independent of the
+  // other rows. Synchronises.
+  std::vector<double> row_objectives(const float* weight, const DeviceQuantized& q,
+                                     const std::int32_t* g_idx, const double* hessian) const;
   QuantizedWeight download(const DeviceQuantized& result, const DeviceFactor& factor,
                            const GptqOptions& options) const;
 
   // The g_idx of results solved with `factor` (input column -> group).
-  std::vector<std::int32_t> g_idx(const DeviceFactor& factor, const GptqOptions& options) const;
+  std::vector<std::int32_t> g_idx(const Factorization& factor, const GptqOptions& options) const;
 
   int device() const;
   cudaStream_t stream() const;
-  void clear_cache() const;
 
  private:
   // Factorises h (on the device; overwritten), the solver's mutex held.
