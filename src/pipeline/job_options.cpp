@@ -83,7 +83,10 @@ po::options_description describe_options(JobOptions& o, Raw& raw) {
       "solve (q,k,v) -> o -> (gate,up) -> down, each on inputs through the quantized modules");
   add("modules", po::value(&raw.modules)->default_value(raw.modules),
       "modules to quantize: all, or a comma list of q,k,v,o,gate,up,down");
-  add("out", po::value(&o.out)->default_value(o.out), "HDF5 checkpoint to write");
+  add("out", po::value(&o.out)->default_value(o.out),
+      "HDF5 checkpoint to write (written as OUT.tmp and renamed when complete)");
+  add("force", po::value(&o.force)->default_value(false)->implicit_value(true),
+      "replace an existing OUT (when the new checkpoint is complete); never an input of the job");
   add("resume", po::value(&o.resume)->default_value(false)->implicit_value(true),
       "continue an interrupted job from OUT.parts/");
   add("backend", po::value(&o.backend)->default_value(o.backend), "cpu, cuda or auto");

@@ -1,5 +1,6 @@
 #include "qshard/pipeline/quantize_job.hpp"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -34,6 +35,39 @@ fs::path layer_file(const JobOptions& o, std::int64_t layer) {
 }
 fs::path state_file(const JobOptions& o) { return parts_dir(o) / "job.json"; }
 
+// The files a job reads: the calibration file and every file of the model directory.
+std::vector<fs::path> job_inputs(const JobOptions& o) {
+  std::vector<fs::path> inputs;
+  if (!o.calib.empty()) {
+    fs::path calib = o.calib;
+    const auto colon = o.calib.rfind(':');  // FILE.h5:DATASET
+    if (!fs::exists(calib) && colon != std::string::npos) calib = o.calib.substr(0, colon);
+    inputs.push_back(calib);
+  }
+  std::error_code ec;
+  if (fs::is_directory(o.model, ec)) {
+    for (const fs::directory_entry& entry : fs::directory_iterator(o.model, ec))
+      inputs.push_back(entry.path());
+  } else if (fs::exists(o.model, ec)) {
+    inputs.push_back(o.model);  // a checkpoint or a config.json
+  }
+  return inputs;
+}
+
+// --out must not replace an existing file without --force, nor ever one of the job's inputs.
+void check_output_is_safe(const JobOptions& o) {
+  const fs::path out = fs::weakly_canonical(fs::absolute(o.out));
+  for (const fs::path& input : job_inputs(o)) {
+    std::error_code ec;
+    require(!fs::equivalent(out, input, ec), "--out ", o.out, " is an input of this job (",
+            input.string(), "): choose another output path");
+  }
+  require(!fs::exists(out) || o.force, "--out ", o.out,
+          " exists: give --force to replace it (the old file stays until the new checkpoint is "
+          "complete)");
+  require(!fs::is_directory(out), "--out ", o.out, " is a directory");
+}
+
 // Rank 0 prepares OUT.parts/ (fresh, or checked for --resume) and returns how many layers are
 // done; the outcome (or the error) reaches every rank, so no rank is left waiting.
 std::int64_t prepare_parts(const JobOptions& o, Communicator& comm, std::int64_t layers) {
@@ -44,6 +78,7 @@ std::int64_t prepare_parts(const JobOptions& o, Communicator& comm, std::int64_t
       const fs::path dir = parts_dir(o);
       const fs::path parent = fs::absolute(fs::path(o.out)).parent_path();
       require(fs::is_directory(parent), "output directory ", parent, " does not exist");
+      check_output_is_safe(o);
       if (o.resume && fs::exists(state_file(o))) {
         require(read_text_file(state_file(o)) == o.result_key(), "--resume: ", state_file(o),
                 " was written by a job with other settings; remove ", dir, " to start afresh");
@@ -88,6 +123,13 @@ std::string hex64(std::uint64_t v) {
   std::ostringstream out;
   out << std::hex << std::setw(16) << std::setfill('0') << v;
   return out.str();
+}
+
+// This process's peak resident set (getrusage: KiB on Linux).
+double peak_rss_gib() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / (1024.0 * 1024.0);
 }
 
 std::string utc_now() {
@@ -347,7 +389,8 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& comm, const Backen
   if (comm.is_root() && !o.quiet) {
     log << "wrote " << o.out << " in " << format_duration(result.seconds) << "; objective gptq/rtn "
         << std::setprecision(4)
-        << (result.objective_rtn > 0 ? result.objective_gptq / result.objective_rtn : 1.0) << '\n';
+        << (result.objective_rtn > 0 ? result.objective_gptq / result.objective_rtn : 1.0)
+        << "; peak host memory " << std::setprecision(3) << peak_rss_gib() << " GiB (rank 0)\n";
   }
   return result;
 }

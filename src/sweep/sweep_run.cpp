@@ -84,6 +84,8 @@ std::vector<std::string> quantize_command(const SweepSpec& spec, const SweepPoin
   for (const auto& [key, value] : point.settings) command.push_back("--" + key + "=" + value);
   const fs::path checkpoint = point_checkpoint(resolved_out_dir(spec, options), point.index);
   command.push_back("--out=" + checkpoint.string());
+  // The point's checkpoint is the sweep's own file: a re-run task recomputes it.
+  command.push_back("--force");
   // A requeued task continues the interrupted quantization.
   if (fs::exists(checkpoint.string() + ".parts")) command.push_back("--resume");
   command.insert(command.end(), options.extra_args.begin(), options.extra_args.end());

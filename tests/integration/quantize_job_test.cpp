@@ -51,6 +51,51 @@ TEST(QuantizeJob, ResumedJobEqualsUninterruptedJob) {
   EXPECT_EQ(compare_quantized_tensors(dir / "full.h5", dir / "cut.h5"), "");
 }
 
+TEST(QuantizeJob, OutputIsNeverReplacedWithoutForceNorEverAnInput) {
+  TempDir dir("qshard-out");
+  const std::string out = dir / "q.h5";
+  ASSERT_EQ(run(quantize_command(1, kTiny + "--out " + out)).exit_code, 0);
+  const auto size = fs::file_size(out);
+  const auto written = fs::last_write_time(out);
+  // An existing output is refused without --force, and left as it was.
+  const RunResult refused = run(quantize_command(2, kTiny + "--bits 3 --out " + out));
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.output.find("exists: give --force"), std::string::npos) << refused.output;
+  EXPECT_EQ(fs::file_size(out), size);
+  EXPECT_EQ(fs::last_write_time(out), written);
+  EXPECT_FALSE(fs::exists(out + ".parts"));
+  // --force replaces it (a 3-bit checkpoint is smaller than the 4-bit one).
+  const RunResult forced = run(quantize_command(2, kTiny + "--bits 3 --force --out " + out));
+  ASSERT_EQ(forced.exit_code, 0) << forced.output;
+  EXPECT_NE(fs::file_size(out), size);
+  // An input of the job is refused even with --force: the calibration file, a model's file.
+  {
+    std::ofstream ids(dir / "ids.i32", std::ios::binary);
+    for (std::int32_t i = 0; i < 8 * 32; ++i) {
+      const std::int32_t id = i % 100;
+      ids.write(reinterpret_cast<const char*>(&id), sizeof id);
+    }
+  }
+  const std::string calib = dir / "ids.i32";
+  const RunResult onto_calib =
+      run(quantize_command(1, kTiny + "--calib " + calib + " --force --out " + calib));
+  EXPECT_NE(onto_calib.exit_code, 0);
+  EXPECT_NE(onto_calib.output.find("is an input of this job"), std::string::npos)
+      << onto_calib.output;
+  EXPECT_EQ(fs::file_size(calib), 8u * 32u * 4u);
+  if (const auto model = shared_dir() / "models" / "stories260k"; fs::exists(model)) {
+    const auto weights = model / "model.safetensors";
+    const auto before = fs::file_size(weights);
+    const RunResult onto_model = run(quantize_command(
+        1, "--model " + model.string() + " --samples 4 --seq_len 32 --backend cpu --quiet --force " +
+               "--out " + weights.string()));
+    EXPECT_NE(onto_model.exit_code, 0);
+    EXPECT_NE(onto_model.output.find("is an input of this job"), std::string::npos)
+        << onto_model.output;
+    EXPECT_EQ(fs::file_size(weights), before);
+  }
+}
+
 TEST(QuantizeJob, BadConfigurationsFailOnEveryRankWithoutHanging) {
   TempDir dir("qshard-bad");
   const auto expect_failure = [&](const std::string& args, const std::string& needle) {

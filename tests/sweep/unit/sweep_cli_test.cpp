@@ -90,13 +90,14 @@ TEST_F(SweepCli, IndexSelectsThePointsSettingsForQshardQuantize) {
                                              "--bits=4",
                                              "--act_order=1",
                                              "--out=" + checkpoint.string(),
+                                             "--force",
                                              "--threads",
                                              "2"};
   EXPECT_EQ(quantize_command(spec, point, options), expected);
   // A requeued task whose quantization was interrupted continues it.
   fs::create_directories(checkpoint.string() + ".parts");
   const std::vector<std::string> resumed = quantize_command(spec, point, options);
-  EXPECT_EQ(resumed[11], "--resume");
+  EXPECT_EQ(resumed[12], "--resume");
   // --out-dir moves the checkpoint.
   options.out_dir = dir_ / "elsewhere";
   EXPECT_EQ(quantize_command(spec, point, options)[10],
