@@ -1,14 +1,16 @@
-// Benchmark of one whole decoder layer on one GPU (not a test): the steps qshard-quantize takes
-// for a layer, with the calibration activations resident on the device:
-//   for each true-sequential stage (q/k/v, o, gate/up, down): forward every unit of
-//   batch_samples samples up to the stage's input, adding X^T X to device Hessian builders; the
-//   exact Hessians expanded on the device; the factorisation; the GPTQ solve of the stage's
-//   modules (fp32 weights uploaded); the quantized weights dequantized on the device into the
-//   layer;
+// Benchmark of one whole decoder layer on one GPU (not a test): qshard-quantize's own layer step
+// (pipeline/layer_quantizer.cpp: quantize_layer on the CUDA backend, one rank) with the
+// calibration activations resident on the device:
+//   load: the layer's weights uploaded (bf16 for the forward, fp32 for the solve);
+//   per true-sequential stage (q/k/v, o, gate/up, down): forward every unit of batch_samples
+//   samples up to the stage's input, adding X^T X to device Hessian builders; the exact Hessians
+//   expanded on the device; one factorisation per input; GPTQ, RTN and both objectives of every
+//   module on the device; the quantized modules dequantized into the layer;
 //   then the quantized layer's forward of every unit (the next layer's inputs).
-// Weights are deterministic synthetic ones at the real shapes (model/synthetic_source.hpp),
-// activations random N(0,1) in bf16. Wall-clock per phase after device synchronisation; medians
-// of --repeats after one warm-up.
+// What qshard-quantize adds per layer is reading or generating the weights (ahead, on another
+// thread) and writing the layer file (behind). Weights are deterministic synthetic ones at the
+// real shapes (model/synthetic_source.hpp), activations random N(0,1) in bf16. Wall-clock per
+// stage (LayerTimings); medians of --repeats after one warm-up.
 //
 //   qshard-bench-layer-gpu [--model llama2-7b] [--samples 128] [--seq-len 2048]
 //                          [--batch-samples 4] [--repeats 3] [--act-order on|off]
@@ -19,17 +21,15 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <map>
 #include <string>
 #include <vector>
 
 #include "forward_kernels.hpp"
-#include "qshard/backend/cuda/cuda_hessian.hpp"
 #include "qshard/backend/cuda/cuda_layer.hpp"
-#include "qshard/backend/cuda/cuda_solver.hpp"
 #include "qshard/backend/cuda/device.hpp"
 #include "qshard/backend/cuda_backend.hpp"
 #include "qshard/model/synthetic_source.hpp"
+#include "qshard/pipeline/layer_quantizer.hpp"
 #include "random_kernels.hpp"
 
 using namespace qshard;
@@ -97,93 +97,50 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-struct Phases {
-  double upload = 0.0;       // the layer's weights to the device (bf16)
-  double forward = 0.0;      // stage forwards (without the Hessian products)
-  double hessian = 0.0;      // X^T X products and limb sums (device time)
-  double hessian_out = 0.0;  // exact limbs -> H (double, on the device)
-  double factor = 0.0;       // damping + Cholesky + triangular inverse (+ act_order permutation)
-  double solve = 0.0;        // GPTQ of the stage's modules (fp32 weights uploaded)
-  double requant = 0.0;      // the quantized modules dequantized into the layer
-  double final_forward = 0.0;
+// The trivial communicator of one rank.
+class OneRank final : public Communicator {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  void all_reduce_sum(std::span<std::int64_t>) override {}
+  void all_reduce_sum(std::span<double>) override {}
+  void all_reduce_max(std::span<double>) override {}
+  std::vector<std::byte> all_gather(std::span<const std::byte> local) override {
+    return {local.begin(), local.end()};
+  }
+  void broadcast(std::span<std::byte>, int) override {}
+  void barrier() override {}
+  [[noreturn]] void abort(int code) override { std::exit(code); }
+  bool any(bool failed) override { return failed; }
+};
+
+struct Run {
+  LayerTimings stages;
   double total = 0.0;
 };
 
-Phases run_layer(const Args& args, const ModelConfig& config, const WeightSource& source,
-                 const RotaryTable& rope, const Backend& backend, const CudaSolver& solver,
-                 const std::byte* hidden, std::byte* next) {
-  const std::int64_t unit_tokens = args.batch_samples * args.seq_len;
-  const std::int64_t units = args.samples / args.batch_samples;
-  const std::size_t unit_bytes = static_cast<std::size_t>(unit_tokens * config.hidden_size) * 2;
-  const LayerWeights weights = LayerWeights::load(source, 0);
-  GptqOptions o;
-  o.quant.bits = 4;
-  o.quant.group_size = 128;
-  o.act_order = args.act_order;
-  Phases p;
+Run run_layer(const Args& args, const ModelConfig& config, const LayerWeights& weights,
+              const RotaryTable& rope, const Backend& backend, const UnitStore& hidden) {
+  JobOptions o;
+  o.samples = args.samples;
+  o.seq_len = args.seq_len;
+  o.batch_samples = args.batch_samples;
+  o.gptq.quant.bits = 4;
+  o.gptq.quant.group_size = 128;
+  o.gptq.act_order = args.act_order;
+  o.true_sequential = args.true_sequential;
+  OneRank one;
+  const LayerContext context{config, o, backend, one, rope, false};
+  Run run;
   QSHARD_CUDA_CHECK(cudaDeviceSynchronize());
   const auto start = Clock::now();
-  auto t = Clock::now();
-  CudaLayer layer(args.device, config, weights, rope, DType::BF16);
-  p.upload = seconds_since(t);
-
-  std::vector<std::vector<LinearInput>> stages;
-  if (args.true_sequential)
-    stages = {{LinearInput::Attention},
-              {LinearInput::AttentionOutput},
-              {LinearInput::Mlp},
-              {LinearInput::MlpDown}};
-  else
-    stages = {{LinearInput::Attention, LinearInput::AttentionOutput, LinearInput::Mlp,
-               LinearInput::MlpDown}};
-  DeviceBuffer<std::byte> scratch(unit_bytes);
-  for (const auto& stage : stages) {
-    std::map<LinearInput, std::unique_ptr<HessianBuilder>> builders;
-    LayerTargets targets;
-    for (const LinearInput input : stage) {
-      builders[input] = backend.make_hessian(input_features(config, input));
-      targets.hessians[static_cast<std::size_t>(input)] = builders[input].get();
-    }
-    t = Clock::now();
-    for (std::int64_t u = 0; u < units; ++u)
-      layer.forward_device(hidden + u * unit_bytes, scratch.data(), unit_tokens, args.seq_len,
-                           targets, stage.back());
-    QSHARD_CUDA_CHECK(cudaDeviceSynchronize());
-    double hessian = 0.0;
-    for (const auto& [input, b] : builders) hessian += b->add_seconds();
-    p.forward += seconds_since(t) - hessian;
-    p.hessian += hessian;
-
-    for (const auto& [input, builder] : builders) {
-      auto* device_builder = dynamic_cast<CudaHessianBuilder*>(builder.get());
-      t = Clock::now();
-      const DeviceBuffer<double> h = device_builder->hessian_device();
-      p.hessian_out += seconds_since(t);
-      t = Clock::now();
-      const auto factor = solver.factorize_device(h.data(), device_builder->features(), o);
-      QSHARD_CUDA_CHECK(cudaStreamSynchronize(solver.stream()));
-      p.factor += seconds_since(t);
-      const std::vector<std::int32_t> g_idx = solver.g_idx(*factor, o);
-      for (const Linear l : kAllLinears) {
-        if (input_of(l) != input) continue;
-        t = Clock::now();
-        DeviceBuffer<float> w(weights[l].size());
-        w.upload(weights[l].data(), weights[l].size(), solver.stream());
-        const DeviceQuantized q = solver.solve_resident(w.data(), weights[l].rows(), *factor, o);
-        p.solve += seconds_since(t);
-        t = Clock::now();
-        layer.set_quantized(l, q, g_idx);
-        p.requant += seconds_since(t);
-      }
-    }
-  }
-  t = Clock::now();
-  for (std::int64_t u = 0; u < units; ++u)
-    layer.forward_device(hidden + u * unit_bytes, next + u * unit_bytes, unit_tokens, args.seq_len);
+  const std::unique_ptr<ResidentLayer> layer = backend.load_layer(config, weights, rope);
+  run.stages.load = seconds_since(start);
+  std::unique_ptr<UnitStore> next;
+  quantize_layer(context, weights, *layer, hidden, run.stages, &next);
   QSHARD_CUDA_CHECK(cudaDeviceSynchronize());
-  p.final_forward = seconds_since(t);
-  p.total = seconds_since(start);
-  return p;
+  run.total = seconds_since(start);
+  return run;
 }
 
 }  // namespace
@@ -213,47 +170,55 @@ int main(int argc, char** argv) {
         static_cast<long long>(args.batch_samples), args.act_order ? "on" : "off",
         args.true_sequential ? "on" : "off");
     const auto backend = make_cuda_backend(args.device);
-    const auto& solver = dynamic_cast<const CudaSolver&>(backend->solver());
     const RotaryTable rope(config, args.seq_len);
-    const std::size_t count =
-        static_cast<std::size_t>(args.samples * args.seq_len * config.hidden_size);
-    DeviceBuffer<std::byte> hidden(count * 2), next(count * 2);
+    const LayerWeights weights = LayerWeights::load(*source, 0);
+    // Random bf16 units of batch_samples samples, made on the device.
+    const std::int64_t unit_tokens = args.batch_samples * args.seq_len;
+    const auto unit_count = static_cast<std::size_t>(unit_tokens * config.hidden_size);
+    auto store = std::make_unique<DeviceUnits>(args.device, DType::BF16, config.hidden_size);
     {
-      const std::size_t chunk = std::size_t{1} << 26;
-      DeviceBuffer<float> f32(chunk);
-      for (std::size_t begin = 0; begin < count; begin += chunk) {
-        const std::size_t n = std::min(chunk, count - begin);
-        QSHARD_CUDA_CHECK(kernels::fill_normal(f32.data(), n, 17 + begin, 1.0f, nullptr));
-        QSHARD_CUDA_CHECK(kernels::convert(f32.data(), DType::F32, hidden.data() + 2 * begin,
-                                           DType::BF16, n, nullptr));
+      DeviceBuffer<float> f32(unit_count);
+      for (std::int64_t u = 0; u < args.samples / args.batch_samples; ++u) {
+        DeviceBuffer<std::byte> unit(unit_count * 2);
+        QSHARD_CUDA_CHECK(kernels::fill_normal(f32.data(), unit_count,
+                                               17 + static_cast<std::uint64_t>(u) * unit_count,
+                                               1.0f, nullptr));
+        QSHARD_CUDA_CHECK(kernels::convert(f32.data(), DType::F32, unit.data(), DType::BF16,
+                                           unit_count, nullptr));
+        QSHARD_CUDA_CHECK(cudaDeviceSynchronize());
+        store->add_device(std::move(unit), unit_tokens);
       }
-      QSHARD_CUDA_CHECK(cudaDeviceSynchronize());
     }
-    std::vector<Phases> runs;
+    std::vector<Run> runs;
     for (int r = 0; r <= args.repeats; ++r) {
-      const Phases p =
-          run_layer(args, config, *source, rope, *backend, solver, hidden.data(), next.data());
+      const Run p = run_layer(args, config, weights, rope, *backend, *store);
+      const LayerTimings& t = p.stages;
       std::printf(
-          "%s %d: total %.3f s (upload %.3f, forward %.3f, hessian %.3f, H out %.3f, "
-          "factor %.3f, solve %.3f, requant %.3f, final forward %.3f)\n",
-          r == 0 ? "warm-up" : "run", r, p.total, p.upload, p.forward, p.hessian, p.hessian_out,
-          p.factor, p.solve, p.requant, p.final_forward);
+          "%s %d: total %.3f s (load %.3f, forward %.3f, hessian %.3f, reduce %.3f, factor %.3f, "
+          "solve %.3f, exchange %.3f; in no stage %.3f)\n",
+          r == 0 ? "warm-up" : "run", r, p.total, t.load, t.forward, t.hessian, t.reduce, t.factor,
+          t.solve, t.exchange, p.total - t.total());
       std::fflush(stdout);
       if (r > 0) runs.push_back(p);
     }
-    const auto med = [&](double Phases::*field) {
+    const auto med = [&](auto field) {
       std::vector<double> v;
-      for (const Phases& p : runs) v.push_back(p.*field);
+      for (const Run& p : runs) v.push_back(field(p));
       return median(v);
     };
     std::size_t free_bytes = 0, total_bytes = 0;
     QSHARD_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
     std::printf(
-        "\nmedian of %d: whole layer %.3f s = upload %.3f + forward %.3f + hessian %.3f + "
-        "H out %.3f + factor %.3f + solve %.3f + requant %.3f + final forward %.3f\n",
-        args.repeats, med(&Phases::total), med(&Phases::upload), med(&Phases::forward),
-        med(&Phases::hessian), med(&Phases::hessian_out), med(&Phases::factor), med(&Phases::solve),
-        med(&Phases::requant), med(&Phases::final_forward));
+        "\nmedian of %d: whole layer %.3f s = load %.3f + forward %.3f + hessian %.3f + reduce "
+        "%.3f + factor %.3f + solve %.3f + exchange %.3f\n",
+        args.repeats, med([](const Run& p) { return p.total; }),
+        med([](const Run& p) { return p.stages.load; }),
+        med([](const Run& p) { return p.stages.forward; }),
+        med([](const Run& p) { return p.stages.hessian; }),
+        med([](const Run& p) { return p.stages.reduce; }),
+        med([](const Run& p) { return p.stages.factor; }),
+        med([](const Run& p) { return p.stages.solve; }),
+        med([](const Run& p) { return p.stages.exchange; }));
     std::printf("device memory in use at the end: %.1f GiB of %.1f GiB\n",
                 static_cast<double>(total_bytes - free_bytes) / (1 << 30),
                 static_cast<double>(total_bytes) / (1 << 30));

@@ -6,10 +6,12 @@
 #include "cuda_tiles.hpp"
 #include "gptq_problems.hpp"
 #include "gpu_test_support.hpp"
+#include "qshard/backend/cuda/cuda_layer.hpp"
 #include "qshard/backend/cuda/cuda_solver.hpp"
 #include "qshard/backend/cuda_backend.hpp"
 #include "qshard/backend/host_tiles.hpp"
 #include "qshard/model/synthetic_source.hpp"
+#include "qshard/pipeline/layer_quantizer.hpp"
 #include "tile_ranks.hpp"
 
 namespace qshard {
@@ -180,6 +182,56 @@ TEST(CudaTiles, TwoRanksThroughTheHostGiveTheOneRankModuleBitwise) {
   EXPECT_TRUE(test::bitwise_equal(module->to_host(), expected->to_host()));
   EXPECT_EQ(module->objective_gptq, expected->objective_gptq);
   EXPECT_EQ(module->objective_rtn, expected->objective_rtn);
+}
+
+}  // namespace
+}  // namespace qshard
+
+namespace qshard {
+namespace {
+
+// quantize_layer on a CUDA layer that reuses each unit's intermediates between the true-sequential
+// stages, against one that recomputes them: the same records and next-layer inputs, bitwise.
+TEST(CudaTiles, ReusedIntermediatesGiveTheSameLayerBitwise) {
+  QSHARD_REQUIRE_GPU();
+  const auto source = open_synthetic_model("tiny", 5);
+  const ModelConfig& config = source->config();
+  const LayerWeights weights = LayerWeights::load(*source, 1);
+  const std::int64_t seq = 32;
+  const RotaryTable rope(config, seq);
+  const auto backend = make_cuda_backend(0);
+  const auto& solver = dynamic_cast<const CudaSolver&>(backend->solver());
+  std::vector<MatrixF> units;
+  for (int u = 0; u < 3; ++u) {
+    MatrixF x(2 * seq, config.hidden_size);
+    for (std::size_t i = 0; i < x.size(); ++i)
+      x.data()[i] = static_cast<float>(((i + 97 * u) * 2654435761u) % 1000) / 500.0f - 1.0f;
+    units.push_back(std::move(x));
+  }
+  const auto store = backend->store_units(config, units);
+  JobOptions o;
+  o.seq_len = seq;
+  o.tile_rows = 48;
+  o.gptq.quant.group_size = 32;
+  o.gptq.act_order = true;
+  test::SingleRankCommunicator one;
+  const LayerContext context{config, o, *backend, one, rope, true};
+  const auto run = [&](bool reuse, std::unique_ptr<UnitStore>& next) {
+    cuda::CudaLayer layer(0, config, weights, rope, cuda::activation_dtype_for(config.torch_dtype),
+                          &solver, reuse);
+    LayerTimings timings;
+    return quantize_layer(context, weights, layer, *store, timings, &next);
+  };
+  std::unique_ptr<UnitStore> next_reused, next_fresh;
+  const std::vector<ModuleRecord> reused = run(true, next_reused);
+  const std::vector<ModuleRecord> fresh = run(false, next_fresh);
+  for (std::size_t m = 0; m < reused.size(); ++m) {
+    EXPECT_TRUE(test::bitwise_equal(reused[m].weight, fresh[m].weight)) << m;
+    EXPECT_EQ(reused[m].objective_gptq, fresh[m].objective_gptq) << m;
+    EXPECT_EQ(reused[m].objective_rtn, fresh[m].objective_rtn) << m;
+  }
+  for (std::size_t u = 0; u < units.size(); ++u)
+    EXPECT_EQ(next_reused->unit(u), next_fresh->unit(u)) << u;
 }
 
 }  // namespace

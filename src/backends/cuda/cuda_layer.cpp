@@ -206,6 +206,51 @@ struct CudaLayer::State {
   CublasHandle cublas;
   std::array<DeviceBuffer<std::byte>, 7> linear;
   std::array<DeviceBuffer<float>, 7> master;  // fp32 weights of the modules not yet installed
+
+  // Intermediates of each calibration unit that a later forward of the same unit reuses (see
+  // UnitCache), for the units of one store; `cache_enabled` when they fit in device memory.
+  struct UnitCache {
+    DeviceBuffer<std::byte> heads;  // attention output [tokens, q_dim]: valid with q, k, v
+    DeviceBuffer<std::byte> h;      // hidden + o(heads) [tokens, hidden]: valid with q, k, v, o
+    DeviceBuffer<std::byte> act;    // SwiGLU output [tokens, inter]: also valid with gate, up
+    bool heads_ok = false, h_ok = false, act_ok = false;
+  };
+  const UnitStore* cached_store = nullptr;
+  std::vector<UnitCache> cache;
+  bool cache_enabled = false;
+  bool reuse_intermediates = true;
+
+  // The decoder forward (CudaLayer::forward_device), reusing and filling `cache` when given.
+  bool forward(const void* hidden, void* out, std::int64_t tokens, std::int64_t seq_len,
+               const LayerTargets& targets, std::optional<LinearInput> stop_after,
+               UnitCache* cache);
+
+  // The cache of unit `index` of `units`, or null when the caches of all of the store's units
+  // would not fit in device memory with room left for the solve (decided once per store).
+  UnitCache* cache_of(const DeviceUnits& units, std::size_t index) {
+    if (cached_store != &units) {
+      cached_store = &units;
+      cache.clear();
+      cache.resize(units.size());
+      std::size_t need = 0;
+      const std::int64_t per_token = config.q_dim() + config.hidden_size + weights[Linear::Gate].rows();
+      for (std::size_t i = 0; i < units.size(); ++i)
+        need += static_cast<std::size_t>(units.rows(i) * per_token) * element;
+      std::size_t free_bytes = 0, total_bytes = 0;
+      QSHARD_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+      const std::size_t reserve = std::max<std::size_t>(total_bytes / 4, std::size_t{8} << 30);
+      cache_enabled = free_bytes > need + reserve;
+    }
+    return reuse_intermediates && cache_enabled ? &cache.at(index) : nullptr;
+  }
+
+  void invalidate(Linear l) {
+    for (UnitCache& u : cache) {
+      if (l == Linear::Q || l == Linear::K || l == Linear::V) u.heads_ok = false;
+      if (l != Linear::Gate && l != Linear::Up && l != Linear::Down) u.h_ok = false;
+      if (l != Linear::Down) u.act_ok = false;
+    }
+  }
   std::array<DeviceBuffer<float>, 7> bias;
   DeviceBuffer<float> input_norm, post_norm, cos, sin;
   Scratch xn, q, k, v, heads, h, tmp, gate, up, scores, probs;
@@ -213,7 +258,8 @@ struct CudaLayer::State {
 };
 
 CudaLayer::CudaLayer(int device, const ModelConfig& config, const LayerWeights& weights,
-                     const RotaryTable& rope, DType activation, const CudaSolver* solver) {
+                     const RotaryTable& rope, DType activation, const CudaSolver* solver,
+                     bool reuse_intermediates) {
   require(solver == nullptr || solver->device() == device, "CudaLayer: solver of device ",
           solver == nullptr ? -1 : solver->device(), " for a layer on device ", device);
   require(config.num_key_value_heads > 0 &&
@@ -222,6 +268,7 @@ CudaLayer::CudaLayer(int device, const ModelConfig& config, const LayerWeights& 
           config.num_key_value_heads, " kv heads");
   const DeviceGuard guard(device);
   state_ = std::make_unique<State>(device, config, weights, rope, activation, solver);
+  state_->reuse_intermediates = reuse_intermediates;
   State& s = *state_;
   for (const Linear l : kAllLinears) s.upload_linear(l);
   s.upload_vector(s.input_norm, weights.input_norm.data(), weights.input_norm.size());
@@ -243,6 +290,7 @@ CudaLayer::~CudaLayer() {
 void CudaLayer::refresh(Linear linear) {
   const DeviceGuard guard(state_->device);
   state_->upload_linear(linear);
+  state_->invalidate(linear);
 }
 
 void CudaLayer::set_quantized(Linear linear, const DeviceQuantized& q,
@@ -376,15 +424,16 @@ void CudaLayer::install(Linear linear, const QuantizedModule& module) {
       s.linear[static_cast<std::size_t>(linear)].data(), s.activation, s.stream.get()));
   s.stream.synchronize();
   s.master[static_cast<std::size_t>(linear)] = DeviceBuffer<float>();
+  s.invalidate(linear);
 }
 
 DType CudaLayer::activation() const { return state_->activation; }
 cudaStream_t CudaLayer::stream() const { return state_->stream.get(); }
 
-bool CudaLayer::forward_device(const void* hidden, void* out, std::int64_t tokens,
+bool CudaLayer::State::forward(const void* hidden, void* out, std::int64_t tokens,
                                std::int64_t seq_len, const LayerTargets& targets,
-                               std::optional<LinearInput> stop_after) {
-  State& s = *state_;
+                               std::optional<LinearInput> stop_after, UnitCache* cache) {
+  State& s = *this;
   const ModelConfig& c = s.config;
   require(seq_len > 0 && tokens % seq_len == 0, "CUDA forward: ", tokens,
           " tokens are not whole samples of ", seq_len);
@@ -399,6 +448,17 @@ bool CudaLayer::forward_device(const void* hidden, void* out, std::int64_t token
   const auto elements = [tokens](std::int64_t features) {
     return static_cast<std::size_t>(tokens * features);
   };
+  // Whether the caller wants a linear input (for Hessians, captures, or to stop there).
+  const auto wanted = [&](LinearInput input) {
+    return targets.hessian(input) != nullptr || static_cast<bool>(targets.capture) ||
+           (stop_after && *stop_after == input);
+  };
+  // The unit's cached buffer (grown to `bytes`), or scratch without a cache.
+  const auto buffer = [&](DeviceBuffer<std::byte>* cached, Scratch& scratch, std::size_t bytes) {
+    if (cached == nullptr) return scratch.get(bytes);
+    cached->reserve(bytes);
+    return static_cast<void*>(cached->data());
+  };
   const auto deliver = [&](LinearInput input, const void* x, std::int64_t features) {
     if (HessianBuilder* builder = targets.hessian(input)) {
       auto* device_builder = dynamic_cast<CudaHessianBuilder*>(builder);
@@ -411,45 +471,69 @@ bool CudaLayer::forward_device(const void* hidden, void* out, std::int64_t token
     return stop_after && *stop_after == input;
   };
 
+  // Each stage's result comes from the unit's cache when the modules it depends on have not
+  // changed since it was computed (the same kernels on the same inputs: the same bits).
   void* xn = s.xn.get(elements(hidden_size) * e);
-  QSHARD_CUDA_CHECK(kernels::rms_norm(hidden, s.input_norm.data(),
-                                      static_cast<float>(c.rms_norm_eps), xn, tokens, hidden_size,
-                                      s.activation, stream));
-  if (deliver(LinearInput::Attention, xn, hidden_size)) return false;
+  const bool heads_cached = cache != nullptr && cache->heads_ok;
+  const bool h_cached = cache != nullptr && cache->h_ok;
+  const bool act_cached = cache != nullptr && cache->act_ok;
+  if (!heads_cached || wanted(LinearInput::Attention)) {
+    QSHARD_CUDA_CHECK(kernels::rms_norm(hidden, s.input_norm.data(),
+                                        static_cast<float>(c.rms_norm_eps), xn, tokens,
+                                        hidden_size, s.activation, stream));
+    if (deliver(LinearInput::Attention, xn, hidden_size)) return false;
+  }
 
-  void* q = s.q.get(elements(q_dim) * e);
-  void* k = s.k.get(elements(kv_dim) * e);
-  void* v = s.v.get(elements(kv_dim) * e);
-  s.product(xn, Linear::Q, q, tokens);
-  s.product(xn, Linear::K, k, tokens);
-  s.product(xn, Linear::V, v, tokens);
-  QSHARD_CUDA_CHECK(kernels::rotary(q, tokens, c.num_attention_heads, c.head_dim, q_dim, seq_len,
-                                    s.cos.data(), s.sin.data(), s.activation, stream));
-  QSHARD_CUDA_CHECK(kernels::rotary(k, tokens, c.num_key_value_heads, c.head_dim, kv_dim, seq_len,
-                                    s.cos.data(), s.sin.data(), s.activation, stream));
-  void* heads = s.heads.get(elements(q_dim) * e);
-  for (std::int64_t t0 = 0; t0 < tokens; t0 += seq_len)
-    s.attention(at(q, t0 * q_dim, e), at(k, t0 * kv_dim, e), at(v, t0 * kv_dim, e),
-                at(heads, t0 * q_dim, e), seq_len);
+  void* heads = buffer(cache ? &cache->heads : nullptr, s.heads, elements(q_dim) * e);
+  if (!heads_cached) {
+    void* q = s.q.get(elements(q_dim) * e);
+    void* k = s.k.get(elements(kv_dim) * e);
+    void* v = s.v.get(elements(kv_dim) * e);
+    s.product(xn, Linear::Q, q, tokens);
+    s.product(xn, Linear::K, k, tokens);
+    s.product(xn, Linear::V, v, tokens);
+    QSHARD_CUDA_CHECK(kernels::rotary(q, tokens, c.num_attention_heads, c.head_dim, q_dim,
+                                      seq_len, s.cos.data(), s.sin.data(), s.activation, stream));
+    QSHARD_CUDA_CHECK(kernels::rotary(k, tokens, c.num_key_value_heads, c.head_dim, kv_dim,
+                                      seq_len, s.cos.data(), s.sin.data(), s.activation, stream));
+    for (std::int64_t t0 = 0; t0 < tokens; t0 += seq_len)
+      s.attention(at(q, t0 * q_dim, e), at(k, t0 * kv_dim, e), at(v, t0 * kv_dim, e),
+                  at(heads, t0 * q_dim, e), seq_len);
+    if (cache != nullptr) cache->heads_ok = true;
+  }
   if (deliver(LinearInput::AttentionOutput, heads, q_dim)) return false;
 
   void* tmp = s.tmp.get(elements(hidden_size) * e);
-  void* h = s.h.get(elements(hidden_size) * e);
-  s.product(heads, Linear::O, tmp, tokens);
-  QSHARD_CUDA_CHECK(kernels::add(hidden, tmp, h, elements(hidden_size), s.activation, stream));
-  QSHARD_CUDA_CHECK(kernels::rms_norm(h, s.post_norm.data(), static_cast<float>(c.rms_norm_eps), xn,
-                                      tokens, hidden_size, s.activation, stream));
-  if (deliver(LinearInput::Mlp, xn, hidden_size)) return false;
+  void* h = buffer(cache ? &cache->h : nullptr, s.h, elements(hidden_size) * e);
+  if (!h_cached) {
+    s.product(heads, Linear::O, tmp, tokens);
+    QSHARD_CUDA_CHECK(kernels::add(hidden, tmp, h, elements(hidden_size), s.activation, stream));
+    if (cache != nullptr) cache->h_ok = true;
+  }
+  if (!act_cached || wanted(LinearInput::Mlp)) {
+    QSHARD_CUDA_CHECK(kernels::rms_norm(h, s.post_norm.data(), static_cast<float>(c.rms_norm_eps),
+                                        xn, tokens, hidden_size, s.activation, stream));
+    if (deliver(LinearInput::Mlp, xn, hidden_size)) return false;
+  }
 
-  void* gate = s.gate.get(elements(inter) * e);
-  void* up = s.up.get(elements(inter) * e);
-  s.product(xn, Linear::Gate, gate, tokens);
-  s.product(xn, Linear::Up, up, tokens);
-  QSHARD_CUDA_CHECK(kernels::swiglu(gate, up, elements(inter), s.activation, stream));
+  void* gate = buffer(cache ? &cache->act : nullptr, s.gate, elements(inter) * e);
+  if (!act_cached) {
+    void* up = s.up.get(elements(inter) * e);
+    s.product(xn, Linear::Gate, gate, tokens);
+    s.product(xn, Linear::Up, up, tokens);
+    QSHARD_CUDA_CHECK(kernels::swiglu(gate, up, elements(inter), s.activation, stream));
+    if (cache != nullptr) cache->act_ok = true;
+  }
   if (deliver(LinearInput::MlpDown, gate, inter)) return false;
   s.product(gate, Linear::Down, tmp, tokens);
   QSHARD_CUDA_CHECK(kernels::add(h, tmp, out, elements(hidden_size), s.activation, stream));
   return true;
+}
+
+bool CudaLayer::forward_device(const void* hidden, void* out, std::int64_t tokens,
+                               std::int64_t seq_len, const LayerTargets& targets,
+                               std::optional<LinearInput> stop_after) {
+  return state_->forward(hidden, out, tokens, seq_len, targets, stop_after, nullptr);
 }
 
 MatrixF CudaLayer::forward(const MatrixF& hidden, std::int64_t seq_len, const LayerTargets& targets,
@@ -493,7 +577,8 @@ void CudaLayer::forward_unit(const UnitStore& units, std::size_t index, std::int
   const DeviceUnits& in = device_units(units, s.device, s.activation);
   const std::int64_t rows = in.rows(index);
   void* out = s.unit_out.get(static_cast<std::size_t>(rows * in.cols()) * s.element);
-  forward_device(in.data(index), out, rows, seq_len, targets, stop_after);
+  const DeviceGuard guard(s.device);
+  s.forward(in.data(index), out, rows, seq_len, targets, stop_after, s.cache_of(in, index));
 }
 
 std::unique_ptr<UnitStore> CudaLayer::forward_all(const UnitStore& units, std::int64_t seq_len) {
@@ -503,7 +588,7 @@ std::unique_ptr<UnitStore> CudaLayer::forward_all(const UnitStore& units, std::i
   auto next = std::make_unique<DeviceUnits>(s.device, s.activation, in.cols());
   for (std::size_t i = 0; i < in.size(); ++i) {
     DeviceBuffer<std::byte> out(static_cast<std::size_t>(in.rows(i) * in.cols()) * s.element);
-    forward_device(in.data(i), out.data(), in.rows(i), seq_len);
+    s.forward(in.data(i), out.data(), in.rows(i), seq_len, {}, std::nullopt, s.cache_of(in, i));
     next->add_device(std::move(out), in.rows(i));
   }
   s.stream.synchronize();

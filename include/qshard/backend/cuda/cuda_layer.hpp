@@ -55,8 +55,15 @@ class CudaLayer final : public ResidentLayer {
   // `weights`, `rope` and `solver` must outlive the layer. With a solver (of the same device) the
   // layer also keeps each module's fp32 weights on the device until it is installed quantized,
   // and quantize_tiles solves there.
+  //
+  // With `reuse_intermediates`, forward_unit and forward_all keep each unit's attention output,
+  // post-attention hidden state and SwiGLU output (when they fit in device memory) and reuse them
+  // in later forwards of the same unit until a module they depend on changes: the true-sequential
+  // stages then compute the attention once instead of three times and the MLP's gate/up once
+  // instead of twice, with the same bits.
   CudaLayer(int device, const ModelConfig& config, const LayerWeights& weights,
-            const RotaryTable& rope, DType activation, const CudaSolver* solver = nullptr);
+            const RotaryTable& rope, DType activation, const CudaSolver* solver = nullptr,
+            bool reuse_intermediates = true);
   ~CudaLayer() override;
   CudaLayer(const CudaLayer&) = delete;
   CudaLayer& operator=(const CudaLayer&) = delete;
