@@ -293,14 +293,23 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& comm, const Backen
   JobResult result;
   std::vector<double> layer_gptq(static_cast<std::size_t>(layers), 0.0);
   std::vector<double> layer_rtn(static_cast<std::size_t>(layers), 0.0);
-  // One I/O thread reads (or generates) the next layer's weights and writes the finished layer's
-  // file while the current layer computes; in submission order, so HDF5 is never used by two
-  // threads at once.
+  // One I/O thread reads (or generates) the next layer's weights and prepares them where the
+  // backend computes (the upload to the GPU), and writes the finished layer's file, while the
+  // current layer computes; in submission order, so HDF5 is never used by two threads at once.
   SerialWorker io;
-  const auto load_ahead = [&io, &source = *source](std::int64_t l) {
-    return io.submit([&source, l] { return LayerWeights::load(source, l); });
+  struct LoadedLayer {
+    std::unique_ptr<LayerWeights> weights;  // at a fixed address: the resident layer reads it
+    std::unique_ptr<ResidentLayer> resident;
   };
-  std::future<LayerWeights> upcoming;
+  const auto load_ahead = [&](std::int64_t l) {
+    return io.submit([&source = *source, &backend, &config, &rope, l] {
+      LoadedLayer loaded;
+      loaded.weights = std::make_unique<LayerWeights>(LayerWeights::load(source, l));
+      loaded.resident = backend.load_layer(config, *loaded.weights, rope);
+      return loaded;
+    });
+  };
+  std::future<LoadedLayer> upcoming;
   if (done < layers) upcoming = load_ahead(done);
   std::future<void> written;  // the previous layer's file
   const auto wait_written = [&written] {
@@ -310,19 +319,18 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& comm, const Backen
   for (std::int64_t l = done; l < layers; ++l) {
     const auto layer_start = Clock::now();
     LayerTimings timings;
-    auto load_start = Clock::now();
-    LayerWeights weights = upcoming.get();
+    LoadedLayer loaded = upcoming.get();
     if (l + 1 < layers) upcoming = load_ahead(l + 1);
-    std::unique_ptr<ResidentLayer> resident = backend.load_layer(config, weights, rope);
-    timings.load = std::chrono::duration<double>(Clock::now() - load_start).count();
+    const LayerWeights& weights = *loaded.weights;
+    timings.load = std::chrono::duration<double>(Clock::now() - layer_start).count();
     const LayerContext context{config, o, backend, comm, rope, comm.is_root()};
     LayerRecord record;
     record.index = l;
     record.input_norm = weights.input_norm;
     record.post_norm = weights.post_norm;
     std::unique_ptr<UnitStore> next;
-    record.modules = quantize_layer(context, weights, *resident, *hidden, timings, &next);
-    resident.reset();  // the next layer's device memory is this one's
+    record.modules = quantize_layer(context, weights, *loaded.resident, *hidden, timings, &next);
+    loaded.resident.reset();
     hidden = std::move(next);
     for (const ModuleRecord& m : record.modules) {
       if (m.method == "none") continue;
