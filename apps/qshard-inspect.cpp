@@ -26,8 +26,8 @@ int main(int argc, char** argv) {
       "/layers)")("write-synthetic", po::value<std::string>()->value_name("NAME"),
                   "write the synthetic model NAME (as --model synthetic:NAME of qshard-quantize) "
                   "to --out as a Hugging Face directory: config.json and safetensors shards in "
-                  "its dtype with an index")(
-      "out", po::value<std::string>()->value_name("DIR"), "with --write-synthetic: the directory")(
+                  "its dtype with an index")("out", po::value<std::string>()->value_name("DIR"),
+                                             "with --write-synthetic: the directory")(
       "seed", po::value<std::uint64_t>()->default_value(0),
       "with --write-synthetic: the weights' seed (qshard-quantize's model_seed)")(
       "max-shard-size", po::value<std::string>()->default_value("5GB"),
@@ -45,9 +45,10 @@ int main(int argc, char** argv) {
       if (!args.count("out")) throw qshard::Error("--write-synthetic needs --out DIR");
       const auto source = qshard::open_synthetic_model(args["write-synthetic"].as<std::string>(),
                                                        args["seed"].as<std::uint64_t>());
-      const auto written = qshard::write_hf_model(
-          *source, args["out"].as<std::string>(),
-          qshard::parse_byte_size(args["max-shard-size"].as<std::string>()), args.count("force") != 0);
+      const auto written =
+          qshard::write_hf_model(*source, args["out"].as<std::string>(),
+                                 qshard::parse_byte_size(args["max-shard-size"].as<std::string>()),
+                                 args.count("force") != 0);
       std::cout << "wrote " << source->describe() << " to " << args["out"].as<std::string>() << ": "
                 << written.tensors << " tensors, " << written.shards << " shard(s), "
                 << written.bytes << " bytes\n";

@@ -28,6 +28,7 @@
 #include "qshard/backend/cuda/cuda_layer.hpp"
 #include "qshard/backend/cuda/device.hpp"
 #include "qshard/backend/cuda_backend.hpp"
+#include "qshard/dist/mpi.hpp"
 #include "qshard/model/synthetic_source.hpp"
 #include "qshard/pipeline/layer_quantizer.hpp"
 #include "random_kernels.hpp"
@@ -97,23 +98,6 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-// The trivial communicator of one rank.
-class OneRank final : public Communicator {
- public:
-  int rank() const override { return 0; }
-  int size() const override { return 1; }
-  void all_reduce_sum(std::span<std::int64_t>) override {}
-  void all_reduce_sum(std::span<double>) override {}
-  void all_reduce_max(std::span<double>) override {}
-  std::vector<std::byte> all_gather(std::span<const std::byte> local) override {
-    return {local.begin(), local.end()};
-  }
-  void broadcast(std::span<std::byte>, int) override {}
-  void barrier() override {}
-  [[noreturn]] void abort(int code) override { std::exit(code); }
-  bool any(bool failed) override { return failed; }
-};
-
 struct Run {
   LayerTimings stages;
   double total = 0.0;
@@ -129,7 +113,7 @@ Run run_layer(const Args& args, const ModelConfig& config, const LayerWeights& w
   o.gptq.quant.group_size = 128;
   o.gptq.act_order = args.act_order;
   o.true_sequential = args.true_sequential;
-  OneRank one;
+  SelfCommunicator one;
   const LayerContext context{config, o, backend, one, rope, false};
   Run run;
   QSHARD_CUDA_CHECK(cudaDeviceSynchronize());

@@ -19,7 +19,8 @@ ModelWriteResult write_hf_model(const WeightSource& source, const std::filesyste
   ShardWriter shards(staging.path(), max_shard_bytes);
   for (const std::string& name : expected_tensor_names(config)) {
     const MatrixF values = source.load(name);
-    const Shape shape = values.rows() == 1 ? Shape{values.cols()} : Shape{values.rows(), values.cols()};
+    const Shape shape =
+        values.rows() == 1 ? Shape{values.cols()} : Shape{values.rows(), values.cols()};
     shards.add(name, Tensor::from_f32(values.values(), shape, dtype));
   }
   shards.finish();

@@ -60,10 +60,10 @@ std::map<LinearInput, std::unique_ptr<HessianBuilder>> accumulate(
     builders[input] = ctx.backend.make_hessian(input_features(ctx.config, input));
     targets.hessians[static_cast<std::size_t>(input)] = builders[input].get();
   }
-  const LinearInput last = std::max_element(builders.begin(), builders.end(),
-                                            [](const auto& a, const auto& b) {
-                                              return a.first < b.first;
-                                            })->first;
+  const LinearInput last =
+      std::max_element(builders.begin(), builders.end(), [](const auto& a, const auto& b) {
+        return a.first < b.first;
+      })->first;
   double seconds = 0.0;
   {
     const ScopedTimer timer(seconds);

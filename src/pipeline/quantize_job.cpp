@@ -164,10 +164,10 @@ class Progress {
     if (tty_) log_ << "\r\033[K";
     log_ << "layer " << std::setw(4) << layer + 1 << "/" << layers_ << "  " << std::fixed
          << std::setprecision(2) << std::setw(7) << seconds << " s  gptq/rtn "
-         << std::setprecision(3) << ratio << "  [load " << std::setprecision(2) << t.load
-         << " fwd " << t.forward << " hess " << t.hessian << " reduce " << t.reduce << " factor "
-         << t.factor << " solve " << t.solve << " exchange " << t.exchange << " write " << t.write
-         << "]  eta " << format_duration(eta) << '\n';
+         << std::setprecision(3) << ratio << "  [load " << std::setprecision(2) << t.load << " fwd "
+         << t.forward << " hess " << t.hessian << " reduce " << t.reduce << " factor " << t.factor
+         << " solve " << t.solve << " exchange " << t.exchange << " write " << t.write << "]  eta "
+         << format_duration(eta) << '\n';
     if (tty_) {
       const std::int64_t filled = (layer + 1) * 40 / layers_;
       log_ << '[' << std::string(static_cast<std::size_t>(filled), '#')

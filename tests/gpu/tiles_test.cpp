@@ -10,6 +10,7 @@
 #include "qshard/backend/cuda/cuda_solver.hpp"
 #include "qshard/backend/cuda_backend.hpp"
 #include "qshard/backend/host_tiles.hpp"
+#include "qshard/dist/mpi.hpp"
 #include "qshard/model/synthetic_source.hpp"
 #include "qshard/pipeline/layer_quantizer.hpp"
 #include "tile_ranks.hpp"
@@ -119,29 +120,29 @@ TEST(CudaTiles, QuantizeTilesIsTheSolverWithHostObjectives) {
   const auto factor = solver.factorize(*h, f.options);  // a DeviceFactor of the device H
   const MatrixF& w = f.weights[Linear::Up];
   const TileDeal deal = test::make_deal(w.rows(), 40, 1);
-  test::SingleRankCommunicator one;
+  SelfCommunicator one;
   for (const bool gptq : {true, false}) {
     const auto layer = f.gpu->load_layer(f.config, f.weights, f.rope);
     const auto module = f.gpu->gather_tiles(
-        layer->quantize_tiles(f.job(Linear::Up, deal, 0, gptq ? factor.get() : nullptr, *h)),
-        deal, one);
+        layer->quantize_tiles(f.job(Linear::Up, deal, 0, gptq ? factor.get() : nullptr, *h)), deal,
+        one);
     const QuantizedWeight expected =
         gptq ? solver.solve(w, solver.factorize(f.hessian, f.options), f.options)
              : quantize_rtn(w, f.options.quant);
     EXPECT_TRUE(test::bitwise_equal(module->to_host(), expected)) << "gptq " << gptq;
     const double objective = reconstruction_objective(w, expected.dequantize(), f.hessian);
-    const double rtn = reconstruction_objective(
-        w, quantize_rtn(w, f.options.quant).dequantize(), f.hessian);
+    const double rtn =
+        reconstruction_objective(w, quantize_rtn(w, f.options.quant).dequantize(), f.hessian);
     EXPECT_NEAR(module->objective_gptq, objective, 1e-9 * objective);
     EXPECT_NEAR(module->objective_rtn, rtn, 1e-9 * rtn);
     // The CPU backend's objectives of its own solve are close (fp64 vs fp32 solve).
     if (gptq) {
       const auto cpu_factor = f.cpu->solver().factorize(*make_host_hessian(f.hessian), f.options);
       const auto cpu_layer = f.cpu->load_layer(f.config, f.weights, f.rope);
-      const auto cpu_module = f.cpu->gather_tiles(
-          cpu_layer->quantize_tiles(f.job(Linear::Up, deal, 0, cpu_factor.get(),
-                                          *make_host_hessian(f.hessian))),
-          deal, one);
+      const auto cpu_module =
+          f.cpu->gather_tiles(cpu_layer->quantize_tiles(f.job(Linear::Up, deal, 0, cpu_factor.get(),
+                                                              *make_host_hessian(f.hessian))),
+                              deal, one);
       EXPECT_NEAR(module->objective_gptq, cpu_module->objective_gptq,
                   2e-3 * cpu_module->objective_gptq);
       EXPECT_NEAR(module->objective_rtn, cpu_module->objective_rtn,
@@ -174,7 +175,7 @@ TEST(CudaTiles, TwoRanksThroughTheHostGiveTheOneRankModuleBitwise) {
     return f.gpu->load_layer(f.config, f.weights, f.rope)
         ->quantize_tiles(f.job(Linear::Gate, deal, rank, factor.get(), *h));
   };
-  test::SingleRankCommunicator one;
+  SelfCommunicator one;
   const auto expected = f.gpu->gather_tiles(solve(one_rank, 0), one_rank, one);
   test::ScriptedPeerCommunicator comm(test::peer_messages(*solve(two_ranks, 1)));
   const auto module = f.gpu->gather_tiles(solve(two_ranks, 0), two_ranks, comm);
@@ -214,7 +215,7 @@ TEST(CudaTiles, ReusedIntermediatesGiveTheSameLayerBitwise) {
   o.tile_rows = 48;
   o.gptq.quant.group_size = 32;
   o.gptq.act_order = true;
-  test::SingleRankCommunicator one;
+  SelfCommunicator one;
   const LayerContext context{config, o, *backend, one, rope, true};
   const auto run = [&](bool reuse, std::unique_ptr<UnitStore>& next) {
     cuda::CudaLayer layer(0, config, weights, rope, cuda::activation_dtype_for(config.torch_dtype),

@@ -86,9 +86,10 @@ TEST(QuantizeJob, OutputIsNeverReplacedWithoutForceNorEverAnInput) {
   if (const auto model = shared_dir() / "models" / "stories260k"; fs::exists(model)) {
     const auto weights = model / "model.safetensors";
     const auto before = fs::file_size(weights);
-    const RunResult onto_model = run(quantize_command(
-        1, "--model " + model.string() + " --samples 4 --seq_len 32 --backend cpu --quiet --force " +
-               "--out " + weights.string()));
+    const RunResult onto_model =
+        run(quantize_command(1, "--model " + model.string() +
+                                    " --samples 4 --seq_len 32 --backend cpu --quiet --force " +
+                                    "--out " + weights.string()));
     EXPECT_NE(onto_model.exit_code, 0);
     EXPECT_NE(onto_model.output.find("is an input of this job"), std::string::npos)
         << onto_model.output;

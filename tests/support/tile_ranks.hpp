@@ -37,23 +37,6 @@ class ScriptedPeerCommunicator final : public Communicator {
   std::deque<std::vector<std::byte>> peer_;
 };
 
-// The trivial communicator of a one-process job.
-class SingleRankCommunicator final : public Communicator {
- public:
-  int rank() const override { return 0; }
-  int size() const override { return 1; }
-  void all_reduce_sum(std::span<std::int64_t>) override {}
-  void all_reduce_sum(std::span<double>) override {}
-  void all_reduce_max(std::span<double>) override {}
-  std::vector<std::byte> all_gather(std::span<const std::byte> local) override {
-    return {local.begin(), local.end()};
-  }
-  void broadcast(std::span<std::byte>, int) override {}
-  void barrier() override {}
-  [[noreturn]] void abort(int exit_code) override { std::exit(exit_code); }
-  bool any(bool failed) override { return failed; }
-};
-
 // What rank 1 sends in Backend::gather_tiles through the host communicator: its rows, then its
 // per-tile objectives [gptq..., rtn...].
 inline std::deque<std::vector<std::byte>> peer_messages(const SolvedTiles& rank1) {

@@ -67,8 +67,8 @@ using TileDeal = std::vector<RowTile>;
 // What quantize_tiles needs besides the layer.
 struct TileJob {
   Linear linear = Linear::Q;
-  const TileDeal* deal = nullptr;        // the module's tiles; this rank solves those it owns
-  int rank = 0;                          // this rank
+  const TileDeal* deal = nullptr;         // the module's tiles; this rank solves those it owns
+  int rank = 0;                           // this rank
   const Factorization* factor = nullptr;  // GPTQ against it; null: round-to-nearest
   const Hessian* hessian = nullptr;       // for the objectives (of this backend, or host)
   const GptqOptions* options = nullptr;

@@ -28,7 +28,7 @@ struct JobOptions {
   std::vector<Linear> modules;  // the modules to quantize (default all seven)
   std::string out = "qshard.h5";
   bool resume = false;
-  bool force = false;  // replace an existing `out` (never an input of the job)
+  bool force = false;                   // replace an existing `out` (never an input of the job)
   std::string backend = "auto";         // cpu, cuda, auto
   std::string collectives = "auto";     // auto (NCCL for cuda, else MPI), nccl, mpi
   std::int64_t tile_rows = 128;         // rows per solve work unit (fixed: never depends on ranks)

@@ -22,9 +22,9 @@ using InverseUpperCholesky = std::function<bool(const MatrixD& a, MatrixD& u)>;
 inline constexpr double kMinRelativePivot = 1e-10;
 
 // One factorisation attempt of a backend at absolute damping `lambda`: factorise
-// A = P^T H P + lambda I (P the permutation in `factor.perm`, dead diagonals taken as 1) into U with
-// A^-1 = U^T U, keeping U where the backend computes. False when A is not positive definite or a
-// relative pivot is below kMinRelativePivot.
+// A = P^T H P + lambda I (P the permutation in `factor.perm`, dead diagonals taken as 1) into U
+// with A^-1 = U^T U, keeping U where the backend computes. False when A is not positive definite or
+// a relative pivot is below kMinRelativePivot.
 using FactorAttempt = std::function<bool(double lambda)>;
 
 // The preparation every backend shares, from H's diagonal (checked finite by the caller): marks

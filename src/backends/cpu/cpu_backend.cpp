@@ -92,8 +92,8 @@ class CpuLayer final : public ResidentLayer {
     });
     std::vector<QuantizedWeight> parts;
     for (Prepared& p : prepared) parts.push_back(std::move(p.result));
-    auto solved = std::make_unique<HostSolvedTiles>(
-        parts.empty() ? QuantizedWeight{} : stack_rows(parts));
+    auto solved =
+        std::make_unique<HostSolvedTiles>(parts.empty() ? QuantizedWeight{} : stack_rows(parts));
     for (const Prepared& p : prepared) {
       solved->objective_gptq.push_back(p.objective_gptq);
       solved->objective_rtn.push_back(p.objective_rtn);

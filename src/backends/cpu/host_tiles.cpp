@@ -61,10 +61,10 @@ QuantizedWeight read_quantized(std::span<const std::byte> bytes, std::size_t& of
   const auto rows = get<std::int64_t>(bytes, offset);
   const auto cols = get<std::int64_t>(bytes, offset);
   const auto groups = get<std::int64_t>(bytes, offset);
-  require(rows >= 0 && cols >= 0 && groups >= 0 &&
-              static_cast<std::size_t>(rows * (cols + 8 * groups) + 4 * cols) <=
-                  bytes.size() - offset,
-          "tile exchange: corrupt message ([", rows, ", ", cols, "], ", groups, " groups)");
+  require(
+      rows >= 0 && cols >= 0 && groups >= 0 &&
+          static_cast<std::size_t>(rows * (cols + 8 * groups) + 4 * cols) <= bytes.size() - offset,
+      "tile exchange: corrupt message ([", rows, ", ", cols, "], ", groups, " groups)");
   q.codes = Matrix<std::uint8_t>(rows, cols);
   q.scales = MatrixF(rows, groups);
   q.zeros = Matrix<std::int32_t>(rows, groups);

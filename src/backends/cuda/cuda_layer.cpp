@@ -8,8 +8,8 @@
 #include "cuda_tiles.hpp"
 #include "forward_kernels.hpp"
 #include "qshard/backend/cuda/cuda_hessian.hpp"
-#include "qshard/backend/host_tiles.hpp"
 #include "qshard/backend/cuda/device.hpp"
+#include "qshard/backend/host_tiles.hpp"
 
 namespace qshard::cuda {
 namespace {
@@ -233,7 +233,8 @@ struct CudaLayer::State {
       cache.clear();
       cache.resize(units.size());
       std::size_t need = 0;
-      const std::int64_t per_token = config.q_dim() + config.hidden_size + weights[Linear::Gate].rows();
+      const std::int64_t per_token =
+          config.q_dim() + config.hidden_size + weights[Linear::Gate].rows();
       for (std::size_t i = 0; i < units.size(); ++i)
         need += static_cast<std::size_t>(units.rows(i) * per_token) * element;
       std::size_t free_bytes = 0, total_bytes = 0;
@@ -374,8 +375,7 @@ std::unique_ptr<SolvedTiles> CudaLayer::quantize_tiles(const TileJob& job) {
   rtn.g_idx_device = DeviceBuffer<std::int32_t>(rtn.g_idx.size());
   rtn.g_idx_device.upload(rtn.g_idx.data(), rtn.g_idx.size(), s.stream.get());
   s.stream.synchronize();
-  const std::vector<double> rtn_rows =
-      solver.row_objectives(w, rtn.q, rtn.g_idx_device.data(), h);
+  const std::vector<double> rtn_rows = solver.row_objectives(w, rtn.q, rtn.g_idx_device.data(), h);
 
   std::vector<double> result_rows = rtn_rows;
   DeviceRows result;
@@ -420,8 +420,8 @@ void CudaLayer::install(Linear linear, const QuantizedModule& module) {
   const DeviceGuard guard(s.device);
   QSHARD_CUDA_CHECK(kernels::dequantize(
       rows.q.codes.data(), rows.q.scales.data(), rows.q.zeros.data(), rows.g_idx_device.data(),
-      rows.q.rows, rows.q.columns, rows.q.groups,
-      s.linear[static_cast<std::size_t>(linear)].data(), s.activation, s.stream.get()));
+      rows.q.rows, rows.q.columns, rows.q.groups, s.linear[static_cast<std::size_t>(linear)].data(),
+      s.activation, s.stream.get()));
   s.stream.synchronize();
   s.master[static_cast<std::size_t>(linear)] = DeviceBuffer<float>();
   s.invalidate(linear);
@@ -479,8 +479,8 @@ bool CudaLayer::State::forward(const void* hidden, void* out, std::int64_t token
   const bool act_cached = cache != nullptr && cache->act_ok;
   if (!heads_cached || wanted(LinearInput::Attention)) {
     QSHARD_CUDA_CHECK(kernels::rms_norm(hidden, s.input_norm.data(),
-                                        static_cast<float>(c.rms_norm_eps), xn, tokens,
-                                        hidden_size, s.activation, stream));
+                                        static_cast<float>(c.rms_norm_eps), xn, tokens, hidden_size,
+                                        s.activation, stream));
     if (deliver(LinearInput::Attention, xn, hidden_size)) return false;
   }
 
@@ -492,10 +492,10 @@ bool CudaLayer::State::forward(const void* hidden, void* out, std::int64_t token
     s.product(xn, Linear::Q, q, tokens);
     s.product(xn, Linear::K, k, tokens);
     s.product(xn, Linear::V, v, tokens);
-    QSHARD_CUDA_CHECK(kernels::rotary(q, tokens, c.num_attention_heads, c.head_dim, q_dim,
-                                      seq_len, s.cos.data(), s.sin.data(), s.activation, stream));
-    QSHARD_CUDA_CHECK(kernels::rotary(k, tokens, c.num_key_value_heads, c.head_dim, kv_dim,
-                                      seq_len, s.cos.data(), s.sin.data(), s.activation, stream));
+    QSHARD_CUDA_CHECK(kernels::rotary(q, tokens, c.num_attention_heads, c.head_dim, q_dim, seq_len,
+                                      s.cos.data(), s.sin.data(), s.activation, stream));
+    QSHARD_CUDA_CHECK(kernels::rotary(k, tokens, c.num_key_value_heads, c.head_dim, kv_dim, seq_len,
+                                      s.cos.data(), s.sin.data(), s.activation, stream));
     for (std::int64_t t0 = 0; t0 < tokens; t0 += seq_len)
       s.attention(at(q, t0 * q_dim, e), at(k, t0 * kv_dim, e), at(v, t0 * kv_dim, e),
                   at(heads, t0 * q_dim, e), seq_len);

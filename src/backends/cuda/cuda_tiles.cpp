@@ -56,8 +56,7 @@ DeviceRows nccl_gather(NcclCommunicator& nccl, DeviceRows& mine, const TileDeal&
   }
   QSHARD_CUDA_CHECK(ncclGroupStart());
   nccl.all_gather_device(send.codes.data(), recv.codes.data(), send.codes.bytes(), stream.get());
-  nccl.all_gather_device(send.scales.data(), recv.scales.data(), send.scales.bytes(),
-                         stream.get());
+  nccl.all_gather_device(send.scales.data(), recv.scales.data(), send.scales.bytes(), stream.get());
   nccl.all_gather_device(send.zeros.data(), recv.zeros.data(), send.zeros.bytes(), stream.get());
   QSHARD_CUDA_CHECK(ncclGroupEnd());
   DeviceRows module;

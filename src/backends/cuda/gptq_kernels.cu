@@ -450,10 +450,10 @@ __global__ void rtn_codes_kernel(const float* weight, std::int64_t rows, std::in
   }
 }
 
-__global__ void residual_kernel(const float* weight, const std::uint8_t* codes,
-                                const float* scales, const std::int32_t* zeros,
-                                const std::int32_t* g_idx, std::int64_t rows, std::int64_t chunk,
-                                std::int64_t n, std::int64_t groups, double* d) {
+__global__ void residual_kernel(const float* weight, const std::uint8_t* codes, const float* scales,
+                                const std::int32_t* zeros, const std::int32_t* g_idx,
+                                std::int64_t rows, std::int64_t chunk, std::int64_t n,
+                                std::int64_t groups, double* d) {
   const std::size_t total = static_cast<std::size_t>(chunk) * n;
   for (std::size_t idx = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
        idx < total; idx += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
@@ -480,7 +480,8 @@ __global__ void row_dot_kernel(const double* a, const double* b, std::int64_t n,
   partial[threadIdx.x] = sum;
   __syncthreads();
   for (int stride = kDotThreads / 2; stride > 0; stride /= 2) {
-    if (static_cast<int>(threadIdx.x) < stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
+    if (static_cast<int>(threadIdx.x) < stride)
+      partial[threadIdx.x] += partial[threadIdx.x + stride];
     __syncthreads();
   }
   if (threadIdx.x == 0) out[r] = partial[0];
@@ -493,9 +494,8 @@ cudaError_t rtn_codes(const float* weight, std::int64_t rows, std::int64_t rows_
                       cudaStream_t stream) {
   const std::size_t total = static_cast<std::size_t>(rows_padded) * static_cast<std::size_t>(n);
   if (total == 0) return cudaSuccess;
-  rtn_codes_kernel<<<grid_for(total, 256), 256, 0, stream>>>(weight, rows, rows_padded, n,
-                                                             group_size, groups, maxq, scales,
-                                                             zeros, codes);
+  rtn_codes_kernel<<<grid_for(total, 256), 256, 0, stream>>>(
+      weight, rows, rows_padded, n, group_size, groups, maxq, scales, zeros, codes);
   return cudaGetLastError();
 }
 

@@ -60,8 +60,8 @@ DeviceHessian::~DeviceHessian() {
 MatrixD DeviceHessian::to_host() const {
   const DeviceGuard guard(device_);
   MatrixD h(n_, n_);
-  QSHARD_CUDA_CHECK(cudaMemcpy(h.data(), values_.data(), h.size() * sizeof(double),
-                               cudaMemcpyDeviceToHost));
+  QSHARD_CUDA_CHECK(
+      cudaMemcpy(h.data(), values_.data(), h.size() * sizeof(double), cudaMemcpyDeviceToHost));
   return h;
 }
 
@@ -179,10 +179,9 @@ std::shared_ptr<const DeviceFactor> CudaSolver::factorize_buffer(
     s.stream.synchronize();
     require(info >= 0, "cusolverDnXpotrf: invalid argument ", -info);
     if (info != 0) return false;
-    QSHARD_CUDA_CHECK(cusolverDnXtrtri(s.cusolver.get(), CUBLAS_FILL_MODE_LOWER,
-                                       CUBLAS_DIAG_NON_UNIT, n, CUDA_R_64F, a.data(), n,
-                                       work_device.data(), trtri_device, work_host.data(),
-                                       trtri_host, info_device.data()));
+    QSHARD_CUDA_CHECK(cusolverDnXtrtri(
+        s.cusolver.get(), CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, n, CUDA_R_64F, a.data(), n,
+        work_device.data(), trtri_device, work_host.data(), trtri_host, info_device.data()));
     info_device.download(&info, 1, stream);
     s.stream.synchronize();
     require(info >= 0, "cusolverDnXtrtri: invalid argument ", -info);
@@ -445,8 +444,8 @@ std::vector<double> CudaSolver::row_objectives(const float* weight, const Device
     const std::int64_t rows = std::min(kObjectiveRows, q.rows - r0);
     QSHARD_CUDA_CHECK(kernels::residual(weight + r0 * n, q.codes.data() + r0 * n,
                                         q.scales.data() + r0 * q.groups,
-                                        q.zeros.data() + r0 * q.groups, g_idx, rows,
-                                        kObjectiveRows, n, q.groups, s.objective_d.data(), stream));
+                                        q.zeros.data() + r0 * q.groups, g_idx, rows, kObjectiveRows,
+                                        n, q.groups, s.objective_d.data(), stream));
     // Per panel of rows, column-major: (D H)^T = H D^T (H symmetric); always the same shapes.
     QSHARD_CUDA_CHECK(cublasDgemmStridedBatched(
         s.cublas.get(), CUBLAS_OP_N, CUBLAS_OP_N, ni, static_cast<int>(panel), ni, &one, hessian,

@@ -5,6 +5,7 @@
 #include "gptq_problems.hpp"
 #include "qshard/backend/backend.hpp"
 #include "qshard/backend/host_tiles.hpp"
+#include "qshard/dist/mpi.hpp"
 #include "qshard/model/synthetic_source.hpp"
 #include "tile_ranks.hpp"
 
@@ -63,16 +64,16 @@ TEST(HostTiles, OneRankModuleIsTheSolverOnTheWholeModule) {
     job.hessian = h.get();
     job.options = &f.options;
     job.threads = 2;
-    test::SingleRankCommunicator one;
+    SelfCommunicator one;
     const auto module = f.backend->gather_tiles(layer->quantize_tiles(job), deal, one);
-    const QuantizedWeight expected = gptq ? f.backend->solver().solve(w, *factor, f.options)
-                                          : quantize_rtn(w, f.options.quant);
+    const QuantizedWeight expected =
+        gptq ? f.backend->solver().solve(w, *factor, f.options) : quantize_rtn(w, f.options.quant);
     EXPECT_TRUE(same(module->to_host(), expected)) << "gptq " << gptq;
     // Objectives: the tiles' sum equals the whole module's objective (to rounding).
     const double whole = reconstruction_objective(w, expected.dequantize(), f.hessian);
     EXPECT_NEAR(module->objective_gptq, whole, 1e-9 * whole);
-    const double rtn = reconstruction_objective(
-        w, quantize_rtn(w, f.options.quant).dequantize(), f.hessian);
+    const double rtn =
+        reconstruction_objective(w, quantize_rtn(w, f.options.quant).dequantize(), f.hessian);
     EXPECT_NEAR(module->objective_rtn, rtn, 1e-9 * rtn);
     if (gptq) {
       EXPECT_LT(module->objective_gptq, module->objective_rtn);
