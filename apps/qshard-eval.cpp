@@ -1,5 +1,6 @@
 // qshard-eval: perplexity, KL divergence and top-1 agreement of a (quantized) model.
 #include <boost/program_options.hpp>
+#include <cmath>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -63,7 +64,14 @@ int main(int argc, char** argv) {
         return backend->forward_layer(c, w, rope, hidden, seq_len);
       };
     }
-    qshard::print_report(qshard::run_eval(o, runner), o.json, std::cout);
+    const qshard::EvalReport report = qshard::run_eval(o, runner);
+    qshard::print_report(report, o.json, std::cout);
+    // A non-finite result (NaN/Inf weights or scales) is a failure, not a figure.
+    if (!std::isfinite(report.evaluated.perplexity)) {
+      std::cerr << "qshard-eval: error: the perplexity is not finite ("
+                << report.evaluated.perplexity << "): the model's weights or scales hold NaN/Inf\n";
+      return 1;
+    }
     return 0;
   } catch (const po::error& e) {
     std::cerr << "qshard-eval: error: " << e.what() << " (see --help)\n";

@@ -74,7 +74,7 @@ int main(int argc, char** argv) {
   } catch (const po::error& e) {
     std::cerr << "qshard-inspect: error: " << e.what() << " (see --help)\n";
     return 1;
-  } catch (const qshard::Error& e) {
+  } catch (const std::exception& e) {  // bad_alloc of an absurd model too: one line
     std::cerr << "qshard-inspect: error: " << e.what() << '\n';
     return 1;
   }

@@ -1,5 +1,7 @@
 #include "qshard/io/checkpoint.hpp"
 
+#include <cmath>
+
 #include <system_error>
 
 #include "qshard/core/error.hpp"
@@ -77,6 +79,15 @@ ModuleRecord read_module(const h5::Group& layer, Linear linear) {
   require(static_cast<std::int64_t>(w.g_idx.size()) == cols, g.path(), "/g_idx has ",
           w.g_idx.size(), " entries, expected in_features = ", cols);
   require(w.scales.rows() == rows, g.path(), "/scales does not match out_features ", rows);
+  // Everything a reader indexes or multiplies with is checked before use.
+  const std::int64_t groups = w.scales.cols();
+  for (std::size_t c = 0; c < w.g_idx.size(); ++c)
+    require(w.g_idx[c] >= 0 && w.g_idx[c] < groups, g.path(), "/g_idx[", c, "] = ", w.g_idx[c],
+            " is outside the ", groups, " groups of ", g.path(), "/scales");
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t k = 0; k < groups; ++k)
+      require(std::isfinite(w.scales(r, k)), g.path(), "/scales[", r, ", ", k, "] is ",
+              w.scales(r, k), " (not finite)");
   return m;
 }
 
