@@ -3,7 +3,7 @@
 # beside the layer bench in the same call. Logs go to $OUT (or ./device-out). Steps, in the order
 # given (default: all of them):
 #
-#   tests    GPU tests; stories260k on cpu, cuda (NCCL), cuda --collectives mpi on 1 and 2 ranks
+#   tests    GPU tests; stories260k on cpu, cuda (NCCL), cuda --collectives mpi on 1, 2, 4 ranks
 #   bench7   the Llama-2-7B layer bench, then qshard-quantize's first QSHARD_7B_LAYERS (6) layers
 #   disk7    a synthetic Llama-2-7B written as bf16 safetensors shards, quantized whole from disk
 #   bench70  the Llama-3-70B layer bench, then qshard-quantize's first QSHARD_70B_LAYERS (10) layers
@@ -43,9 +43,11 @@ for step in "${steps[@]}"; do
       "$bin/qshard-quantize" "${s[@]}" --backend cpu --out /tmp/s-cpu.h5
       "$bin/qshard-quantize" "${s[@]}" --backend cuda --out /tmp/s-cuda.h5
       "$bin/qshard-quantize" "${s[@]}" --backend cuda --collectives mpi --out /tmp/s-mpi1.h5
-      mpirun -np 2 --oversubscribe "$bin/qshard-quantize" "${s[@]}" --backend cuda --collectives mpi \
-        --out /tmp/s-mpi2.h5
-      for f in cpu cuda mpi1 mpi2; do
+      for n in 2 4; do
+        mpirun -np $n --oversubscribe "$bin/qshard-quantize" "${s[@]}" --backend cuda --collectives mpi \
+          --out /tmp/s-mpi$n.h5
+      done
+      for f in cpu cuda mpi1 mpi2 mpi4; do
         echo "$f $("$bin/qshard-inspect" --checkpoint /tmp/s-$f.h5 --hash) $("$bin/qshard-eval" \
           --model .dev/models/stories260k --checkpoint /tmp/s-$f.h5 \
           --tokens .dev/data/stories260k/eval_256x256.i32 --seq_len 256 --json)"
