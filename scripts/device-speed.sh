@@ -67,6 +67,8 @@ for step in "${steps[@]}"; do
       quantize 70b_layers --model synthetic:llama3-70b "${job[@]}" --stop_after_layers "${QSHARD_70B_LAYERS:-10}" --out /tmp/l70b.h5
       rm -rf /tmp/l70b.h5.parts ;;
     app70)
-      quantize 70b_whole --model synthetic:llama3-70b "${job[@]}" --out /tmp/m70b.h5 ;;
+      # The 64 GiB disk holds the 36 GB of finished layers, not the checkpoint beside them.
+      quantize 70b_whole --model synthetic:llama3-70b "${job[@]}" --parts_dir /tmp/m70b.parts --out /dev/shm/m70b.h5
+      ls -la /dev/shm/m70b.h5; rm -rf /dev/shm/m70b.h5 /tmp/m70b.parts ;;
   esac
 done

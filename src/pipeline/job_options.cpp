@@ -88,7 +88,11 @@ po::options_description describe_options(JobOptions& o, Raw& raw) {
   add("force", po::value(&o.force)->default_value(false)->implicit_value(true),
       "replace an existing OUT (when the new checkpoint is complete); never an input of the job");
   add("resume", po::value(&o.resume)->default_value(false)->implicit_value(true),
-      "continue an interrupted job from OUT.parts/");
+      "continue an interrupted job from its parts_dir");
+  add("parts_dir", po::value(&o.parts_dir)->default_value(""),
+      "where the finished layers wait until the checkpoint is assembled (default OUT.parts; "
+      "e.g. node-local scratch when OUT is on a shared file system: both hold the quantized "
+      "layers once at the end)");
   add("backend", po::value(&o.backend)->default_value(o.backend), "cpu, cuda or auto");
   add("collectives", po::value(&o.collectives)->default_value(o.collectives),
       "auto (NCCL with the cuda backend, one rank per GPU), nccl, or mpi (host MPI only; ranks "

@@ -27,7 +27,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-fs::path parts_dir(const JobOptions& o) { return fs::path(o.out + ".parts"); }
+fs::path parts_dir(const JobOptions& o) {
+  return o.parts_dir.empty() ? fs::path(o.out + ".parts") : fs::path(o.parts_dir);
+}
 fs::path layer_file(const JobOptions& o, std::int64_t layer) {
   char name[32];
   std::snprintf(name, sizeof name, "layer-%05lld.h5", static_cast<long long>(layer));

@@ -51,6 +51,23 @@ TEST(QuantizeJob, ResumedJobEqualsUninterruptedJob) {
   EXPECT_EQ(compare_quantized_tensors(dir / "full.h5", dir / "cut.h5"), "");
 }
 
+TEST(QuantizeJob, PartsDirHoldsTheUnfinishedLayersElsewhere) {
+  TempDir dir("qshard-parts-dir");
+  const std::string args = kTiny + "--bits 4 --group_size 32 ";
+  ASSERT_EQ(run(quantize_command(1, args + "--out " + dir / "full.h5")).exit_code, 0);
+  const std::string parts = (fs::path(dir / "scratch") / "job-7").string();
+  const RunResult stopped = run(quantize_command(
+      2, args + "--stop_after_layers 2 --parts_dir " + parts + " --out " + dir / "cut.h5"));
+  ASSERT_EQ(stopped.exit_code, 3) << stopped.output;
+  EXPECT_TRUE(fs::exists(fs::path(parts) / "layer-00001.h5"));
+  EXPECT_FALSE(fs::exists(dir / "cut.h5.parts"));
+  const RunResult resumed = run(
+      quantize_command(1, args + "--resume --parts_dir " + parts + " --out " + dir / "cut.h5"));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_EQ(compare_quantized_tensors(dir / "full.h5", dir / "cut.h5"), "");
+  EXPECT_FALSE(fs::exists(parts));
+}
+
 TEST(QuantizeJob, OutputIsNeverReplacedWithoutForceNorEverAnInput) {
   TempDir dir("qshard-out");
   const std::string out = dir / "q.h5";

@@ -29,6 +29,7 @@ struct JobOptions {
   std::string out = "qshard.h5";
   bool resume = false;
   bool force = false;                   // replace an existing `out` (never an input of the job)
+  std::string parts_dir;                // unfinished layers; empty: OUT.parts
   std::string backend = "auto";         // cpu, cuda, auto
   std::string collectives = "auto";     // auto (NCCL for cuda, else MPI), nccl, mpi
   std::int64_t tile_rows = 128;         // rows per solve work unit (fixed: never depends on ranks)
