@@ -64,6 +64,10 @@ EvalReport run_eval(const EvalOptions& o, const LayerRunner& runner) {
   const WeightSource* reference_source = reference   ? reference.get()
                                          : evaluated ? model.get()
                                                      : nullptr;
+  const std::int64_t positions = o.window > 0 ? std::min(o.window, o.seq_len) : o.seq_len;
+  require(positions <= evaluated_source.config().max_position_embeddings, "seq_len ", positions,
+          " exceeds the model's max_position_embeddings ",
+          evaluated_source.config().max_position_embeddings);
   CausalLm lm(evaluated_source);
   if (runner) lm.set_layer_runner(runner);
   std::optional<LogitsFile> logits;

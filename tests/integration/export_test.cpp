@@ -13,8 +13,6 @@ namespace qshard::test {
 namespace {
 namespace fs = std::filesystem;
 
-std::string app(const std::string& name) { return std::string(QSHARD_APPS_DIR) + "/" + name; }
-
 // The JSON line qshard-eval --json prints (the last line of its output).
 nlohmann::json eval_json(const std::string& args) {
   const RunResult r = run(app("qshard-eval") + " --json " + args);

@@ -61,8 +61,8 @@ TEST(QuantizeJob, PartsDirHoldsTheUnfinishedLayersElsewhere) {
   ASSERT_EQ(stopped.exit_code, 3) << stopped.output;
   EXPECT_TRUE(fs::exists(fs::path(parts) / "layer-00001.h5"));
   EXPECT_FALSE(fs::exists(dir / "cut.h5.parts"));
-  const RunResult resumed = run(
-      quantize_command(1, args + "--resume --parts_dir " + parts + " --out " + dir / "cut.h5"));
+  const RunResult resumed =
+      run(quantize_command(1, args + "--resume --parts_dir " + parts + " --out " + dir / "cut.h5"));
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_EQ(compare_quantized_tensors(dir / "full.h5", dir / "cut.h5"), "");
   EXPECT_FALSE(fs::exists(parts));
@@ -180,6 +180,29 @@ TEST(QuantizeJob, Stories260kGptqBeatsRtnIdenticallyOnAnyRankCount) {
   EXPECT_NEAR(g.reference.perplexity, 51.0546, 0.051);
   EXPECT_LT(g.model.perplexity, r.model.perplexity);
   EXPECT_LT(g.mean_kl, r.mean_kl);
+}
+
+}  // namespace
+}  // namespace qshard::test
+
+namespace qshard::test {
+namespace {
+
+TEST(Eval, RefusesSeqLenBeyondMaxPositionEmbeddings) {
+  TempDir dir("qshard-eval-positions");
+  const std::int64_t seq = 8193;  // synthetic tiny: max_position_embeddings 8192
+  {
+    std::ofstream ids(dir / "ids.i32", std::ios::binary);
+    for (std::int64_t i = 0; i < seq; ++i) {
+      const auto id = static_cast<std::int32_t>(i % 100);
+      ids.write(reinterpret_cast<const char*>(&id), sizeof id);
+    }
+  }
+  const RunResult r = run(app("qshard-eval") + " --model synthetic:tiny --tokens " +
+                          dir / "ids.i32" + " --seq_len " + std::to_string(seq));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("exceeds the model's max_position_embeddings 8192"), std::string::npos)
+      << r.output;
 }
 
 }  // namespace

@@ -22,6 +22,8 @@ RunResult run(const std::string& command, int timeout_seconds) {
   return result;
 }
 
+std::string app(const std::string& name) { return std::string(QSHARD_APPS_DIR) + "/" + name; }
+
 std::string quantize_command(int ranks, const std::string& args) {
   return std::string(QSHARD_MPIEXEC) + " -np " + std::to_string(ranks) + " --oversubscribe " +
          QSHARD_APPS_DIR + "/qshard-quantize " + args;

@@ -12,6 +12,8 @@ struct RunResult {
 
 // Runs `command` through the shell with a time limit; never hangs the test.
 RunResult run(const std::string& command, int timeout_seconds = 600);
+// The path of app `name` in the build tree.
+std::string app(const std::string& name);
 // "mpirun -np N --oversubscribe APPS/qshard-quantize ARGS" (N = 1 runs without mpirun too).
 std::string quantize_command(int ranks, const std::string& args);
 std::filesystem::path shared_dir();

@@ -63,8 +63,8 @@ TEST(CheckpointValidation, RefusesGidxOutOfRangeAndNonFiniteScales) {
     EXPECT_NE(error.find("/g_idx[5] = " + std::to_string(bad)), std::string::npos) << error;
     EXPECT_NE(error.find("q_proj"), std::string::npos) << error;
   }
-  for (const float bad : {std::numeric_limits<float>::quiet_NaN(),
-                          std::numeric_limits<float>::infinity()}) {
+  for (const float bad :
+       {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
     QuantizedWeight q = small_weight();
     q.scales(3, 1) = bad;
     write_layer_file(file, layer_with(q), DType::F32);
