@@ -83,7 +83,26 @@ class SyntheticSource final : public WeightSource {
     if (ref->linear && ref->field == "bias") return has_bias(*ref->linear);
     return true;
   }
+  // The tensor as a checkpoint of the config's dtype holds it: values rounded to bf16/fp16, so
+  // that the model written to disk (qshard-inspect --write-synthetic) is the same model.
   MatrixF load(const std::string& name) const override {
+    MatrixF values = generate(name);
+    const DType dtype = config_.torch_dtype;
+    if (dtype == DType::BF16 || dtype == DType::F16) {
+      const std::int64_t cols = values.cols();
+      parallel_rows(values.rows(), [&](std::int64_t begin, std::int64_t end) {
+        for (float* v = values.data() + begin * cols; v != values.data() + end * cols; ++v)
+          *v = dtype == DType::BF16 ? bf16_to_f32(f32_to_bf16(*v)) : round_to_f16(*v);
+      });
+    }
+    return values;
+  }
+  std::string describe() const override {
+    return str("synthetic model '", name_, "' (seed ", seed_, ")");
+  }
+
+ private:
+  MatrixF generate(const std::string& name) const {
     const auto ref = parse_tensor_name(name);
     require(ref.has_value() && contains(name), describe(), ": no tensor '", name, "'");
     const std::uint64_t key = hash_name(name, seed_);
@@ -107,11 +126,6 @@ class SyntheticSource final : public WeightSource {
     }
     return norm;
   }
-  std::string describe() const override {
-    return str("synthetic model '", name_, "' (seed ", seed_, ")");
-  }
-
- private:
   bool has_bias(Linear l) const {
     if (l == Linear::Q || l == Linear::K || l == Linear::V) return config_.attention_bias;
     if (l == Linear::O) return config_.o_proj_bias;

@@ -148,7 +148,13 @@ std::vector<ModuleRecord> quantize_layer(const LayerContext& ctx, const LayerWei
       std::unique_ptr<SolvedTiles> mine;
       {
         const ScopedTimer timer(timings.solve);
-        mine = layer.quantize_tiles(job);
+        try {
+          mine = layer.quantize_tiles(job);
+        } catch (const CollectiveError&) {
+          throw;
+        } catch (const Error& e) {
+          throw Error(str(linear_name(l), ": ", e.what()));  // the module of the weight at fault
+        }
       }
       const ScopedTimer timer(timings.exchange);
       const std::unique_ptr<QuantizedModule> module =

@@ -331,7 +331,13 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& comm, const Backen
     record.input_norm = weights.input_norm;
     record.post_norm = weights.post_norm;
     std::unique_ptr<UnitStore> next;
-    record.modules = quantize_layer(context, weights, *loaded.resident, *hidden, timings, &next);
+    try {
+      record.modules = quantize_layer(context, weights, *loaded.resident, *hidden, timings, &next);
+    } catch (const CollectiveError& e) {
+      throw CollectiveError(str("layer ", l, ": ", e.what()));
+    } catch (const Error& e) {
+      throw Error(str("layer ", l, ": ", e.what()));
+    }
     loaded.resident.reset();
     hidden = std::move(next);
     for (const ModuleRecord& m : record.modules) {

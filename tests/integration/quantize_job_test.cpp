@@ -207,3 +207,62 @@ TEST(Eval, RefusesSeqLenBeyondMaxPositionEmbeddings) {
 
 }  // namespace
 }  // namespace qshard::test
+
+namespace qshard::test {
+namespace {
+
+// Little-endian u64 of the first 8 bytes of a safetensors file: its header length.
+std::uint64_t header_length(std::fstream& file) {
+  unsigned char bytes[8];
+  file.seekg(0);
+  file.read(reinterpret_cast<char*>(bytes), 8);
+  std::uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | bytes[i];
+  return n;
+}
+
+TEST(QuantizeJob, SyntheticModelWrittenToDiskQuantizesLikeTheGeneratedOne) {
+  TempDir dir("qshard-written-model");
+  const std::string model = dir / "tiny";
+  const RunResult written = run(app("qshard-inspect") + " --write-synthetic tiny --seed 3 " +
+                                "--max-shard-size 300KB --out " + model);
+  ASSERT_EQ(written.exit_code, 0) << written.output;
+  EXPECT_TRUE(fs::exists(fs::path(model) / "model.safetensors.index.json"));
+  EXPECT_NE(run(app("qshard-inspect") + " --write-synthetic tiny --out " + model).exit_code, 0)
+      << "an existing directory is replaced only with --force";
+  // The same job from the directory and generated on the fly: the same checkpoint.
+  const std::string job = "--samples 8 --seq_len 32 --batch_samples 2 --backend cpu --quiet ";
+  ASSERT_EQ(run(quantize_command(2, "--model " + model + " " + job + "--out " + dir / "disk.h5"))
+                .exit_code,
+            0);
+  ASSERT_EQ(run(quantize_command(1, "--model synthetic:tiny --model_seed 3 " + job + "--out " +
+                                        dir / "generated.h5"))
+                .exit_code,
+            0);
+  EXPECT_EQ(compare_quantized_tensors(dir / "disk.h5", dir / "generated.h5"), "");
+
+  // A weight beyond what fp16 scales can hold: the error names the layer and the module.
+  const std::string name = "model.layers.1.mlp.up_proj.weight";
+  for (const auto& entry : fs::directory_iterator(model)) {
+    if (entry.path().extension() != ".safetensors") continue;
+    std::fstream file(entry.path(), std::ios::in | std::ios::out | std::ios::binary);
+    const std::uint64_t n = header_length(file);
+    std::string header(n, '\0');
+    file.read(header.data(), static_cast<std::streamsize>(n));
+    const auto at = header.find("\"" + name + "\"");
+    if (at == std::string::npos) continue;
+    const auto offsets = header.find("data_offsets", at);
+    const std::uint64_t begin = std::stoull(header.substr(header.find('[', offsets) + 1));
+    const unsigned char huge_bf16[2] = {0x62, 0x7f};  // 0x7f62 = 2.99e38
+    file.seekp(static_cast<std::streamoff>(8 + n + begin));
+    file.write(reinterpret_cast<const char*>(huge_bf16), 2);
+  }
+  const RunResult failed =
+      run(quantize_command(2, "--model " + model + " " + job + "--out " + dir / "huge.h5"));
+  EXPECT_NE(failed.exit_code, 0);
+  EXPECT_NE(failed.output.find("layer 1: up_proj: quantization scale"), std::string::npos)
+      << failed.output;
+}
+
+}  // namespace
+}  // namespace qshard::test
