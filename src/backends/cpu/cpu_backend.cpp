@@ -70,28 +70,33 @@ class CpuLayer final : public ResidentLayer {
     const MatrixF& weight = source_[job.linear];
     const std::vector<std::size_t> tiles = tiles_of(*job.deal, job.rank);
     struct Prepared {
-      QuantizedWeight result;
+      MatrixF tile, rtn, result;  // the weights, RTN's and the result's dequantized values
+      QuantizedWeight quantized;
       double objective_gptq = 0.0, objective_rtn = 0.0;
     };
     std::vector<Prepared> prepared(tiles.size());
-    // GPTQ, RTN and the dequantizations of each tile on o.threads threads; objectives through
-    // the solver.
+    // Pure host work on job.threads threads; BLAS work (solves, objectives) one call at a time,
+    // each on the BLAS threads (concurrent OpenBLAS calls are not reproducible).
     parallel_for(tiles.size(), job.threads, [&](std::size_t k) {
       const RowTile& t = (*job.deal)[tiles[k]];
-      const MatrixF tile = row_slice(weight, t.begin, t.end);
-      QuantizedWeight rtn = quantize_rtn(tile, o.quant);
       Prepared& p = prepared[k];
-      p.objective_rtn = solver_.objective(tile, rtn.dequantize(), *job.hessian);
-      if (job.factor == nullptr) {
-        p.objective_gptq = p.objective_rtn;
-        p.result = std::move(rtn);
-      } else {
-        p.result = solver_.solve(tile, *job.factor, o);
-        p.objective_gptq = solver_.objective(tile, p.result.dequantize(), *job.hessian);
-      }
+      p.tile = row_slice(weight, t.begin, t.end);
+      QuantizedWeight rtn = quantize_rtn(p.tile, o.quant);
+      p.rtn = rtn.dequantize();
+      if (job.factor == nullptr) p.quantized = std::move(rtn);
     });
+    if (job.factor != nullptr)
+      for (Prepared& p : prepared) p.quantized = solver_.solve(p.tile, *job.factor, o);
+    parallel_for(tiles.size(), job.threads,
+                 [&](std::size_t k) { prepared[k].result = prepared[k].quantized.dequantize(); });
+    for (Prepared& p : prepared) {
+      p.objective_rtn = solver_.objective(p.tile, p.rtn, *job.hessian);
+      p.objective_gptq = job.factor == nullptr
+                             ? p.objective_rtn
+                             : solver_.objective(p.tile, p.result, *job.hessian);
+    }
     std::vector<QuantizedWeight> parts;
-    for (Prepared& p : prepared) parts.push_back(std::move(p.result));
+    for (Prepared& p : prepared) parts.push_back(std::move(p.quantized));
     auto solved =
         std::make_unique<HostSolvedTiles>(parts.empty() ? QuantizedWeight{} : stack_rows(parts));
     for (const Prepared& p : prepared) {
