@@ -4,6 +4,7 @@
 # given (default: all of them):
 #
 #   tests    GPU tests; stories260k on cpu, cuda (NCCL), cuda --collectives mpi on 1, 2, 4 ranks
+#   gputests the GPU tests alone
 #   bench7   the Llama-2-7B layer bench, then qshard-quantize's first QSHARD_7B_LAYERS (6) layers
 #   disk7    a synthetic Llama-2-7B written as bf16 safetensors shards, quantized whole from disk
 #   bench70  the Llama-3-70B layer bench, then qshard-quantize's first QSHARD_70B_LAYERS (10) layers
@@ -33,11 +34,12 @@ quantize() {
 for step in "${steps[@]}"; do
   echo "== $step ($(date +%T))"
   case $step in
-    tests)
+    tests|gputests)
       nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
       df -h /tmp /dev/shm | tee -a "$out/gpu.txt"
       QSHARD_SHARED_DIR=.dev timeout 300 "$bin/qshard_gpu_tests" > "$out/gpu_tests.log" 2>&1
       grep -E "FAILED|PASSED|tests ran|Failure|Expected|Which is|actual" "$out/gpu_tests.log" | tail -30
+      [[ $step == gputests ]] && continue
       s=(--model .dev/models/stories260k --calib .dev/data/stories260k/calib_128x256.i32 --samples 128
          --seq_len 256 --bits 4 --group_size 32 --act_order true --quiet)
       "$bin/qshard-quantize" "${s[@]}" --backend cpu --out /tmp/s-cpu.h5

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "qshard/core/error.hpp"
+#include "qshard/core/parallel.hpp"
 
 namespace qshard {
 
@@ -143,7 +144,29 @@ std::uint16_t f32_to_bf16(float value) {
   return static_cast<std::uint16_t>((bits + 0x7fffu + lsb) >> 16);  // ties to even; Inf stays Inf
 }
 
+namespace {
+
+// Converts `count` values on one thread.
+void convert_range_to_f32(const void* src, DType dtype, std::size_t count, float* dst);
+
+}  // namespace
+
+// Large tensors (a model's weights read from memory-mapped files: page faults and conversion)
+// are converted in chunks on the hardware threads; the values do not depend on the split.
 void convert_to_f32(const void* src, DType dtype, std::size_t count, float* dst) {
+  constexpr std::size_t kChunk = std::size_t{1} << 22;
+  if (count < 2 * kChunk) return convert_range_to_f32(src, dtype, count, dst);
+  const std::size_t size = dtype_size(dtype), chunks = (count + kChunk - 1) / kChunk;
+  const int threads = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 32u));
+  parallel_for(chunks, threads, [&](std::size_t c) {
+    const std::size_t begin = c * kChunk, n = std::min(kChunk, count - begin);
+    convert_range_to_f32(static_cast<const std::byte*>(src) + begin * size, dtype, n, dst + begin);
+  });
+}
+
+namespace {
+
+void convert_range_to_f32(const void* src, DType dtype, std::size_t count, float* dst) {
   switch (dtype) {
     case DType::F32:
       std::memcpy(dst, src, count * sizeof(float));
@@ -172,6 +195,8 @@ void convert_to_f32(const void* src, DType dtype, std::size_t count, float* dst)
       throw Error(str("cannot convert dtype ", dtype_name(dtype), " to F32"));
   }
 }
+
+}  // namespace
 
 void convert_from_f32(const float* src, std::size_t count, DType dtype, void* dst) {
   switch (dtype) {

@@ -25,7 +25,8 @@ struct JobOptions {
   std::string method = "gptq";  // gptq or rtn
   GptqOptions gptq;
   bool true_sequential = true;
-  std::vector<Linear> modules;  // the modules to quantize (default all seven)
+  std::vector<Linear> modules{std::begin(kAllLinears),
+                              std::end(kAllLinears)};  // the modules to quantize
   std::string out = "qshard.h5";
   bool resume = false;
   bool force = false;                   // replace an existing `out` (never an input of the job)
