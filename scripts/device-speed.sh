@@ -62,7 +62,9 @@ for step in "${steps[@]}"; do
       /usr/bin/time -f "write: %e s, peak host %M KiB" "$bin/qshard-inspect" --write-synthetic llama2-7b \
         --out /tmp/llama2-7b-synthetic 2>&1 | tee "$out/write_7b.log"
       sync; du -sh /tmp/llama2-7b-synthetic; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null
-      quantize 7b_disk --model /tmp/llama2-7b-synthetic "${job[@]}" --out /tmp/m7b.h5
+      # Cold: the weights come from the disk; warm: from the page cache (a fast file system).
+      quantize 7b_disk_cold --model /tmp/llama2-7b-synthetic "${job[@]}" --out /tmp/m7b.h5
+      quantize 7b_disk_warm --model /tmp/llama2-7b-synthetic "${job[@]}" --force --out /tmp/m7b.h5
       ls -la /tmp/m7b.h5; rm -rf /tmp/llama2-7b-synthetic /tmp/m7b.h5 ;;
     bench70)
       timeout 200 "$bin/qshard-bench-layer-gpu" --model llama3-70b --repeats 1 2>&1 | tee "$out/bench_70b.log" | tail -4

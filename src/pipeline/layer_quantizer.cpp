@@ -99,10 +99,12 @@ std::map<Linear, TileDeal> deal_tiles(const LayerContext& ctx, const LayerWeight
 
 std::vector<ModuleRecord> quantize_layer(const LayerContext& ctx, const LayerWeights& weights,
                                          ResidentLayer& layer, const UnitStore& hidden,
-                                         LayerTimings& timings, std::unique_ptr<UnitStore>* next) {
+                                         LayerTimings& timings, std::unique_ptr<UnitStore>* next,
+                                         QuantizedModules* modules_out) {
   const JobOptions& o = ctx.options;
   const bool gptq = o.method == "gptq";
   std::vector<ModuleRecord> records(std::size(kAllLinears));
+  if (modules_out != nullptr) modules_out->assign(std::size(kAllLinears), nullptr);
   for (const Linear l : kAllLinears) {
     ModuleRecord& r = records[static_cast<std::size_t>(l)];
     r.linear = l;
@@ -157,12 +159,15 @@ std::vector<ModuleRecord> quantize_layer(const LayerContext& ctx, const LayerWei
         }
       }
       const ScopedTimer timer(timings.exchange);
-      const std::unique_ptr<QuantizedModule> module =
+      const std::shared_ptr<const QuantizedModule> module =
           ctx.backend.gather_tiles(std::move(mine), *job.deal, ctx.comm);
       layer.install(l, *module);
       ModuleRecord& r = records[static_cast<std::size_t>(l)];
       r.method = o.method;
-      if (ctx.host_results) r.weight = module->to_host();
+      if (modules_out != nullptr)
+        (*modules_out)[static_cast<std::size_t>(l)] = module;
+      else if (ctx.host_results)
+        r.weight = module->to_host();
       r.float_weight = MatrixF();
       r.objective_gptq = module->objective_gptq;
       r.objective_rtn = module->objective_rtn;

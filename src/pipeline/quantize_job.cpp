@@ -331,8 +331,10 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& comm, const Backen
     record.input_norm = weights.input_norm;
     record.post_norm = weights.post_norm;
     std::unique_ptr<UnitStore> next;
+    QuantizedModules quantized;  // rank 0: brought to the host by the writer
     try {
-      record.modules = quantize_layer(context, weights, *loaded.resident, *hidden, timings, &next);
+      record.modules = quantize_layer(context, weights, *loaded.resident, *hidden, timings, &next,
+                                      comm.is_root() ? &quantized : nullptr);
     } catch (const CollectiveError& e) {
       throw CollectiveError(str("layer ", l, ": ", e.what()));
     } catch (const Error& e) {
@@ -350,7 +352,12 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& comm, const Backen
       wait_written();
       record.seconds = std::chrono::duration<double>(write_start - layer_start).count();
       written = io.submit([path = layer_file(o, l), record = std::move(record),
-                           dtype = config.torch_dtype] { write_layer_file(path, record, dtype); });
+                           quantized = std::move(quantized), dtype = config.torch_dtype]() mutable {
+        for (std::size_t m = 0; m < quantized.size(); ++m)
+          if (quantized[m]) record.modules[m].weight = quantized[m]->to_host();
+        quantized.clear();  // the device copies go as soon as they are on the host
+        write_layer_file(path, record, dtype);
+      });
       timings.write = std::chrono::duration<double>(Clock::now() - write_start).count();
     }
     const double seconds = std::chrono::duration<double>(Clock::now() - layer_start).count();

@@ -39,14 +39,19 @@ struct LayerContext {
   bool host_results = true;  // download the quantized modules into the records (rank 0 writes)
 };
 
+// The quantized modules where the backend holds them, in Linear order (null: not quantized).
+using QuantizedModules = std::vector<std::shared_ptr<const QuantizedModule>>;
+
 // Quantizes the selected modules of `weights` from `hidden`, this rank's units of layer inputs
 // (a store of context.backend), on `layer` (loaded by context.backend from `weights`). Returns the
-// seven modules' records in Linear order (quantized weights only with context.host_results); with
-// `next`, also forwards every unit through the quantized layer into *next (the next layer's
-// inputs).
+// seven modules' records in Linear order, with their quantized weights when context.host_results;
+// with `modules`, the quantized modules go there instead, to be brought to the host later (the
+// job's writer thread does that while the next layer computes). With `next`, also forwards every
+// unit through the quantized layer into *next (the next layer's inputs).
 std::vector<ModuleRecord> quantize_layer(const LayerContext& context, const LayerWeights& weights,
                                          ResidentLayer& layer, const UnitStore& hidden,
                                          LayerTimings& timings,
-                                         std::unique_ptr<UnitStore>* next = nullptr);
+                                         std::unique_ptr<UnitStore>* next = nullptr,
+                                         QuantizedModules* modules = nullptr);
 
 }  // namespace qshard
