@@ -168,8 +168,8 @@ class Progress {
          << std::setprecision(2) << std::setw(7) << seconds << " s  gptq/rtn "
          << std::setprecision(3) << ratio << "  [load " << std::setprecision(2) << t.load << " fwd "
          << t.forward << " hess " << t.hessian << " reduce " << t.reduce << " factor " << t.factor
-         << " solve " << t.solve << " exchange " << t.exchange << " write " << t.write << "]  eta "
-         << format_duration(eta) << '\n';
+         << " solve " << t.solve << " exchange " << t.exchange << " write " << t.write
+         << " release " << t.release << "]  eta " << format_duration(eta) << '\n';
     if (tty_) {
       const std::int64_t filled = (layer + 1) * 40 / layers_;
       log_ << '[' << std::string(static_cast<std::size_t>(filled), '#')
@@ -340,8 +340,12 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& comm, const Backen
     } catch (const Error& e) {
       throw Error(str("layer ", l, ": ", e.what()));
     }
-    loaded.resident.reset();
-    hidden = std::move(next);
+    {
+      const auto release_start = Clock::now();
+      loaded.resident.reset();
+      hidden = std::move(next);
+      timings.release = std::chrono::duration<double>(Clock::now() - release_start).count();
+    }
     for (const ModuleRecord& m : record.modules) {
       if (m.method == "none") continue;
       layer_gptq[static_cast<std::size_t>(l)] += m.objective_gptq;

@@ -24,9 +24,11 @@ struct LayerTimings {
   double solve = 0.0;     // this rank's tiles: GPTQ, RTN and both objectives
   double exchange = 0.0;  // all-gathering the tiles and installing the quantized modules
   double write = 0.0;     // handing the layer to the writer (rank 0; the file is written behind)
+  double release = 0.0;   // freeing the layer and its inputs (on a GPU, cudaFree waits for the
+                          // device, the next layer's upload included)
 
   double total() const {
-    return load + forward + hessian + reduce + factor + solve + exchange + write;
+    return load + forward + hessian + reduce + factor + solve + exchange + write + release;
   }
 };
 
