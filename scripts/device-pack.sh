@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Here (no GPU): builds the CUDA build for sm_90 and copies what scripts/device-run.sh needs into
+# Here (no GPU): builds the CUDA build for sm_90 and copies what scripts/device-speed.sh needs into
 # the git-ignored .dev/ (binaries, Boost.Program_options, env.sh, stories260k model and data).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -8,6 +8,8 @@
 #   bench7   the Llama-2-7B layer bench, then qshard-quantize's first QSHARD_7B_LAYERS (6) layers
 #   disk7    a synthetic Llama-2-7B written as bf16 safetensors shards, quantized whole from disk
 #   bench70  the Llama-3-70B layer bench, then qshard-quantize's first QSHARD_70B_LAYERS (10) layers
+#   app70    a whole synthetic Llama-3-70B (layer files on the disk, the checkpoint in /dev/shm)
+#   kernels  qshard-bench-gpu (Hessian, factorisation, solve) beside the PyTorch GPTQ baseline
 set -uo pipefail
 source .dev/env.sh
 out=${OUT:-device-out}
@@ -70,6 +72,10 @@ for step in "${steps[@]}"; do
       timeout 200 "$bin/qshard-bench-layer-gpu" --model llama3-70b --repeats 1 2>&1 | tee "$out/bench_70b.log" | tail -4
       quantize 70b_layers --model synthetic:llama3-70b "${job[@]}" --stop_after_layers "${QSHARD_70B_LAYERS:-10}" --out /tmp/l70b.h5
       rm -rf /tmp/l70b.h5.parts ;;
+    kernels)
+      "$bin/qshard-bench-gpu" ${QSHARD_BENCH_ARGS:-} 2>&1 | tee "$out/bench_gpu.log" | tail -30
+      PYTHONUNBUFFERED=1 python3 bench/gptq_torch_baseline.py ${QSHARD_BASELINE_ARGS:-} 2>&1 \
+        | tee "$out/baseline.log" | tail -20 ;;
     app70)
       # The 64 GiB disk holds the 36 GB of finished layers, not the checkpoint beside them.
       quantize 70b_whole --model synthetic:llama3-70b "${job[@]}" --parts_dir /tmp/m70b.parts --out /dev/shm/m70b.h5
