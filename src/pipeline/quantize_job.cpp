@@ -12,6 +12,7 @@
 #include <iomanip>
 
 #include "qshard/core/error.hpp"
+#include "qshard/core/file_lock.hpp"
 #include "qshard/core/serial_worker.hpp"
 #include "qshard/core/text_file.hpp"
 #include "qshard/io/checkpoint.hpp"
@@ -36,6 +37,15 @@ fs::path layer_file(const JobOptions& o, std::int64_t layer) {
   return parts_dir(o) / name;
 }
 fs::path state_file(const JobOptions& o) { return parts_dir(o) / "job.json"; }
+fs::path lock_file(const JobOptions& o) { return parts_dir(o) / "lock"; }
+
+// Locks the job's parts directory (rank 0): a second job on the same output is refused.
+FileLock lock_parts(const JobOptions& o) {
+  std::optional<FileLock> lock = FileLock::try_lock(lock_file(o));
+  require(lock.has_value(), "another qshard-quantize job is running on ", parts_dir(o),
+          " (its lock is held); wait for it or choose another --out");
+  return std::move(*lock);
+}
 
 // The files a job reads: the calibration file and every file of the model directory.
 std::vector<fs::path> job_inputs(const JobOptions& o) {
@@ -72,7 +82,8 @@ void check_output_is_safe(const JobOptions& o) {
 
 // Rank 0 prepares OUT.parts/ (fresh, or checked for --resume) and returns how many layers are
 // done; the outcome (or the error) reaches every rank, so no rank is left waiting.
-std::int64_t prepare_parts(const JobOptions& o, Communicator& comm, std::int64_t layers) {
+std::int64_t prepare_parts(const JobOptions& o, Communicator& comm, std::int64_t layers,
+                           std::optional<FileLock>& lock) {
   std::int64_t done = 0;
   std::string error;
   if (comm.is_root()) {
@@ -81,6 +92,7 @@ std::int64_t prepare_parts(const JobOptions& o, Communicator& comm, std::int64_t
       const fs::path parent = fs::absolute(fs::path(o.out)).parent_path();
       require(fs::is_directory(parent), "output directory ", parent, " does not exist");
       check_output_is_safe(o);
+      if (fs::is_directory(dir)) lock.emplace(lock_parts(o));
       if (o.resume && fs::exists(state_file(o))) {
         require(read_text_file(state_file(o)) == o.result_key(), "--resume: ", state_file(o),
                 " was written by a job with other settings; remove ", dir, " to start afresh");
@@ -89,6 +101,7 @@ std::int64_t prepare_parts(const JobOptions& o, Communicator& comm, std::int64_t
         require(!fs::exists(dir) || o.resume, dir,
                 " exists (an interrupted job): continue it with --resume or remove it");
         fs::create_directories(dir);
+        if (!lock) lock.emplace(lock_parts(o));
         const fs::path tmp = state_file(o).string() + ".tmp";
         {
           std::ofstream out(tmp);
@@ -258,7 +271,8 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& comm, const Backen
   }
   const ModelConfig& config = source->config();
   const std::int64_t layers = config.num_hidden_layers;
-  const std::int64_t done = prepare_parts(o, comm, layers);
+  std::optional<FileLock> lock;  // rank 0 holds OUT.parts/lock for the job's lifetime
+  const std::int64_t done = prepare_parts(o, comm, layers, lock);
 
   const std::int64_t units = unit_count(o.samples, o.batch_samples);
   const UnitRange mine = units_of_rank(units, comm.rank(), comm.size());

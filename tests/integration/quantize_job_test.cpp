@@ -71,6 +71,23 @@ TEST(QuantizeJob, PartsDirHoldsTheUnfinishedLayersElsewhere) {
   EXPECT_FALSE(fs::exists(parts));
 }
 
+TEST(QuantizeJob, SecondJobOnTheSameOutputIsRefused) {
+  TempDir dir("qshard-lock");
+  const std::string args = kTiny + "--bits 4 --group_size 32 --out " + dir / "q.h5";
+  ASSERT_EQ(run(quantize_command(2, args + " --stop_after_layers 1")).exit_code, 3);
+  // flock(1) holds the job's lock (as a running job does) while this job tries to resume.
+  const std::string lock = dir / "q.h5.parts/lock";
+  const RunResult held =
+      run("flock " + lock + " sh -c '" + quantize_command(1, args + " --resume") + "'");
+  EXPECT_NE(held.exit_code, 0);
+  EXPECT_NE(held.output.find("another qshard-quantize job is running"), std::string::npos)
+      << held.output;
+  // Once the lock is free, the job resumes and completes.
+  const RunResult resumed = run(quantize_command(2, args + " --resume"));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_FALSE(fs::exists(dir / "q.h5.parts"));
+}
+
 TEST(QuantizeJob, OutputIsNeverReplacedWithoutForceNorEverAnInput) {
   TempDir dir("qshard-out");
   const std::string out = dir / "q.h5";
