@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
+#include <nlohmann/json.hpp>
 
 #include "qshard/core/error.hpp"
 #include "qshard/core/file_lock.hpp"
@@ -80,10 +81,94 @@ void check_output_is_safe(const JobOptions& o) {
   require(!fs::is_directory(out), "--out ", o.out, " is a directory");
 }
 
+std::string hex64(std::uint64_t v) {
+  std::ostringstream out;
+  out << std::hex << std::setw(16) << std::setfill('0') << v;
+  return out.str();
+}
+
+// FNV-1a of the first `limit` bytes of a file (for fingerprints of inputs).
+std::uint64_t hash_file_prefix(const fs::path& path, std::uintmax_t limit) {
+  std::ifstream in(path, std::ios::binary);
+  require(in.good(), "cannot read ", path);
+  std::uint64_t h = 1469598103934665603ull;
+  std::vector<char> buffer(1 << 16);
+  std::uintmax_t left = limit;
+  while (left > 0 && in) {
+    in.read(buffer.data(),
+            static_cast<std::streamsize>(std::min<std::uintmax_t>(left, buffer.size())));
+    const auto n = static_cast<std::size_t>(in.gcount());
+    for (std::size_t i = 0; i < n; ++i)
+      h = (h ^ static_cast<unsigned char>(buffer[i])) * 1099511628211ull;
+    left -= n;
+    if (n == 0) break;
+  }
+  return h;
+}
+
+// What --resume must find unchanged besides the settings: every file of the model directory
+// (size, and the safetensors header or the whole small file) and the calibration tokens.
+nlohmann::json input_fingerprint(const JobOptions& o, const TokenSet& calib) {
+  nlohmann::json inputs;
+  inputs["calibration_tokens"] = hex64(hash_tokens(calib));
+  std::error_code ec;
+  std::vector<fs::path> files;
+  if (fs::is_directory(o.model, ec)) {
+    for (const fs::directory_entry& entry : fs::directory_iterator(o.model, ec))
+      if (entry.is_regular_file()) files.push_back(entry.path());
+  } else if (fs::is_regular_file(o.model, ec)) {
+    files.push_back(o.model);
+  }
+  std::sort(files.begin(), files.end());
+  for (const fs::path& file : files) {
+    const std::uintmax_t size = fs::file_size(file);
+    std::uintmax_t prefix = std::min<std::uintmax_t>(size, 1 << 20);
+    if (file.extension() == ".safetensors" && size >= 8) {
+      std::ifstream in(file, std::ios::binary);
+      unsigned char length[8] = {};
+      in.read(reinterpret_cast<char*>(length), 8);
+      std::uint64_t header = 0;
+      for (int i = 7; i >= 0; --i) header = (header << 8) | length[i];
+      prefix = std::min<std::uintmax_t>(size, 8 + header);
+    }
+    inputs[file.filename().string()] = str(size, " bytes, ", hex64(hash_file_prefix(file, prefix)));
+  }
+  return inputs;
+}
+
+// job.json: the settings that decide the result and the inputs' fingerprint.
+std::string job_state(const JobOptions& o, const TokenSet& calib) {
+  nlohmann::json state;
+  state["settings"] = nlohmann::json::parse(o.result_key());
+  state["inputs"] = input_fingerprint(o, calib);
+  return state.dump(2);
+}
+
+// Why a resumed job may not continue from `saved` (empty when it may).
+std::string resume_conflict(const JobOptions& o, const TokenSet& calib, const std::string& saved) {
+  nlohmann::json state;
+  try {
+    state = nlohmann::json::parse(saved);
+  } catch (const nlohmann::json::exception&) {
+    return "it is not a job state this version writes";
+  }
+  if (!state.contains("settings") || state["settings"] != nlohmann::json::parse(o.result_key()))
+    return "it was written by a job with other settings";
+  const nlohmann::json now = input_fingerprint(o, calib);
+  const nlohmann::json& then = state["inputs"];
+  for (const auto& [name, value] : then.items())
+    if (!now.contains(name) || now[name] != value)
+      return str("input ", name, " changed since the job started (", value.get<std::string>(),
+                 " then, ", now.contains(name) ? now[name].get<std::string>() : "missing", " now)");
+  for (const auto& [name, value] : now.items())
+    if (!then.contains(name)) return str("input ", name, " appeared since the job started");
+  return "";
+}
+
 // Rank 0 prepares OUT.parts/ (fresh, or checked for --resume) and returns how many layers are
 // done; the outcome (or the error) reaches every rank, so no rank is left waiting.
-std::int64_t prepare_parts(const JobOptions& o, Communicator& comm, std::int64_t layers,
-                           std::optional<FileLock>& lock) {
+std::int64_t prepare_parts(const JobOptions& o, const TokenSet& calib, Communicator& comm,
+                           std::int64_t layers, std::optional<FileLock>& lock) {
   std::int64_t done = 0;
   std::string error;
   if (comm.is_root()) {
@@ -94,8 +179,9 @@ std::int64_t prepare_parts(const JobOptions& o, Communicator& comm, std::int64_t
       check_output_is_safe(o);
       if (fs::is_directory(dir)) lock.emplace(lock_parts(o));
       if (o.resume && fs::exists(state_file(o))) {
-        require(read_text_file(state_file(o)) == o.result_key(), "--resume: ", state_file(o),
-                " was written by a job with other settings; remove ", dir, " to start afresh");
+        const std::string conflict = resume_conflict(o, calib, read_text_file(state_file(o)));
+        require(conflict.empty(), "--resume: ", state_file(o), ": ", conflict, "; remove ", dir,
+                " to start afresh");
         while (done < layers && fs::exists(layer_file(o, done))) ++done;
       } else {
         require(!fs::exists(dir) || o.resume, dir,
@@ -105,7 +191,7 @@ std::int64_t prepare_parts(const JobOptions& o, Communicator& comm, std::int64_t
         const fs::path tmp = state_file(o).string() + ".tmp";
         {
           std::ofstream out(tmp);
-          out << o.result_key();
+          out << job_state(o, calib);
           require(out.good(), "cannot write ", tmp);
         }
         fs::rename(tmp, state_file(o));
@@ -132,12 +218,6 @@ std::int64_t prepare_parts(const JobOptions& o, Communicator& comm, std::int64_t
   comm.broadcast(count, 0);
   std::memcpy(&done, count.data(), sizeof done);
   return done;
-}
-
-std::string hex64(std::uint64_t v) {
-  std::ostringstream out;
-  out << std::hex << std::setw(16) << std::setfill('0') << v;
-  return out.str();
 }
 
 // This process's peak resident set (getrusage: KiB on Linux).
@@ -272,7 +352,7 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& comm, const Backen
   const ModelConfig& config = source->config();
   const std::int64_t layers = config.num_hidden_layers;
   std::optional<FileLock> lock;  // rank 0 holds OUT.parts/lock for the job's lifetime
-  const std::int64_t done = prepare_parts(o, comm, layers, lock);
+  const std::int64_t done = prepare_parts(o, calib, comm, layers, lock);
 
   const std::int64_t units = unit_count(o.samples, o.batch_samples);
   const UnitRange mine = units_of_rank(units, comm.rank(), comm.size());

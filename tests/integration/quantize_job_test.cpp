@@ -71,6 +71,40 @@ TEST(QuantizeJob, PartsDirHoldsTheUnfinishedLayersElsewhere) {
   EXPECT_FALSE(fs::exists(parts));
 }
 
+TEST(QuantizeJob, ResumeRefusesChangedInputs) {
+  TempDir dir("qshard-resume-inputs");
+  const std::string model = dir / "tiny";
+  ASSERT_EQ(run(app("qshard-inspect") + " --write-synthetic tiny --out " + model).exit_code, 0);
+  const auto write_ids = [&](std::int32_t first) {
+    std::ofstream ids(dir / "ids.i32", std::ios::binary);
+    for (std::int32_t i = 0; i < 8 * 32; ++i) {
+      const std::int32_t id = i == 0 ? first : i % 100;
+      ids.write(reinterpret_cast<const char*>(&id), sizeof id);
+    }
+  };
+  write_ids(1);
+  const std::string args = "--model " + model + " --calib " + dir / "ids.i32" +
+                           " --samples 8 --seq_len 32 --batch_samples 2 --backend cpu --quiet "
+                           "--out " +
+                           dir / "q.h5";
+  ASSERT_EQ(run(quantize_command(2, args + " --stop_after_layers 1")).exit_code, 3);
+  // The calibration file changed (same path, same size, one token).
+  write_ids(2);
+  RunResult r = run(quantize_command(2, args + " --resume"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("input calibration_tokens changed since the job started"),
+            std::string::npos)
+      << r.output;
+  write_ids(1);
+  // A weight file changed (one more byte).
+  { std::ofstream(fs::path(model) / "model.safetensors", std::ios::app) << ' '; }
+  r = run(quantize_command(2, args + " --resume"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("input model.safetensors changed since the job started"),
+            std::string::npos)
+      << r.output;
+}
+
 TEST(QuantizeJob, SecondJobOnTheSameOutputIsRefused) {
   TempDir dir("qshard-lock");
   const std::string args = kTiny + "--bits 4 --group_size 32 --out " + dir / "q.h5";
