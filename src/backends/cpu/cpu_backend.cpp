@@ -91,9 +91,8 @@ class CpuLayer final : public ResidentLayer {
                  [&](std::size_t k) { prepared[k].result = prepared[k].quantized.dequantize(); });
     for (Prepared& p : prepared) {
       p.objective_rtn = solver_.objective(p.tile, p.rtn, *job.hessian);
-      p.objective_gptq = job.factor == nullptr
-                             ? p.objective_rtn
-                             : solver_.objective(p.tile, p.result, *job.hessian);
+      p.objective_gptq = job.factor == nullptr ? p.objective_rtn
+                                               : solver_.objective(p.tile, p.result, *job.hessian);
     }
     std::vector<QuantizedWeight> parts;
     for (Prepared& p : prepared) parts.push_back(std::move(p.quantized));
