@@ -1,5 +1,7 @@
 #include "qshard/io/hdf5.hpp"
 
+#include <algorithm>
+
 #include <cstdint>
 #include <type_traits>
 
@@ -110,8 +112,20 @@ void Group::write(const std::string& name, std::span<const T> data,
                                str(file_, ": cannot create a property list for ", path));
   require(H5Pset_create_intermediate_group(links.get(), 1) >= 0, file_,
           ": cannot set intermediate group creation for ", path);
+  // Every non-empty array is stored in chunks of about 4 MiB along its first dimension, each with
+  // a Fletcher32 checksum: a corrupted chunk fails to read instead of returning wrong values.
+  const Handle create = checked(H5Pcreate(H5P_DATASET_CREATE), H5Pclose,
+                                str(file_, ": cannot create a property list for ", path));
+  if (!dims.empty() && count > 0) {
+    std::vector<hsize_t> chunk = dims;
+    const hsize_t row_bytes = count / dims[0] * sizeof(T);
+    chunk[0] = std::clamp<hsize_t>((hsize_t{4} << 20) / std::max<hsize_t>(row_bytes, 1), 1, dims[0]);
+    require(H5Pset_chunk(create.get(), static_cast<int>(chunk.size()), chunk.data()) >= 0 &&
+                H5Pset_fletcher32(create.get()) >= 0,
+            file_, ": cannot set the chunked, checksummed layout of ", path);
+  }
   const Handle dataset = checked(H5Dcreate2(id(), name.c_str(), native_type<T>(), space.get(),
-                                            links.get(), H5P_DEFAULT, H5P_DEFAULT),
+                                            links.get(), create.get(), H5P_DEFAULT),
                                  H5Dclose, str(file_, ": cannot create dataset ", path));
   if (count > 0) {
     require(
@@ -137,7 +151,8 @@ std::vector<T> Group::read(const std::string& name, std::vector<std::int64_t>* s
   if (count > 0) {
     require(
         H5Dread(dataset.get(), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()) >= 0,
-        file_, ": cannot read dataset ", path);
+        file_, ": cannot read dataset ", path,
+        " (a chunk failed its Fletcher32 checksum: the file is corrupted; or an I/O error)");
   }
   if (shape != nullptr) shape->assign(dims.begin(), dims.end());
   return values;
