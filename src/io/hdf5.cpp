@@ -119,7 +119,8 @@ void Group::write(const std::string& name, std::span<const T> data,
   if (!dims.empty() && count > 0) {
     std::vector<hsize_t> chunk = dims;
     const hsize_t row_bytes = count / dims[0] * sizeof(T);
-    chunk[0] = std::clamp<hsize_t>((hsize_t{4} << 20) / std::max<hsize_t>(row_bytes, 1), 1, dims[0]);
+    chunk[0] =
+        std::clamp<hsize_t>((hsize_t{4} << 20) / std::max<hsize_t>(row_bytes, 1), 1, dims[0]);
     require(H5Pset_chunk(create.get(), static_cast<int>(chunk.size()), chunk.data()) >= 0 &&
                 H5Pset_fletcher32(create.get()) >= 0,
             file_, ": cannot set the chunked, checksummed layout of ", path);
