@@ -4,6 +4,7 @@
 #include <random>
 
 #include "qshard/core/error.hpp"
+#include "qshard/core/fnv1a.hpp"
 #include "qshard/io/hdf5.hpp"
 
 namespace qshard {
@@ -92,14 +93,15 @@ void check_vocab(const TokenSet& set, std::int64_t vocab, std::string_view sourc
 }
 
 std::uint64_t hash_tokens(const TokenSet& set) {
-  constexpr std::uint64_t kOffsetBasis = 0xcbf29ce484222325ull;  // 14695981039346656037
-  constexpr std::uint64_t kPrime = 0x100000001b3ull;
-  std::uint64_t h = kOffsetBasis;
+  // The ids' little-endian bytes, as stored in .i32 files.
+  Fnv1a hash;
   for (const std::int32_t id : set.ids) {
     const auto u = static_cast<std::uint32_t>(id);
-    for (int b = 0; b < 4; ++b) h = (h ^ ((u >> (8 * b)) & 0xffu)) * kPrime;
+    const std::byte bytes[4] = {std::byte(u & 0xffu), std::byte((u >> 8) & 0xffu),
+                                std::byte((u >> 16) & 0xffu), std::byte(u >> 24)};
+    hash.add(bytes);
   }
-  return h;
+  return hash.value();
 }
 
 }  // namespace qshard

@@ -1,28 +1,13 @@
 #include "qshard/pipeline/layer_quantizer.hpp"
 
 #include <algorithm>
-#include <chrono>
 #include <map>
 
 #include "qshard/core/error.hpp"
+#include "qshard/core/scoped_timer.hpp"
 
 namespace qshard {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-// Adds the seconds from construction to destruction to `total`.
-class ScopedTimer {
- public:
-  explicit ScopedTimer(double& total) : total_(total), start_(Clock::now()) {}
-  ~ScopedTimer() { total_ += std::chrono::duration<double>(Clock::now() - start_).count(); }
-  ScopedTimer(const ScopedTimer&) = delete;
-  ScopedTimer& operator=(const ScopedTimer&) = delete;
-
- private:
-  double& total_;
-  Clock::time_point start_;
-};
 
 // The linear inputs solved together: (q,k,v) -> o -> (gate,up) -> down when true-sequential.
 std::vector<std::vector<LinearInput>> stages_of(bool true_sequential) {

@@ -14,6 +14,8 @@
 
 #include "qshard/core/error.hpp"
 #include "qshard/core/file_lock.hpp"
+#include "qshard/core/fnv1a.hpp"
+#include "qshard/core/scoped_timer.hpp"
 #include "qshard/core/serial_worker.hpp"
 #include "qshard/core/text_file.hpp"
 #include "qshard/io/checkpoint.hpp"
@@ -48,21 +50,29 @@ FileLock lock_parts(const JobOptions& o) {
   return std::move(*lock);
 }
 
-// The files a job reads: the calibration file and every file of the model directory.
+// The model's files: every regular file of its directory (sorted), or the file itself (a
+// checkpoint or a config.json); none for synthetic models.
+std::vector<fs::path> model_files(const JobOptions& o) {
+  std::vector<fs::path> files;
+  std::error_code ec;
+  if (fs::is_directory(o.model, ec)) {
+    for (const fs::directory_entry& entry : fs::directory_iterator(o.model, ec))
+      if (entry.is_regular_file()) files.push_back(entry.path());
+  } else if (fs::is_regular_file(o.model, ec)) {
+    files.push_back(o.model);
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+// The files a job reads: the calibration file and the model's files.
 std::vector<fs::path> job_inputs(const JobOptions& o) {
-  std::vector<fs::path> inputs;
+  std::vector<fs::path> inputs = model_files(o);
   if (!o.calib.empty()) {
     fs::path calib = o.calib;
     const auto colon = o.calib.rfind(':');  // FILE.h5:DATASET
     if (!fs::exists(calib) && colon != std::string::npos) calib = o.calib.substr(0, colon);
     inputs.push_back(calib);
-  }
-  std::error_code ec;
-  if (fs::is_directory(o.model, ec)) {
-    for (const fs::directory_entry& entry : fs::directory_iterator(o.model, ec))
-      inputs.push_back(entry.path());
-  } else if (fs::exists(o.model, ec)) {
-    inputs.push_back(o.model);  // a checkpoint or a config.json
   }
   return inputs;
 }
@@ -91,19 +101,17 @@ std::string hex64(std::uint64_t v) {
 std::uint64_t hash_file_prefix(const fs::path& path, std::uintmax_t limit) {
   std::ifstream in(path, std::ios::binary);
   require(in.good(), "cannot read ", path);
-  std::uint64_t h = 1469598103934665603ull;
+  Fnv1a hash;
   std::vector<char> buffer(1 << 16);
-  std::uintmax_t left = limit;
-  while (left > 0 && in) {
+  for (std::uintmax_t left = limit; left > 0 && in;) {
     in.read(buffer.data(),
             static_cast<std::streamsize>(std::min<std::uintmax_t>(left, buffer.size())));
     const auto n = static_cast<std::size_t>(in.gcount());
-    for (std::size_t i = 0; i < n; ++i)
-      h = (h ^ static_cast<unsigned char>(buffer[i])) * 1099511628211ull;
-    left -= n;
     if (n == 0) break;
+    hash.add(std::as_bytes(std::span(buffer.data(), n)));
+    left -= n;
   }
-  return h;
+  return hash.value();
 }
 
 // What --resume must find unchanged besides the settings: every file of the model directory
@@ -111,16 +119,7 @@ std::uint64_t hash_file_prefix(const fs::path& path, std::uintmax_t limit) {
 nlohmann::json input_fingerprint(const JobOptions& o, const TokenSet& calib) {
   nlohmann::json inputs;
   inputs["calibration_tokens"] = hex64(hash_tokens(calib));
-  std::error_code ec;
-  std::vector<fs::path> files;
-  if (fs::is_directory(o.model, ec)) {
-    for (const fs::directory_entry& entry : fs::directory_iterator(o.model, ec))
-      if (entry.is_regular_file()) files.push_back(entry.path());
-  } else if (fs::is_regular_file(o.model, ec)) {
-    files.push_back(o.model);
-  }
-  std::sort(files.begin(), files.end());
-  for (const fs::path& file : files) {
+  for (const fs::path& file : model_files(o)) {
     const std::uintmax_t size = fs::file_size(file);
     std::uintmax_t prefix = std::min<std::uintmax_t>(size, 1 << 20);
     if (file.extension() == ".safetensors" && size >= 8) {
@@ -435,10 +434,9 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& comm, const Backen
       throw Error(str("layer ", l, ": ", e.what()));
     }
     {
-      const auto release_start = Clock::now();
+      const ScopedTimer timer(timings.release);
       loaded.resident.reset();
       hidden = std::move(next);
-      timings.release = std::chrono::duration<double>(Clock::now() - release_start).count();
     }
     for (const ModuleRecord& m : record.modules) {
       if (m.method == "none") continue;

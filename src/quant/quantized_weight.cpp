@@ -10,6 +10,14 @@ std::int64_t group_count(std::int64_t cols, std::int64_t group_size) {
   return group_size <= 0 ? 1 : (cols + group_size - 1) / group_size;
 }
 
+std::vector<std::int32_t> sequential_g_idx(std::int64_t cols, std::int64_t group_size) {
+  const std::int64_t size = group_size > 0 ? group_size : std::max<std::int64_t>(cols, 1);
+  std::vector<std::int32_t> g_idx(static_cast<std::size_t>(cols));
+  for (std::int64_t c = 0; c < cols; ++c)
+    g_idx[static_cast<std::size_t>(c)] = static_cast<std::int32_t>(c / size);
+  return g_idx;
+}
+
 MatrixF QuantizedWeight::dequantize() const {
   MatrixF out(rows(), cols());
   for (std::int64_t r = 0; r < rows(); ++r) {

@@ -15,9 +15,7 @@ QuantizedWeight quantize_rtn(const MatrixF& weight, const QuantConfig& config) {
   q.codes = Matrix<std::uint8_t>(rows, cols);
   q.scales = MatrixF(rows, groups);
   q.zeros = Matrix<std::int32_t>(rows, groups);
-  q.g_idx.resize(static_cast<std::size_t>(cols));
-  for (std::int64_t c = 0; c < cols; ++c)
-    q.g_idx[static_cast<std::size_t>(c)] = static_cast<std::int32_t>(c / size);
+  q.g_idx = sequential_g_idx(cols, config.group_size);
   for (std::int64_t r = 0; r < rows; ++r) {
     const std::span<const float> row = weight.row(r);
     for (std::int64_t g = 0; g < groups; ++g) {

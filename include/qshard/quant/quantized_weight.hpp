@@ -31,5 +31,8 @@ QuantizedWeight stack_rows(const std::vector<QuantizedWeight>& parts);
 
 // Number of groups for `cols` columns: ceil(cols / group_size), or 1 when group_size is -1.
 std::int64_t group_count(std::int64_t cols, std::int64_t group_size);
+// g_idx of groups of consecutive columns (RTN, GPTQ without act_order): column c in group
+// c / group_size, every column in group 0 when group_size is -1.
+std::vector<std::int32_t> sequential_g_idx(std::int64_t cols, std::int64_t group_size);
 
 }  // namespace qshard

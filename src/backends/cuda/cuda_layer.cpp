@@ -368,10 +368,7 @@ std::unique_ptr<SolvedTiles> CudaLayer::quantize_tiles(const TileJob& job) {
   rtn.bits = o.quant.bits;
   rtn.group_size = o.quant.group_size;
   rtn.q = solver.rtn_resident(w, rows, n, o.quant);
-  const std::int64_t size = o.quant.group_size > 0 ? o.quant.group_size : n;
-  rtn.g_idx.resize(static_cast<std::size_t>(n));
-  for (std::int64_t c = 0; c < n; ++c)
-    rtn.g_idx[static_cast<std::size_t>(c)] = static_cast<std::int32_t>(c / size);
+  rtn.g_idx = sequential_g_idx(n, o.quant.group_size);
   rtn.g_idx_device = DeviceBuffer<std::int32_t>(rtn.g_idx.size());
   rtn.g_idx_device.upload(rtn.g_idx.data(), rtn.g_idx.size(), s.stream.get());
   s.stream.synchronize();
