@@ -179,9 +179,9 @@ int main(int argc, char** argv) {
       const LayerTimings& t = p.stages;
       std::printf(
           "%s %d: total %.3f s (load %.3f, forward %.3f, hessian %.3f, reduce %.3f, factor %.3f, "
-          "solve %.3f, exchange %.3f; in no stage %.3f)\n",
+          "solve %.3f, exchange %.3f, release %.3f; in no stage %.3f)\n",
           r == 0 ? "warm-up" : "run", r, p.total, t.load, t.forward, t.hessian, t.reduce, t.factor,
-          t.solve, t.exchange, p.total - t.total());
+          t.solve, t.exchange, t.release, p.total - t.total());
       std::fflush(stdout);
       if (r > 0) runs.push_back(p);
     }

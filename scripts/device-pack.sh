@@ -11,6 +11,9 @@ mkdir -p .dev/bin .dev/lib
 cp /usr/lib/x86_64-linux-gnu/libboost_program_options.so.1.74.0 .dev/lib/
 cp ../shared/device/env.sh .dev/
 cp -r ../shared/models ../shared/data .dev/
+# GPTQModel beside qshard (device-speed.sh peer7/peer70): its script, and its wheels when built
+# by ../shared/peer/build_peer_wheels.sh into .whl/ (carry .whl with .dev).
+[[ -f ../shared/peer/peer_gptqmodel.py ]] && cp ../shared/peer/peer_gptqmodel.py .dev/
 for b in tests/gpu/qshard_gpu_tests apps/qshard-quantize apps/qshard-eval apps/qshard-inspect bench/qshard-bench-gpu bench/qshard-bench-layer-gpu; do
   [[ -f $build/$b ]] && strip -o ".dev/bin/$(basename "$b")" "$build/$b"
 done

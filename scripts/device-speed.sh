@@ -10,6 +10,9 @@
 #   bench70  the Llama-3-70B layer bench, then qshard-quantize's first QSHARD_70B_LAYERS (10) layers
 #   app70    a whole synthetic Llama-3-70B (layer files on the disk, the checkpoint in /dev/shm)
 #   kernels  qshard-bench-gpu (Hessian, factorisation, solve) beside the PyTorch GPTQ baseline
+#   peer7    GPTQModel (../shared/peer, wheels in .whl/) on QSHARD_PEER_LAYERS (3) Llama-2-7B-shaped
+#            layers with its CUDA extension, for the ratio measured in the same call
+#   peer70   the same on the Llama-3-70B shape
 set -uo pipefail
 source .dev/env.sh
 out=${OUT:-device-out}
@@ -28,7 +31,8 @@ peak_memory() { sort -n "$1" | tail -1 | awk '{printf "peak device memory %.1f G
 quantize() {
   local name=$1; shift
   local m; m=$(sample_memory "$out/mem_$name.txt")
-  /usr/bin/time -f "$name: %e s wall, peak host %M KiB" timeout 540 "$bin/qshard-quantize" "$@" 2>&1 \
+  /usr/bin/time -f "$name: %e s wall (process start to exit), peak host %M KiB" timeout 540 \
+    "$bin/qshard-quantize" "$@" 2>&1 \
     | tee "$out/quantize_$name.log" | tail -12
   kill "$m"; peak_memory "$out/mem_$name.txt" | tee -a "$out/quantize_$name.log"
 }
@@ -80,5 +84,12 @@ for step in "${steps[@]}"; do
       # The 64 GiB disk holds the 36 GB of finished layers, not the checkpoint beside them.
       quantize 70b_whole --model synthetic:llama3-70b "${job[@]}" --parts_dir /tmp/m70b.parts --out /dev/shm/m70b.h5
       ls -la /dev/shm/m70b.h5; rm -rf /dev/shm/m70b.h5 /tmp/m70b.parts ;;
+    peer7|peer70)
+      [[ -d /tmp/site ]] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+        --upgrade --target /tmp/site .whl/*.whl
+      shape=()
+      [[ $step == peer70 ]] && shape=(--hidden 8192 --intermediate 28672 --heads 64 --kv-heads 8 --vocab 128256)
+      PYTHONPATH=/tmp/site timeout 500 python3 .dev/peer_gptqmodel.py --layers "${QSHARD_PEER_LAYERS:-3}" \
+        --gptq-cuda "${shape[@]}" 2>&1 | tee "$out/$step.log" | tail -3 ;;
   esac
 done

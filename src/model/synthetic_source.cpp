@@ -32,9 +32,50 @@ double uniform(std::uint64_t key, std::uint64_t counter) {
   return (static_cast<double>(splitmix64(key ^ splitmix64(counter)) >> 11) + 0.5) * 0x1.0p-53;
 }
 
-double normal(std::uint64_t key, std::uint64_t counter) {
-  const double u1 = uniform(key, 2 * counter), u2 = uniform(key, 2 * counter + 1);
-  return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+// Standard normal number `index` of the stream `key`: element 2p and 2p + 1 are the two outputs
+// of one Box-Muller transform of two 24-bit uniforms from SplitMix64 (state key + p * gamma), in
+// float. One hash, one log, one square root and one sine/cosine per two values; any element can
+// be computed alone, so any split over threads gives the same values.
+struct NormalPair {
+  float even, odd;
+};
+NormalPair normal_pair(std::uint64_t key, std::uint64_t pair) {
+  const std::uint64_t bits = splitmix64(key + pair * 0x9e3779b97f4a7c15ull);
+  const float u1 = (static_cast<float>(bits >> 40) + 0.5f) * 0x1.0p-24f;
+  const float u2 = (static_cast<float>(bits & 0xffffffull) + 0.5f) * 0x1.0p-24f;
+  const float radius = std::sqrt(-2.0f * std::log(u1));
+  const float angle = 6.2831853071795865f * u2;
+  return {radius * std::cos(angle), radius * std::sin(angle)};
+}
+
+float normal(std::uint64_t key, std::uint64_t index) {
+  const NormalPair p = normal_pair(key, index / 2);
+  return index % 2 == 0 ? p.even : p.odd;
+}
+
+// values[i] = scale(i) * normal(key, first + i) for i in [0, count), as the storage dtype rounds
+// them (bf16/fp16; F32 keeps them).
+float stored_as(DType dtype, float v) {
+  if (dtype == DType::BF16) return bf16_to_f32(f32_to_bf16(v));
+  if (dtype == DType::F16) return round_to_f16(v);
+  return v;
+}
+
+template <typename Scale>
+void fill_normal(float* values, std::int64_t count, std::uint64_t key, std::uint64_t first,
+                 DType dtype, const Scale& scale) {
+  const auto store = [dtype](float v) { return stored_as(dtype, v); };
+  std::int64_t i = 0;
+  if (count > 0 && first % 2 == 1) {
+    values[0] = store(scale(0) * normal(key, first));
+    i = 1;
+  }
+  for (; i + 1 < count; i += 2) {
+    const NormalPair p = normal_pair(key, (first + static_cast<std::uint64_t>(i)) / 2);
+    values[i] = store(scale(i) * p.even);
+    values[i + 1] = store(scale(i + 1) * p.odd);
+  }
+  if (i < count) values[i] = store(scale(i) * normal(key, first + static_cast<std::uint64_t>(i)));
 }
 
 ModelConfig preset(std::int64_t hidden, std::int64_t inter, std::int64_t layers, std::int64_t heads,
@@ -86,32 +127,15 @@ class SyntheticSource final : public WeightSource {
   // The tensor as a checkpoint of the config's dtype holds it: values rounded to bf16/fp16, so
   // that the model written to disk (qshard-inspect --write-synthetic) is the same model.
   MatrixF load(const std::string& name) const override {
-    MatrixF values = generate(name);
-    const DType dtype = config_.torch_dtype;
-    if (dtype == DType::BF16 || dtype == DType::F16) {
-      const std::int64_t cols = values.cols();
-      parallel_rows(values.rows(), [&](std::int64_t begin, std::int64_t end) {
-        for (float* v = values.data() + begin * cols; v != values.data() + end * cols; ++v)
-          *v = dtype == DType::BF16 ? bf16_to_f32(f32_to_bf16(*v)) : round_to_f16(*v);
-      });
-    }
-    return values;
-  }
-  std::string describe() const override {
-    return str("synthetic model '", name_, "' (seed ", seed_, ")");
-  }
-
- private:
-  MatrixF generate(const std::string& name) const {
     const auto ref = parse_tensor_name(name);
     require(ref.has_value() && contains(name), describe(), ": no tensor '", name, "'");
     const std::uint64_t key = hash_name(name, seed_);
     const std::int64_t hidden = config_.hidden_size;
     if (name == kEmbedName || name == kLmHeadName)
-      return gaussian(key, config_.vocab_size, hidden, 1.0);
+      return gaussian(key, config_.vocab_size, hidden, 1.0f);
     if (ref->linear) {
       const auto [rows, cols] = linear_shape(config_, *ref->linear);
-      if (ref->field == "bias") return gaussian(key, 1, rows, 0.02);
+      if (ref->field == "bias") return gaussian(key, 1, rows, 0.02f);
       return linear(key, rows, cols, *ref->linear, ref->layer);
     }
     // RMSNorm weights: around 1, with a few large channels that become large-variance inputs.
@@ -121,22 +145,28 @@ class SyntheticSource final : public WeightSource {
     for (std::int64_t c = 0; c < hidden; ++c) {
       const bool outlier =
           c == forced || uniform(key ^ 0x5bd1e995ull, static_cast<std::uint64_t>(c)) < 0.01;
-      norm(0, c) = static_cast<float>((1.0 + 0.1 * normal(key, static_cast<std::uint64_t>(c))) *
-                                      (outlier ? 6.0 : 1.0));
+      const float value = (1.0f + 0.1f * normal(key, static_cast<std::uint64_t>(c))) *
+                          (outlier ? 6.0f : 1.0f);
+      norm(0, c) = stored_as(config_.torch_dtype, value);
     }
     return norm;
   }
+  std::string describe() const override {
+    return str("synthetic model '", name_, "' (seed ", seed_, ")");
+  }
+
+ private:
   bool has_bias(Linear l) const {
     if (l == Linear::Q || l == Linear::K || l == Linear::V) return config_.attention_bias;
     if (l == Linear::O) return config_.o_proj_bias;
     return config_.mlp_bias;
   }
-  static MatrixF gaussian(std::uint64_t key, std::int64_t rows, std::int64_t cols, double stddev) {
+  MatrixF gaussian(std::uint64_t key, std::int64_t rows, std::int64_t cols, float stddev) const {
     MatrixF m(rows, cols);
     parallel_rows(rows, [&](std::int64_t begin, std::int64_t end) {
-      for (auto i = static_cast<std::size_t>(begin * cols);
-           i < static_cast<std::size_t>(end * cols); ++i)
-        m.data()[i] = static_cast<float>(stddev * normal(key, i));
+      fill_normal(m.data() + begin * cols, (end - begin) * cols, key,
+                  static_cast<std::uint64_t>(begin * cols), config_.torch_dtype,
+                  [stddev](std::int64_t) { return stddev; });
     });
     return m;
   }
@@ -159,14 +189,12 @@ class SyntheticSource final : public WeightSource {
     MatrixF m(rows, cols);
     parallel_rows(rows, [&](std::int64_t begin, std::int64_t end) {
       for (std::int64_t r = begin; r < end; ++r) {
-        const double row_scale =
-            base * std::exp(0.3 * normal(key ^ 0xabcdefull, static_cast<std::uint64_t>(r)));
-        float* row = m.data() + r * cols;
-        const auto offset = static_cast<std::uint64_t>(r * cols);
-        for (std::int64_t c = 0; c < cols; ++c)
-          row[c] =
-              static_cast<float>(row_scale * normal(key, offset + static_cast<std::uint64_t>(c)) *
-                                 column_scale[static_cast<std::size_t>(c)]);
+        const auto row_scale = static_cast<float>(
+            base * std::exp(0.3 * normal(key ^ 0xabcdefull, static_cast<std::uint64_t>(r))));
+        fill_normal(m.data() + r * cols, cols, key, static_cast<std::uint64_t>(r * cols),
+                    config_.torch_dtype, [&](std::int64_t c) {
+                      return row_scale * column_scale[static_cast<std::size_t>(c)];
+                    });
       }
     });
     return m;

@@ -95,13 +95,12 @@ std::vector<ModuleRecord> quantize_layer(const LayerContext& ctx, const LayerWei
     r.linear = l;
     r.method = "none";
     r.bias = weights.bias[static_cast<std::size_t>(l)];
-    if (ctx.host_results) r.float_weight = weights[l];
   }
 
   for (const std::vector<LinearInput>& stage : stages_of(o.true_sequential)) {
     const std::vector<Linear> modules = stage_modules(o, stage);
     if (modules.empty()) continue;
-    const auto builders = accumulate(ctx, layer, hidden, modules, timings);
+    auto builders = accumulate(ctx, layer, hidden, modules, timings);
 
     // 2. Exact all-reduce of the partial Hessians: every rank holds the same H.
     std::map<LinearInput, std::shared_ptr<const Hessian>> hessians;
@@ -153,7 +152,6 @@ std::vector<ModuleRecord> quantize_layer(const LayerContext& ctx, const LayerWei
         (*modules_out)[static_cast<std::size_t>(l)] = module;
       else if (ctx.host_results)
         r.weight = module->to_host();
-      r.float_weight = MatrixF();
       r.objective_gptq = module->objective_gptq;
       r.objective_rtn = module->objective_rtn;
       if (gptq) {
@@ -161,7 +159,15 @@ std::vector<ModuleRecord> quantize_layer(const LayerContext& ctx, const LayerWei
         r.damp_steps = factors.at(input)->damp_steps;
       }
     }
+    const ScopedTimer timer(timings.release);  // the stage's Hessians and factorisations
+    factors.clear();
+    hessians.clear();
+    builders.clear();
   }
+  // Modules the job leaves in float are written as they are.
+  if (ctx.host_results)
+    for (ModuleRecord& r : records)
+      if (r.method == "none") r.float_weight = weights[r.linear];
   if (next != nullptr) {
     const ScopedTimer timer(timings.forward);
     *next = layer.forward_all(hidden, o.seq_len);

@@ -261,7 +261,8 @@ class Progress {
          << std::setprecision(3) << ratio << "  [load " << std::setprecision(2) << t.load << " fwd "
          << t.forward << " hess " << t.hessian << " reduce " << t.reduce << " factor " << t.factor
          << " solve " << t.solve << " exchange " << t.exchange << " write " << t.write
-         << " release " << t.release << "]  eta " << format_duration(eta) << '\n';
+         << " release " << t.release << "; ahead: read " << t.ahead_read << " upload "
+         << t.ahead_upload << "]  eta " << format_duration(eta) << '\n';
     if (tty_) {
       const std::int64_t filled = (layer + 1) * 40 / layers_;
       log_ << '[' << std::string(static_cast<std::size_t>(filled), '#')
@@ -395,12 +396,19 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& comm, const Backen
   struct LoadedLayer {
     std::unique_ptr<LayerWeights> weights;  // at a fixed address: the resident layer reads it
     std::unique_ptr<ResidentLayer> resident;
+    double read_seconds = 0.0, upload_seconds = 0.0;
   };
   const auto load_ahead = [&](std::int64_t l) {
     return io.submit([&source = *source, &backend, &config, &rope, l] {
       LoadedLayer loaded;
-      loaded.weights = std::make_unique<LayerWeights>(LayerWeights::load(source, l));
-      loaded.resident = backend.load_layer(config, *loaded.weights, rope);
+      {
+        const ScopedTimer timer(loaded.read_seconds);
+        loaded.weights = std::make_unique<LayerWeights>(LayerWeights::load(source, l));
+      }
+      {
+        const ScopedTimer timer(loaded.upload_seconds);
+        loaded.resident = backend.load_layer(config, *loaded.weights, rope);
+      }
       return loaded;
     });
   };
@@ -418,6 +426,8 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& comm, const Backen
     if (l + 1 < layers) upcoming = load_ahead(l + 1);
     const LayerWeights& weights = *loaded.weights;
     timings.load = std::chrono::duration<double>(Clock::now() - layer_start).count();
+    timings.ahead_read = loaded.read_seconds;
+    timings.ahead_upload = loaded.upload_seconds;
     const LayerContext context{config, o, backend, comm, rope, comm.is_root()};
     LayerRecord record;
     record.index = l;
@@ -491,6 +501,9 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& comm, const Backen
     result.objective_gptq += layer_gptq[l];
     result.objective_rtn += layer_rtn[l];
   }
+  const double layers_seconds =
+      std::chrono::duration<double>(Clock::now() - loop_start).count();
+  const auto checkpoint_start = Clock::now();
   std::string error;
   if (comm.is_root()) {
     try {
@@ -505,8 +518,15 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& comm, const Backen
     throw CollectiveError(error.empty() ? "rank 0 failed to write the checkpoint" : error);
   }
   result.completed = true;
+  const double checkpoint_seconds =
+      std::chrono::duration<double>(Clock::now() - checkpoint_start).count();
   if (comm.is_root() && !o.quiet) {
-    log << "wrote " << o.out << " in " << format_duration(result.seconds) << "; objective gptq/rtn "
+    const double setup_seconds =
+        std::chrono::duration<double>(loop_start - job_start).count();
+    log << "wrote " << o.out << " in " << format_duration(result.seconds + checkpoint_seconds)
+        << " (setup " << format_duration(setup_seconds) << ", layers "
+        << format_duration(layers_seconds) << ", checkpoint " << format_duration(checkpoint_seconds)
+        << "); objective gptq/rtn "
         << std::setprecision(4)
         << (result.objective_rtn > 0 ? result.objective_gptq / result.objective_rtn : 1.0)
         << "; peak host memory " << std::setprecision(3) << peak_rss_gib() << " GiB (rank 0)\n";

@@ -24,8 +24,13 @@ struct LayerTimings {
   double solve = 0.0;     // this rank's tiles: GPTQ, RTN and both objectives
   double exchange = 0.0;  // all-gathering the tiles and installing the quantized modules
   double write = 0.0;     // handing the layer to the writer (rank 0; the file is written behind)
-  double release = 0.0;   // freeing the layer and its inputs (on a GPU, cudaFree waits for the
-                          // device, the next layer's upload included)
+  double release = 0.0;   // freeing each stage's Hessians and factorisations, the layer and its
+                          // inputs
+
+  // Done ahead on the I/O thread while the previous layer computed (not in total()): reading or
+  // generating this layer's weights, and preparing them where the backend computes (the upload).
+  double ahead_read = 0.0;
+  double ahead_upload = 0.0;
 
   double total() const {
     return load + forward + hessian + reduce + factor + solve + exchange + write + release;

@@ -12,7 +12,9 @@ namespace {
 
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(int device) : device_(device), solver_(device) {}
+  explicit CudaBackend(int device) : device_(device), solver_(device) {
+    cuda::keep_freed_device_memory(device);  // layers of one model reuse the same buffers
+  }
   std::string name() const override { return "cuda"; }
   const Solver& solver() const override { return solver_; }
   std::unique_ptr<HessianBuilder> make_hessian(std::int64_t features) const override {

@@ -239,6 +239,7 @@ struct CudaLayer::State {
         need += static_cast<std::size_t>(units.rows(i) * per_token) * element;
       std::size_t free_bytes = 0, total_bytes = 0;
       QSHARD_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+      free_bytes = available_device_memory();
       const std::size_t reserve = std::max<std::size_t>(total_bytes / 4, std::size_t{8} << 30);
       cache_enabled = free_bytes > need + reserve;
     }

@@ -96,6 +96,69 @@ int device_count() noexcept {
   return count;
 }
 
+void* allocate_device(std::size_t bytes) {
+  void* p = nullptr;
+  cudaError_t status = cudaMallocAsync(&p, bytes, cudaStreamPerThread);
+  if (status == cudaErrorMemoryAllocation) {
+    // The pool may hold freed blocks too fragmented for this size: give them back and retry.
+    (void)cudaGetLastError();
+    int device = 0;
+    cudaMemPool_t pool = nullptr;
+    if (cudaGetDevice(&device) == cudaSuccess &&
+        cudaDeviceGetDefaultMemPool(&pool, device) == cudaSuccess) {
+      (void)cudaStreamSynchronize(cudaStreamPerThread);
+      (void)cudaMemPoolTrimTo(pool, 0);
+    }
+    status = cudaMallocAsync(&p, bytes, cudaStreamPerThread);
+  }
+  if (status == cudaSuccess) status = cudaStreamSynchronize(cudaStreamPerThread);
+  if (status != cudaSuccess) {
+    (void)cudaGetLastError();
+    throw Error(str("device allocation of ", bytes, " bytes failed: ", cudaGetErrorString(status),
+                    " (", available_device_memory(), " bytes available)"));
+  }
+  return p;
+}
+
+void free_device(void* pointer) noexcept {
+  // On the pointer's device (a thread may free another device's memory, as cudaFree allows).
+  cudaPointerAttributes attributes{};
+  int current = 0;
+  const bool switched = cudaPointerGetAttributes(&attributes, pointer) == cudaSuccess &&
+                        cudaGetDevice(&current) == cudaSuccess && attributes.device != current &&
+                        cudaSetDevice(attributes.device) == cudaSuccess;
+  // As cudaFree: nothing may still use the memory when it goes back to the pool.
+  const cudaError_t synced = cudaDeviceSynchronize();
+  const cudaError_t freed = cudaFreeAsync(pointer, cudaStreamPerThread);
+  if (switched) (void)cudaSetDevice(current);
+  if (synced != cudaSuccess || freed != cudaSuccess) (void)cudaGetLastError();
+}
+
+void keep_freed_device_memory(int device) {
+  cudaMemPool_t pool = nullptr;
+  QSHARD_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
+  std::uint64_t keep = std::numeric_limits<std::uint64_t>::max();
+  QSHARD_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
+}
+
+std::size_t available_device_memory() {
+  std::size_t free_bytes = 0, total_bytes = 0;
+  if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  int device = 0;
+  cudaMemPool_t pool = nullptr;
+  std::uint64_t reserved = 0, used = 0;
+  if (cudaGetDevice(&device) == cudaSuccess &&
+      cudaDeviceGetDefaultMemPool(&pool, device) == cudaSuccess &&
+      cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &reserved) == cudaSuccess &&
+      cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemCurrent, &used) == cudaSuccess &&
+      reserved > used)
+    free_bytes += static_cast<std::size_t>(reserved - used);
+  return free_bytes;
+}
+
 DeviceGuard::DeviceGuard(int device) {
   const int count = device_count();
   require(device >= 0 && device < count, "CUDA device ", device, " requested but ", count,

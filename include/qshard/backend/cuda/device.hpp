@@ -42,22 +42,26 @@ class DeviceGuard {
   bool restore_ = false;
 };
 
+// Device memory comes from the current device's default stream-ordered pool (cudaMallocAsync)
+// with cudaFree's semantics kept: an allocation is usable by every stream when it returns, and a
+// free waits for the device first, so no stream can still be using the memory. What the pool adds:
+// freed memory stays mapped for the next allocation (after keep_freed_device_memory) instead of
+// being unmapped and mapped again every layer.
+void* allocate_device(std::size_t bytes);
+void free_device(void* pointer) noexcept;
+// Raises the release threshold of `device`'s default pool: freed memory is kept for reuse.
+void keep_freed_device_memory(int device);
+// Bytes an allocation on the current device can still get: the driver's free memory plus what the
+// default pool holds unused.
+std::size_t available_device_memory();
+
 // `count` elements of T in device memory of the current device (uninitialised). Move-only.
 template <typename T>
 class DeviceBuffer {
  public:
   DeviceBuffer() = default;
   explicit DeviceBuffer(std::size_t count) : count_(count) {
-    if (count > 0) {
-      void* p = nullptr;
-      const cudaError_t status = cudaMalloc(&p, count * sizeof(T));
-      if (status != cudaSuccess) {
-        (void)cudaGetLastError();
-        throw Error(str("cudaMalloc of ", count * sizeof(T),
-                        " bytes failed: ", cudaGetErrorString(status)));
-      }
-      data_ = static_cast<T*>(p);
-    }
+    if (count > 0) data_ = static_cast<T*>(allocate_device(count * sizeof(T)));
   }
   ~DeviceBuffer() { reset(); }
   DeviceBuffer(DeviceBuffer&& other) noexcept
@@ -105,7 +109,7 @@ class DeviceBuffer {
 
  private:
   void reset() noexcept {
-    if (data_ != nullptr) (void)cudaFree(data_);
+    if (data_ != nullptr) free_device(data_);
     data_ = nullptr;
     count_ = 0;
   }
