@@ -31,7 +31,7 @@ peak_memory() { sort -n "$1" | tail -1 | awk '{printf "peak device memory %.1f G
 quantize() {
   local name=$1; shift
   local m; m=$(sample_memory "$out/mem_$name.txt")
-  /usr/bin/time -f "$name: %e s wall (process start to exit), peak host %M KiB" timeout 540 \
+  /usr/bin/time -f "$name: %e s wall (process start to exit), peak host %M KiB" timeout "${QSHARD_TIMEOUT:-540}" \
     "$bin/qshard-quantize" "$@" 2>&1 \
     | tee "$out/quantize_$name.log" | tail -12
   kill "$m"; peak_memory "$out/mem_$name.txt" | tee -a "$out/quantize_$name.log"

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <future>
 #include <numbers>
 
 #include "qshard/core/error.hpp"
@@ -135,11 +136,17 @@ LayerWeights LayerWeights::load(const WeightSource& source, std::int64_t layer) 
   LayerWeights w;
   w.input_norm = source.load(input_norm_name(layer));
   w.post_norm = source.load(post_attention_norm_name(layer));
-  for (const Linear l : kAllLinears) {
-    w[l] = source.load(linear_weight_name(layer, l));
-    const std::string bias = linear_bias_name(layer, l);
-    if (source.contains(bias)) w.bias[static_cast<std::size_t>(l)] = source.load(bias).values();
-  }
+  // The modules concurrently (sources are read-only): the serial parts of one tensor's load
+  // (allocation, first touch of its pages, checks) overlap with the others'.
+  std::vector<std::future<void>> modules;
+  for (const Linear l : kAllLinears)
+    modules.push_back(std::async(std::launch::async, [&source, &w, layer, l] {
+      w[l] = source.load(linear_weight_name(layer, l));
+      const std::string bias = linear_bias_name(layer, l);
+      if (source.contains(bias)) w.bias[static_cast<std::size_t>(l)] = source.load(bias).values();
+    }));
+  for (std::future<void>& m : modules) m.wait();
+  for (std::future<void>& m : modules) m.get();  // the first failure, in module order
   return w;
 }
 

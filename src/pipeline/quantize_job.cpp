@@ -389,17 +389,19 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& comm, const Backen
   JobResult result;
   std::vector<double> layer_gptq(static_cast<std::size_t>(layers), 0.0);
   std::vector<double> layer_rtn(static_cast<std::size_t>(layers), 0.0);
-  // One I/O thread reads (or generates) the next layer's weights and prepares them where the
-  // backend computes (the upload to the GPU), and writes the finished layer's file, while the
-  // current layer computes; in submission order, so HDF5 is never used by two threads at once.
-  SerialWorker io;
+  // Two I/O threads work while the current layer computes: the loader reads (or generates) the
+  // next layer's weights and prepares them where the backend computes (the upload to the GPU);
+  // the writer brings rank 0's finished layer to the host and writes its file. Only the writer
+  // uses HDF5 (the job's weights come from safetensors or are generated), in submission order.
+  SerialWorker loader(SerialWorker::Priority::Background);
+  SerialWorker writer(SerialWorker::Priority::Background);
   struct LoadedLayer {
     std::unique_ptr<LayerWeights> weights;  // at a fixed address: the resident layer reads it
     std::unique_ptr<ResidentLayer> resident;
     double read_seconds = 0.0, upload_seconds = 0.0;
   };
   const auto load_ahead = [&](std::int64_t l) {
-    return io.submit([&source = *source, &backend, &config, &rope, l] {
+    return loader.submit([&source = *source, &backend, &config, &rope, l] {
       LoadedLayer loaded;
       {
         const ScopedTimer timer(loaded.read_seconds);
@@ -457,7 +459,7 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& comm, const Backen
       const auto write_start = Clock::now();
       wait_written();
       record.seconds = std::chrono::duration<double>(write_start - layer_start).count();
-      written = io.submit([path = layer_file(o, l), record = std::move(record),
+      written = writer.submit([path = layer_file(o, l), record = std::move(record),
                            quantized = std::move(quantized), dtype = config.torch_dtype]() mutable {
         for (std::size_t m = 0; m < quantized.size(); ++m)
           if (quantized[m]) record.modules[m].weight = quantized[m]->to_host();

@@ -1,7 +1,12 @@
 #include "qshard/quant/packing.hpp"
 
+#include <algorithm>
+#include <thread>
+#include <vector>
+
 #include "qshard/core/dtype.hpp"
 #include "qshard/core/error.hpp"
+#include "qshard/core/parallel.hpp"
 
 namespace qshard {
 namespace {
@@ -41,17 +46,40 @@ std::uint32_t get(const Matrix<std::int32_t>& packed, std::int64_t column, std::
 
 }  // namespace
 
+// Output columns in blocks of 64 (one block per task): each column's codes are one contiguous
+// bit stream, built in a local buffer and stored into its column of the packed words; a block's
+// stores share cache lines. Pure data movement, so any thread count gives the same words.
+constexpr std::int64_t kColumnBlock = 64;
+
+int packing_threads() {
+  return static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 32u));
+}
+
 Matrix<std::int32_t> pack_qweight(const Matrix<std::uint8_t>& codes, int bits) {
   check_bits(bits);
-  const std::int64_t out = codes.rows(), in = codes.cols();
-  Matrix<std::int32_t> packed(words_for(in, bits), out, 0);
+  const std::int64_t out = codes.rows(), in = codes.cols(), words = words_for(in, bits);
+  Matrix<std::int32_t> packed(words, out, 0);
   const std::uint32_t mask = (1u << bits) - 1u;
-  for (std::int64_t o = 0; o < out; ++o)
-    for (std::int64_t k = 0; k < in; ++k) {
-      require(codes(o, k) <= mask, "pack_qweight: code ", int(codes(o, k)), " exceeds ", bits,
-              " bits");
-      put(packed, o, k, bits, codes(o, k));
+  const auto blocks = static_cast<std::size_t>((out + kColumnBlock - 1) / kColumnBlock);
+  parallel_for(blocks, packing_threads(), [&](std::size_t b) {
+    std::vector<std::uint32_t> stream(static_cast<std::size_t>(words) + 1);
+    const std::int64_t first = static_cast<std::int64_t>(b) * kColumnBlock;
+    for (std::int64_t o = first; o < std::min(out, first + kColumnBlock); ++o) {
+      std::fill(stream.begin(), stream.end(), 0u);
+      const std::uint8_t* column = &codes(o, 0);
+      for (std::int64_t k = 0; k < in; ++k) {
+        const std::uint32_t value = column[k];
+        require(value <= mask, "pack_qweight: code ", value, " exceeds ", bits, " bits");
+        const std::int64_t bit = k * bits;
+        const auto word = static_cast<std::size_t>(bit / 32);
+        const int shift = static_cast<int>(bit % 32);
+        stream[word] |= value << shift;
+        if (shift + bits > 32) stream[word + 1] |= value >> (32 - shift);
+      }
+      for (std::int64_t w = 0; w < words; ++w)
+        packed(w, o) = static_cast<std::int32_t>(stream[static_cast<std::size_t>(w)]);
     }
+  });
   return packed;
 }
 
@@ -62,9 +90,13 @@ Matrix<std::uint8_t> unpack_qweight(const Matrix<std::int32_t>& packed, int bits
           "unpack_qweight: packed shape [", packed.rows(), ", ", packed.cols(), "] does not hold ",
           rows, " x ", cols, " codes of ", bits, " bits");
   Matrix<std::uint8_t> codes(rows, cols);
-  for (std::int64_t o = 0; o < rows; ++o)
-    for (std::int64_t k = 0; k < cols; ++k)
-      codes(o, k) = static_cast<std::uint8_t>(get(packed, o, k, bits));
+  const auto blocks = static_cast<std::size_t>((rows + kColumnBlock - 1) / kColumnBlock);
+  parallel_for(blocks, packing_threads(), [&](std::size_t b) {
+    const std::int64_t first = static_cast<std::int64_t>(b) * kColumnBlock;
+    for (std::int64_t o = first; o < std::min(rows, first + kColumnBlock); ++o)
+      for (std::int64_t k = 0; k < cols; ++k)
+        codes(o, k) = static_cast<std::uint8_t>(get(packed, o, k, bits));
+  });
   return codes;
 }
 

@@ -2,7 +2,11 @@
 // One background thread that runs submitted tasks in submission order (for I/O that must not
 // overlap itself, such as HDF5, while the caller computes). The destructor finishes the queued
 // tasks and joins.
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <future>
@@ -13,7 +17,16 @@ namespace qshard {
 
 class SerialWorker {
  public:
-  SerialWorker() : thread_([this] { run(); }) {}
+  enum class Priority : std::uint8_t {
+    Normal,
+    // Nice +10 for the worker and the threads it starts (Linux threads inherit their creator's
+    // nice value): background work yields the cores to the caller's thread, which launches the
+    // GPU's work and must not wait for a core.
+    Background,
+  };
+
+  explicit SerialWorker(Priority priority = Priority::Normal)
+      : priority_(priority), thread_([this] { run(); }) {}
   ~SerialWorker() {
     {
       const std::lock_guard lock(mutex_);
@@ -41,6 +54,8 @@ class SerialWorker {
 
  private:
   void run() {
+    if (priority_ == Priority::Background)
+      (void)setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);  // best effort
     for (;;) {
       std::function<void()> task;
       {
@@ -58,6 +73,7 @@ class SerialWorker {
   std::condition_variable ready_;
   std::deque<std::function<void()>> tasks_;
   bool stopping_ = false;
+  const Priority priority_;
   std::thread thread_;  // last: started after the members it uses
 };
 
