@@ -2,8 +2,10 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <vector>
 
 #include "qshard/core/dtype.hpp"
+#include "qshard/core/error.hpp"
 #include "qshard/quant/packing.hpp"
 
 namespace qshard {
@@ -27,6 +29,34 @@ TEST(Packing, QweightRoundTripsForEveryWidthAndOddSizes) {
       EXPECT_EQ(unpack_qweight(packed, bits, rows, cols), codes)
           << bits << " bits " << rows << "x" << cols;
     }
+}
+
+// Bit by bit, independently of the packer: column o's codes as one little-endian bit stream.
+TEST(Packing, QweightEqualsABitByBitReferenceAcrossColumnBlocks) {
+  std::mt19937 rng(7);
+  for (const int bits : {2, 3, 4, 8}) {
+    const std::int64_t rows = 200, cols = 96;  // more output columns than one block of 64
+    const Matrix<std::uint8_t> codes = random_codes(rng, rows, cols, bits);
+    const Matrix<std::int32_t> packed = pack_qweight(codes, bits);
+    const std::int64_t words = (cols * bits + 31) / 32;
+    ASSERT_EQ(packed.rows(), words);
+    for (std::int64_t o = 0; o < rows; ++o) {
+      std::vector<int> stream(static_cast<std::size_t>(words * 32), 0);
+      for (std::int64_t k = 0; k < cols; ++k)
+        for (int b = 0; b < bits; ++b)
+          stream[static_cast<std::size_t>(k * bits + b)] = (codes(o, k) >> b) & 1;
+      for (std::int64_t w = 0; w < words; ++w) {
+        std::uint32_t expected = 0;
+        for (int j = 0; j < 32; ++j)
+          expected |= static_cast<std::uint32_t>(stream[static_cast<std::size_t>(w * 32 + j)]) << j;
+        ASSERT_EQ(static_cast<std::uint32_t>(packed(w, o)), expected)
+            << bits << " bits, word " << w << " of column " << o;
+      }
+    }
+  }
+  Matrix<std::uint8_t> too_wide(130, 8, 1);
+  too_wide(129, 3) = 16;  // does not fit 4 bits, in the third block
+  EXPECT_THROW(pack_qweight(too_wide, 4), Error);
 }
 
 TEST(Packing, HandComputedWords) {
