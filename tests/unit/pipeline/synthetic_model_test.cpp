@@ -8,6 +8,27 @@
 namespace qshard {
 namespace {
 
+// The embedding is N(0, 1) per element (rounded to bf16): its moments and tail mass match the
+// normal distribution's within what 131,072 samples allow.
+TEST(SyntheticModel, EmbeddingValuesAreStandardNormal) {
+  const auto source = open_synthetic_model("tiny", 3);
+  const MatrixF e = source->load(std::string(kEmbedName));
+  ASSERT_EQ(e.size(), 1024u * 128u);
+  double sum = 0.0, squares = 0.0, fourth = 0.0;
+  std::size_t beyond_two = 0;
+  for (const float v : e.values()) {
+    sum += v;
+    squares += static_cast<double>(v) * v;
+    fourth += std::pow(static_cast<double>(v), 4);
+    beyond_two += std::abs(v) > 2.0f ? 1 : 0;
+  }
+  const auto n = static_cast<double>(e.size());
+  EXPECT_NEAR(sum / n, 0.0, 0.015);                                 // sd of the mean: 0.0028
+  EXPECT_NEAR(squares / n, 1.0, 0.02);                              // sd: 0.004
+  EXPECT_NEAR(fourth / n, 3.0, 0.15);                               // kurtosis of a normal
+  EXPECT_NEAR(static_cast<double>(beyond_two) / n, 0.0455, 0.004);  // P(|x| > 2)
+}
+
 TEST(SyntheticModel, PresetsHaveTheRealShapes) {
   const ModelConfig c = synthetic_config("llama3-70b");
   EXPECT_EQ(c.hidden_size, 8192);
