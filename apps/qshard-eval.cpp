@@ -39,6 +39,8 @@ int main(int argc, char** argv) {
       "logits_out", po::value(&o.logits_out)->value_name("FILE.f32"),
       "write the evaluated model's logits as raw little-endian float32 [rows * positions, vocab]: "
       "every position of each evaluated row (or window), in order")(
+      "allow_extra_tensors", po::bool_switch(&o.allow_extra_tensors),
+      "ignore tensors of a model directory that its config.json does not account for")(
       "backend", po::value(&o.backend)->default_value(o.backend),
       "where the decoder layers run: cpu (the reference figures), cuda or auto (GPU 0 when "
       "present)");
@@ -75,8 +77,10 @@ int main(int argc, char** argv) {
     return 0;
   } catch (const po::error& e) {
     std::cerr << "qshard-eval: error: " << e.what() << " (see --help)\n";
-  } catch (const std::exception& e) {
+  } catch (const std::exception& e) {  // std::bad_alloc too: one line
     std::cerr << "qshard-eval: error: " << e.what() << '\n';
+  } catch (...) {
+    std::cerr << "qshard-eval: error: unknown exception\n";
   }
   return 1;
 }

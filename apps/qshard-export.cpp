@@ -51,8 +51,10 @@ int main(int argc, char** argv) {
     return 0;
   } catch (const po::error& e) {
     std::cerr << "qshard-export: error: " << e.what() << " (see --help)\n";
-  } catch (const std::exception& e) {
+  } catch (const std::exception& e) {  // std::bad_alloc too: one line
     std::cerr << "qshard-export: error: " << e.what() << '\n';
+  } catch (...) {
+    std::cerr << "qshard-export: error: unknown exception\n";
   }
   return 1;
 }

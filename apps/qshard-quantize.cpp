@@ -63,5 +63,9 @@ int main(int argc, char** argv) {
     report(comm.rank(), e.what());
     if (comm.size() > 1) comm.abort(1);
     return 1;
+  } catch (...) {
+    report(comm.rank(), "unknown exception");
+    if (comm.size() > 1) comm.abort(1);
+    return 1;
   }
 }

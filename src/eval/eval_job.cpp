@@ -37,14 +37,22 @@ EvalReport run_eval(const EvalOptions& o, const LayerRunner& runner) {
   require(o.reference.empty() || o.checkpoint.empty() || o.model.empty(),
           "--checkpoint with both --model and --reference: give the original model once");
   TokenSet tokens = read_tokens(o.tokens, o.seq_len);
+  // Rows are scored whole: an HDF5 dataset's, or those a raw file's name declares
+  // (eval_256x256.i32); a raw file without one is cut into rows of seq_len.
+  const std::int64_t row_length =
+      tokens.cols != o.seq_len ? tokens.cols : row_length_in_name(o.tokens).value_or(o.seq_len);
+  require(row_length == o.seq_len, "--tokens ", o.tokens, " has rows of ", row_length,
+          " tokens, but --seq-len is ", o.seq_len, ": give --seq-len ", row_length,
+          " (--window scores shorter windows within each row)");
   if (o.max_rows > 0 && o.max_rows < tokens.rows) {
     tokens.rows = o.max_rows;
     tokens.ids.resize(static_cast<std::size_t>(tokens.rows * tokens.cols));
   }
   EvalReport report;
-  std::unique_ptr<WeightSource> model = o.model.empty() ? nullptr : open_model(o.model, 0);
+  const ModelOpenOptions open{.allow_extra_tensors = o.allow_extra_tensors};
+  std::unique_ptr<WeightSource> model = o.model.empty() ? nullptr : open_model(o.model, 0, open);
   std::unique_ptr<WeightSource> reference =
-      o.reference.empty() ? nullptr : open_model(o.reference, 0);
+      o.reference.empty() ? nullptr : open_model(o.reference, 0, open);
   std::unique_ptr<WeightSource> evaluated;
   if (!o.checkpoint.empty()) {
     evaluated = open_checkpoint_model(o.checkpoint);

@@ -119,8 +119,18 @@ void inspect_model(const std::filesystem::path& directory, std::ostream& out) {
   }
   print_tensor_table(out, rows);
 
+  // Layers the files hold bound the list (a config may claim thousands more).
+  std::int64_t stored_layers = 0;
+  for (const std::string& name : model.names())
+    if (const auto layer = layer_of_name(name)) stored_layers = std::max(stored_layers, *layer + 1);
+  ModelConfig listed = config;
+  if (config.num_hidden_layers > stored_layers) {
+    out << "\nconfig.json's num_hidden_layers " << config.num_hidden_layers << " is more than the "
+        << stored_layers << " decoder layers the weight files hold\n";
+    listed.num_hidden_layers = stored_layers;
+  }
   std::vector<std::string> missing;
-  for (const std::string& name : expected_tensor_names(config)) {
+  for (const std::string& name : expected_tensor_names(listed)) {
     const bool packed = gptq && name.ends_with(".weight") &&
                         model.contains(name.substr(0, name.size() - 7) + ".qweight");
     if (!model.contains(name) && !packed) missing.push_back(name);

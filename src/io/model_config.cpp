@@ -149,17 +149,24 @@ std::string architecture_of(std::string_view model_type) {
 }  // namespace
 
 void ModelConfig::validate(const std::string_view source) const {
-  const auto positive = [&](std::int64_t value, const char* name) {
+  // Positive, and at most a bound far above every real model (Llama-3-405B: hidden 16384,
+  // intermediate 53248, 126 layers, 128 heads; vocabularies of 256k; contexts of 10M), so that an
+  // absurd value is refused here rather than allocated for (issue 14).
+  const auto size = [&](std::int64_t value, const char* name, std::int64_t most) {
     require(value > 0, source, ": ", name, " must be positive, got ", value);
+    require(value <= most, source, ": ", name, " is ", value, "; qshard accepts at most ", most,
+            " (far beyond any real model: is config.json corrupt?)");
   };
-  positive(hidden_size, "hidden_size");
-  positive(intermediate_size, "intermediate_size");
-  positive(num_hidden_layers, "num_hidden_layers");
-  positive(num_attention_heads, "num_attention_heads");
-  positive(num_key_value_heads, "num_key_value_heads");
-  positive(head_dim, "head_dim");
-  positive(vocab_size, "vocab_size");
-  positive(max_position_embeddings, "max_position_embeddings");
+  size(hidden_size, "hidden_size", kMaxWidth);
+  size(intermediate_size, "intermediate_size", kMaxWidth);
+  size(num_hidden_layers, "num_hidden_layers", kMaxLayers);
+  size(num_attention_heads, "num_attention_heads", kMaxHeads);
+  size(num_key_value_heads, "num_key_value_heads", kMaxHeads);
+  size(head_dim, "head_dim", kMaxWidth);
+  require(q_dim() <= kMaxWidth, source, ": num_attention_heads x head_dim (", num_attention_heads,
+          " x ", head_dim, ") is beyond qshard's limit of ", kMaxWidth, " features");
+  size(vocab_size, "vocab_size", kMaxVocab);
+  size(max_position_embeddings, "max_position_embeddings", kMaxPositions);
   require(num_attention_heads % num_key_value_heads == 0, source, ": num_attention_heads (",
           num_attention_heads, ") is not divisible by num_key_value_heads (", num_key_value_heads,
           ")");

@@ -91,6 +91,11 @@ std::string post_attention_norm_name(const std::int64_t layer) {
   return str(layer_prefix(layer), "post_attention_layernorm.weight");
 }
 
+std::optional<std::int64_t> layer_of_name(std::string_view name) {
+  if (!consume(name, kLayerPrefix)) return std::nullopt;
+  return consume_index(name);
+}
+
 std::optional<TensorRef> parse_tensor_name(std::string_view name) {
   if (name == kEmbedName) return TensorRef{-1, std::nullopt, "embed_tokens"};
   if (name == kFinalNormName) return TensorRef{-1, std::nullopt, "norm"};

@@ -1,5 +1,6 @@
 #include "qshard/io/tokens.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <random>
 
@@ -43,6 +44,26 @@ TokenSet read_tokens_hdf5(const std::filesystem::path& path, const std::string& 
     set.ids.push_back(static_cast<std::int32_t>(id));
   }
   return set;
+}
+
+std::optional<std::int64_t> row_length_in_name(const std::filesystem::path& path) {
+  // The stem ends in ROWSxCOLS, after the start or a non-digit.
+  const std::string stem = path.stem().string();
+  const std::size_t x = stem.rfind('x');
+  if (x == std::string::npos || x == 0 || x + 1 == stem.size()) return std::nullopt;
+  const auto digits = [](std::string_view s) {
+    return !s.empty() && s.size() < 10 &&
+           std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  std::size_t begin = x;
+  while (begin > 0 && stem[begin - 1] >= '0' && stem[begin - 1] <= '9') --begin;
+  const std::string rows = stem.substr(begin, x - begin), cols = stem.substr(x + 1);
+  if (!digits(rows) || !digits(cols)) return std::nullopt;
+  std::error_code error;
+  const std::uintmax_t bytes = std::filesystem::file_size(path, error);
+  const std::int64_t r = std::stoll(rows), c = std::stoll(cols);
+  if (error || c == 0 || bytes != static_cast<std::uintmax_t>(r * c * 4)) return std::nullopt;
+  return c;
 }
 
 TokenSet read_tokens(const std::string& spec, std::int64_t row_length) {

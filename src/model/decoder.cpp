@@ -133,17 +133,26 @@ std::int64_t input_features(const ModelConfig& c, LinearInput input) {
 }
 
 LayerWeights LayerWeights::load(const WeightSource& source, std::int64_t layer) {
+  // Errors name the layer and module: "layer 3: up_proj: FILE: tensor ... non-finite ...".
+  const auto load = [&source, layer](const std::string& name, std::string_view module) {
+    try {
+      return source.load(name);
+    } catch (const Error& e) {
+      throw Error(str("layer ", layer, ": ", module, ": ", e.what()));
+    }
+  };
   LayerWeights w;
-  w.input_norm = source.load(input_norm_name(layer));
-  w.post_norm = source.load(post_attention_norm_name(layer));
+  w.input_norm = load(input_norm_name(layer), "input_layernorm");
+  w.post_norm = load(post_attention_norm_name(layer), "post_attention_layernorm");
   // The modules concurrently (sources are read-only): the serial parts of one tensor's load
   // (allocation, first touch of its pages, checks) overlap with the others'.
   std::vector<std::future<void>> modules;
   for (const Linear l : kAllLinears)
-    modules.push_back(std::async(std::launch::async, [&source, &w, layer, l] {
-      w[l] = source.load(linear_weight_name(layer, l));
+    modules.push_back(std::async(std::launch::async, [&source, &load, &w, layer, l] {
+      w[l] = load(linear_weight_name(layer, l), linear_name(l));
       const std::string bias = linear_bias_name(layer, l);
-      if (source.contains(bias)) w.bias[static_cast<std::size_t>(l)] = source.load(bias).values();
+      if (source.contains(bias))
+        w.bias[static_cast<std::size_t>(l)] = load(bias, linear_name(l)).values();
     }));
   for (std::future<void>& m : modules) m.wait();
   for (std::future<void>& m : modules) m.get();  // the first failure, in module order

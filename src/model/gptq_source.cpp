@@ -51,7 +51,9 @@ class GptqSource final : public WeightSource {
       : directory_(dir),
         config_(parse_model_config(dir / "config.json")),
         gptq_(*read_gptq_config(dir)),
-        model_(dir) {}
+        model_(dir) {
+    model_detail::check_stored_layers(model_, config_, dir);
+  }
   const ModelConfig& config() const override { return config_; }
   bool contains(const std::string& name) const override {
     if (model_.contains(name)) return true;

@@ -1,4 +1,5 @@
 // A Hugging Face model directory as a WeightSource: config.json + memory-mapped safetensors.
+#include <algorithm>
 #include <cmath>
 
 #include "hf_tensors.hpp"
@@ -30,15 +31,22 @@ MatrixF load_float_tensor(const SafetensorsModel& model, const ModelConfig& conf
           ? std::string(kEmbedName)
           : name;
   require(model.contains(stored), directory, ": tensor '", name, "' is missing");
-  const TensorView view = model.view(stored);
+  const TensorView view = model.view(stored);  // fails naming the file if it was truncated
+  const std::filesystem::path file = model.file_of(stored);
+  require(is_float(view.dtype), file, ": tensor '", stored, "' is ", dtype_name(view.dtype),
+          ": weights must be floating point");
   const Shape expected = expected_shape(config, name);
-  require(expected.empty() || view.shape == expected, directory, ": tensor '", stored,
-          "' has shape ", shape_string(view.shape), ", the config implies ",
-          shape_string(expected));
+  require(expected.empty() || view.shape == expected, file, ": tensor '", stored, "' has shape ",
+          shape_string(view.shape), ", the config implies ", shape_string(expected));
   MatrixF m = view.to_matrix();
-  for (std::size_t i = 0; i < m.size(); ++i)
-    require(std::isfinite(m.data()[i]), directory, ": tensor '", stored,
-            "' has a non-finite value at element ", i);
+  const float* const values = m.data();
+  const auto bad =
+      std::find_if_not(values, values + m.size(), [](float v) { return std::isfinite(v); });
+  if (bad != values + m.size()) {
+    const auto at = static_cast<std::int64_t>(bad - values);
+    throw Error(str(file, ": tensor '", stored, "' has a non-finite value (", *bad, ") at row ",
+                    at / m.cols(), ", column ", at % m.cols()));
+  }
   return m;
 }
 
@@ -48,11 +56,16 @@ namespace {
 
 class HfSource final : public WeightSource {
  public:
-  explicit HfSource(const std::filesystem::path& dir)
-      : directory_(dir), config_(parse_model_config(dir / "config.json")), model_(dir) {}
+  HfSource(const std::filesystem::path& dir, const ModelOpenOptions& options)
+      : directory_(dir),
+        config_(parse_model_config(dir / "config.json")),
+        model_(dir),
+        used_(
+            model_detail::validate_hf_tensors(model_, config_, dir, options.allow_extra_tensors)) {}
   const ModelConfig& config() const override { return config_; }
+  // Only the tensors the config accounts for: ignored extra tensors (an undeclared bias) are not.
   bool contains(const std::string& name) const override {
-    return model_.contains(name) || (name == kLmHeadName && config_.tie_word_embeddings);
+    return used_.contains(name) || (name == kLmHeadName && config_.tie_word_embeddings);
   }
   MatrixF load(const std::string& name) const override {
     return model_detail::load_float_tensor(model_, config_, directory_, name);
@@ -63,17 +76,19 @@ class HfSource final : public WeightSource {
   std::filesystem::path directory_;
   ModelConfig config_;
   SafetensorsModel model_;
+  std::set<std::string> used_;
 };
 
 }  // namespace
 
-std::unique_ptr<WeightSource> open_hf_model(const std::filesystem::path& directory) {
+std::unique_ptr<WeightSource> open_hf_model(const std::filesystem::path& directory,
+                                            const ModelOpenOptions& options) {
   require(std::filesystem::is_directory(directory), "model directory ", directory,
           " does not exist");
   require(std::filesystem::exists(directory / "config.json"), "model directory ", directory,
           " has no config.json");
   if (read_gptq_config(directory)) return open_gptq_model(directory);
-  return std::make_unique<HfSource>(directory);
+  return std::make_unique<HfSource>(directory, options);
 }
 
 }  // namespace qshard

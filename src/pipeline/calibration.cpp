@@ -29,9 +29,15 @@ TokenSet load_calibration(const JobOptions& o, const ModelConfig& config) {
   if (o.calib.empty()) return random_tokens(o.samples, o.seq_len, config.vocab_size, o.seed);
   TokenSet set;
   if (o.calib_sampling == "rows") {
+    // Rows are taken whole: an HDF5 dataset's, or those a raw file's name declares
+    // (calib_128x256.i32); a raw file without one is cut into rows of seq_len.
     const TokenSet file = read_tokens(o.calib, o.seq_len);
-    require(file.cols == o.seq_len, "calibration ", o.calib, " has rows of ", file.cols,
-            " tokens, seq_len is ", o.seq_len);
+    const std::int64_t row_length =
+        file.cols != o.seq_len ? file.cols : row_length_in_name(o.calib).value_or(o.seq_len);
+    require(row_length == o.seq_len, "calibration ", o.calib, " has rows of ", row_length,
+            " tokens, but seq_len is ", o.seq_len, ": give --seq_len ", row_length,
+            " to use whole rows, or --calib_sampling random to draw windows of ", o.seq_len,
+            " tokens from it");
     require(file.rows >= o.samples, "calibration ", o.calib, " has ", file.rows, " rows of ",
             o.seq_len, " tokens, samples asks for ", o.samples);
     set = TokenSet{

@@ -49,6 +49,10 @@ po::options_description describe_options(JobOptions& o, Raw& raw) {
       "llama3-405b) or synthetic:PATH/config.json");
   add("model_seed", po::value(&o.model_seed)->default_value(o.model_seed),
       "seed of synthetic weights");
+  add("allow_extra_tensors",
+      po::value(&o.allow_extra_tensors)->default_value(false)->implicit_value(true),
+      "ignore tensors of the model directory that its config.json does not account for (more "
+      "layers than num_hidden_layers, unknown names, undeclared biases) instead of refusing them");
   add("calib", po::value(&o.calib)->default_value(o.calib),
       "calibration tokens: FILE.i32 (little-endian int32) or FILE.h5[:DATASET]; empty: random ids");
   add("calib_sampling", po::value(&o.calib_sampling)->default_value(o.calib_sampling),
@@ -101,6 +105,9 @@ po::options_description describe_options(JobOptions& o, Raw& raw) {
       "rows per solve work unit, spread over the ranks");
   add("threads", po::value(&o.threads)->default_value(o.threads),
       "BLAS and host worker threads per rank");
+  add("collective_timeout", po::value(&o.collective_timeout)->default_value(o.collective_timeout),
+      "seconds a rank may wait in one host MPI collective (another rank stopped or hung) before "
+      "it ends the job, naming the layer and the stage; 0: wait forever (NCCL has its own)");
   add("stop_after_layers", po::value(&o.stop_after_layers)->default_value(o.stop_after_layers),
       "testing: stop (exit 3, as if killed) after this many layers");
   add("quiet", po::value(&o.quiet)->default_value(false)->implicit_value(true),
@@ -118,6 +125,8 @@ void JobOptions::validate() const {
   require(batch_samples > 0, "batch_samples must be positive (got ", batch_samples, ")");
   require(tile_rows > 0, "tile_rows must be positive (got ", tile_rows, ")");
   require(threads > 0, "threads must be positive (got ", threads, ")");
+  require(collective_timeout >= 0, "collective_timeout must be 0 (off) or positive seconds (got ",
+          collective_timeout, ")");
   require(calib_sampling == "rows" || calib_sampling == "random",
           "calib_sampling: expected rows or random (got '", calib_sampling, "')");
   require(backend == "cpu" || backend == "cuda" || backend == "auto",
@@ -168,6 +177,8 @@ std::string JobOptions::to_json() const {
   j["resume"] = resume;
   j["collectives"] = collectives;
   j["threads"] = threads;
+  j["allow_extra_tensors"] = allow_extra_tensors;
+  j["collective_timeout"] = collective_timeout;
   return j.dump(2);
 }
 

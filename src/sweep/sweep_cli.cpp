@@ -131,8 +131,11 @@ int run_sweep_cli(const std::vector<std::string>& args, const fs::path& self, st
                   std::ostream& err) {
   try {
     return run(args, self, out);
-  } catch (const std::exception& e) {
+  } catch (const std::exception& e) {  // std::bad_alloc too: one line
     err << "qshard-sweep: error: " << e.what() << std::endl;
+    return 1;
+  } catch (...) {
+    err << "qshard-sweep: error: unknown exception" << std::endl;
     return 1;
   }
 }

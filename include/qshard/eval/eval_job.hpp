@@ -27,6 +27,8 @@ struct EvalOptions {
   bool json = false;
   std::string logits_out;       // raw float32 logits of the evaluated model, when given
   std::string backend = "cpu";  // cpu, cuda or auto: where the apps run the decoder layers
+  // Ignore tensors of a model directory that its config does not account for.
+  bool allow_extra_tensors = false;
 };
 
 struct EvalReport {

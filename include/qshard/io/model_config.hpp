@@ -20,6 +20,15 @@ struct RopeScaling {
   std::int64_t original_max_position_embeddings = 8192;
 };
 
+// Upper bounds of config.json sizes, far beyond every real model: an absurd value (a corrupt
+// file, num_hidden_layers = 1e12) is refused when the config is read, before anything is sized by
+// it. Hugging Face directories are bounded more tightly by what their weight files hold.
+inline constexpr std::int64_t kMaxLayers = 4096;
+inline constexpr std::int64_t kMaxHeads = 4096;
+inline constexpr std::int64_t kMaxWidth = std::int64_t{1} << 20;  // features of any linear input
+inline constexpr std::int64_t kMaxVocab = std::int64_t{1} << 24;
+inline constexpr std::int64_t kMaxPositions = std::int64_t{1} << 28;
+
 struct ModelConfig {
   std::string model_type = "llama";  // llama, mistral, qwen2
   std::int64_t hidden_size = 0;
@@ -76,5 +85,7 @@ struct TensorRef {
 };
 // Maps an HF tensor name to its layer and module; nullopt for names it does not know.
 std::optional<TensorRef> parse_tensor_name(std::string_view name);
+// The layer index of any "model.layers.N." name (known field or not); nullopt for other names.
+std::optional<std::int64_t> layer_of_name(std::string_view name);
 
 }  // namespace qshard

@@ -2,6 +2,7 @@
 // Token sets for calibration and evaluation: [samples, seq_len] int32 ids.
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -27,6 +28,10 @@ struct TokenSet {
 TokenSet read_tokens_i32(const std::filesystem::path& path, std::int64_t row_length);
 // An HDF5 dataset of shape [samples, seq_len] and an integer type.
 TokenSet read_tokens_hdf5(const std::filesystem::path& path, const std::string& dataset);
+// The row length a raw token file's name declares: "calib_128x256.i32" holds 128 rows of 256
+// tokens, when its size is 128 x 256 x 4 bytes; nullopt when the name declares none (or another
+// size). Raw files have no header: this is how a caller can tell that rows would be re-cut.
+std::optional<std::int64_t> row_length_in_name(const std::filesystem::path& path);
 // Opens "FILE" (raw .i32 with `row_length`) or "FILE.h5:DATASET" / "FILE.h5" (dataset "tokens").
 TokenSet read_tokens(const std::string& spec, std::int64_t row_length);
 void write_tokens_hdf5(const std::filesystem::path& path, const std::string& dataset,

@@ -19,6 +19,7 @@ ModelConfig synthetic_config(const std::string& preset);
 std::unique_ptr<WeightSource> open_synthetic_model(const std::string& spec, std::uint64_t seed);
 
 // "synthetic:NAME" → a synthetic model; anything else → a Hugging Face directory.
-std::unique_ptr<WeightSource> open_model(const std::string& spec, std::uint64_t seed);
+std::unique_ptr<WeightSource> open_model(const std::string& spec, std::uint64_t seed,
+                                         const ModelOpenOptions& options = {});
 
 }  // namespace qshard

@@ -20,8 +20,18 @@ class WeightSource {
   virtual std::string describe() const = 0;
 };
 
+struct ModelOpenOptions {
+  // Tensors the config does not account for (more layers than num_hidden_layers, unknown names,
+  // biases it does not declare) are ignored instead of refused.
+  bool allow_extra_tensors = false;
+};
+
 // A Hugging Face model directory (config.json + safetensors, sharded or not), memory-mapped;
-// a GPTQ directory (quantization_config.quant_method "gptq") is read by open_gptq_model.
-std::unique_ptr<WeightSource> open_hf_model(const std::filesystem::path& directory);
+// a GPTQ directory (quantization_config.quant_method "gptq") is read by open_gptq_model. The whole
+// model is validated when it opens, before any tensor is read (model_detail::validate_hf_tensors):
+// a missing, misshapen or non-float tensor, an unaccounted one, or a config that promises more
+// layers than the files hold is an error naming the file and tensor.
+std::unique_ptr<WeightSource> open_hf_model(const std::filesystem::path& directory,
+                                            const ModelOpenOptions& options = {});
 
 }  // namespace qshard

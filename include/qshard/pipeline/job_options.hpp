@@ -14,6 +14,7 @@ namespace qshard {
 struct JobOptions {
   std::string model = "synthetic:tiny";  // HF directory or synthetic:NAME
   std::uint64_t model_seed = 0;          // weights of synthetic models
+  bool allow_extra_tensors = false;      // ignore tensors the model's config does not account for
   std::string calib;                     // token file spec; empty: random ids of the vocabulary
   std::string calib_sampling = "rows";   // rows: the file's first rows; random: seeded windows
   std::int64_t samples = 128;
@@ -37,6 +38,9 @@ struct JobOptions {
   int threads = 1;                      // BLAS threads per rank
   std::int64_t stop_after_layers = -1;  // testing: stop as if killed after N layers
   bool quiet = false;
+  // Seconds a rank may wait in one host collective before it ends the job, naming the layer and
+  // stage (another rank stopped or hangs); 0: wait forever.
+  double collective_timeout = 1800.0;
 
   void validate() const;        // throws qshard::Error naming the key and the value
   std::string to_json() const;  // the full resolved configuration

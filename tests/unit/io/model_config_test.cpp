@@ -179,6 +179,40 @@ TEST(ModelConfig, ValidationOfSizes) {
   expect_error([&] { c.validate("struct"); }, {"struct", "num_key_value_heads"});
 }
 
+// Absurd sizes are refused when the config is read, before anything is allocated for them
+// (issue 14: num_hidden_layers = 1e9 made qshard-quantize allocate and hang; 1e12 made
+// qshard-inspect grow without bound).
+TEST(ModelConfig, AbsurdSizesAreRefusedUpFront) {
+  for (const auto& [field, value] : std::vector<std::pair<std::string, std::int64_t>>{
+           {"num_hidden_layers", 1'000'000'000},
+           {"num_hidden_layers", 1'000'000'000'000},
+           {"hidden_size", 1'000'000'000'000},
+           {"intermediate_size", 1'000'000'000},
+           {"vocab_size", 1'000'000'000'000},
+           {"num_attention_heads", 1'000'000'000},
+           {"max_position_embeddings", 1'000'000'000'000'000}}) {
+    nlohmann::json patch = {{field, value}};
+    if (field == "num_attention_heads") patch["head_dim"] = 8;  // no divisibility question
+    expect_error([&] { parse_model_config_text(config_text(patch), "huge.json"); },
+                 {"huge.json", field, "at most"});
+  }
+  // head_dim * heads must stay a sane width too.
+  expect_error(
+      [] {
+        parse_model_config_text(config_text({{"head_dim", 1'000'000'000}}), "wide.json");
+      },
+      {"wide.json", "head_dim"});
+  // The largest real models pass.
+  EXPECT_NO_THROW(parse_model_config_text(config_text({{"hidden_size", 16384},
+                                                       {"intermediate_size", 53248},
+                                                       {"num_hidden_layers", 126},
+                                                       {"num_attention_heads", 128},
+                                                       {"num_key_value_heads", 8},
+                                                       {"vocab_size", 256000},
+                                                       {"max_position_embeddings", 10'485'760}}),
+                                          "405b.json"));
+}
+
 TEST(ModelConfig, ToJsonRoundTrips) {
   std::vector<ModelConfig> configs;
   configs.push_back(parse_model_config_text(config_text(), "a"));

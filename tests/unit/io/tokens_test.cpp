@@ -40,6 +40,26 @@ TEST(Tokens, RawInt32RoundTripAndShapeErrors) {
   std::filesystem::remove(path);
 }
 
+// A raw file has no row length of its own; a name like calib_128x256.i32 declares one when the
+// size agrees (issue 14: --seq_len other than the rows re-chunked them silently).
+TEST(Tokens, RowLengthDeclaredByARawFileName) {
+  const auto dir = temp("tokens-named");
+  std::filesystem::create_directories(dir);
+  const std::vector<std::int32_t> ids(3 * 8, 1);
+  const auto write = [&](const std::string& name, std::size_t count) {
+    std::ofstream(dir / name, std::ios::binary)
+        .write(reinterpret_cast<const char*>(ids.data()), static_cast<std::streamsize>(4 * count));
+    return (dir / name).string();
+  };
+  EXPECT_EQ(row_length_in_name(write("calib_3x8.i32", 24)), 8);
+  EXPECT_EQ(row_length_in_name(write("3x8.i32", 24)), 8);
+  EXPECT_EQ(row_length_in_name(write("calib_3x8.i32", 16)), std::nullopt);  // size disagrees
+  EXPECT_EQ(row_length_in_name(write("calib.i32", 24)), std::nullopt);
+  EXPECT_EQ(row_length_in_name(write("calib_3x8x.i32", 24)), std::nullopt);
+  EXPECT_EQ(row_length_in_name(dir / "absent_3x8.i32"), std::nullopt);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(Tokens, Hdf5DatasetAndSpec) {
   const auto path = temp("tokens") += ".h5";
   TokenSet set{4, 6, {}};

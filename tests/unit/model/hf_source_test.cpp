@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "qshard/core/error.hpp"
+#include "qshard/model/decoder.hpp"
 #include "qshard/model/override_source.hpp"
 #include "qshard/model/weight_source.hpp"
 #include "tiny_model.hpp"
@@ -47,11 +48,13 @@ TEST(HfSource, MissingTensorNamesDirectoryAndTensor) {
   m.tensors.erase(name);
   const test::TempDir dir("qshard-missing");
   test::write_model(m, dir.path());
-  const auto source = open_hf_model(dir.path());
-  EXPECT_FALSE(source->contains(name));
-  const std::string e = error_of([&] { source->load(name); });
+  // Found when the model opens (model_validation_test.cpp has the other cases).
+  const std::string e = error_of([&] { open_hf_model(dir.path()); });
   EXPECT_TRUE(has(e, dir.path().string())) << e;
   EXPECT_TRUE(has(e, name)) << e;
+  const test::TempDir whole("qshard-missing");
+  test::write_model(test::make_tiny(2), whole.path());
+  const auto source = open_hf_model(whole.path());
   EXPECT_TRUE(has(error_of([&] { source->load(std::string(kLmHeadName) + "x"); }), "lm_head"));
 }
 
@@ -63,13 +66,16 @@ TEST(HfSource, WrongShapeNamesTensorAndBothShapes) {
   m.tensors[norm][0].push_back(1.0);  // [33]
   const test::TempDir dir("qshard-shape");
   test::write_model(m, dir.path());
-  const auto source = open_hf_model(dir.path());
-  const std::string e = error_of([&] { source->load(k); });
+  // Found when the model opens, the first in name order (the norm of layer 1 sorts later).
+  const std::string e = error_of([&] { open_hf_model(dir.path()); });
   EXPECT_TRUE(has(e, dir.path().string())) << e;
   EXPECT_TRUE(has(e, k)) << e;
   EXPECT_TRUE(has(e, "[15, 32]")) << e;
   EXPECT_TRUE(has(e, "[16, 32]")) << e;
-  EXPECT_TRUE(has(error_of([&] { source->load(norm); }), "[32]"));
+  m.tensors[k] = test::make_tiny(3).tensors[k];
+  const test::TempDir norm_dir("qshard-shape");
+  test::write_model(m, norm_dir.path());
+  EXPECT_TRUE(has(error_of([&] { open_hf_model(norm_dir.path()); }), "[32]"));
 }
 
 TEST(HfSource, NonFiniteWeightNamesTheTensor) {
@@ -84,6 +90,10 @@ TEST(HfSource, NonFiniteWeightNamesTheTensor) {
   const std::string e = error_of([&] { source->load(down); });
   EXPECT_TRUE(has(e, down)) << e;
   EXPECT_TRUE(has(e, "non-finite")) << e;
+  EXPECT_TRUE(has(e, (dir.path() / "model.safetensors").string())) << e;  // the file
+  EXPECT_TRUE(has(e, "row 3, column 5")) << e;
+  // Loaded as a layer, the error names the layer and module too.
+  EXPECT_TRUE(has(error_of([&] { LayerWeights::load(*source, 0); }), "layer 0: down_proj: ")) << e;
   EXPECT_TRUE(has(error_of([&] { source->load(bias); }), bias));
 }
 

@@ -65,10 +65,65 @@ TEST(JobOptions, BadValuesAreRefusedByName) {
   EXPECT_EQ(parse({"--collectives", "mpi"}).collectives, "mpi");
 }
 
+// Issue 14's options: both spellings on the command line and in an INI file.
+TEST(JobOptions, AllowExtraTensorsAndCollectiveTimeout) {
+  const JobOptions defaults = parse({});
+  EXPECT_FALSE(defaults.allow_extra_tensors);
+  EXPECT_DOUBLE_EQ(defaults.collective_timeout, 1800.0);
+  const JobOptions cli = parse({"--allow-extra-tensors", "--collective-timeout", "5"});
+  EXPECT_TRUE(cli.allow_extra_tensors);
+  EXPECT_DOUBLE_EQ(cli.collective_timeout, 5.0);
+  const auto path = std::filesystem::temp_directory_path() / "qshard_job_options_faults.ini";
+  {
+    std::ofstream ini(path);
+    ini << "allow_extra_tensors = true\ncollective_timeout = 60\n";
+  }
+  const JobOptions from_ini = parse({"--config", path.string()});
+  EXPECT_TRUE(from_ini.allow_extra_tensors);
+  EXPECT_DOUBLE_EQ(from_ini.collective_timeout, 60.0);
+  std::filesystem::remove(path);
+  EXPECT_NE(error_of({"--collective_timeout", "-1"}).find("collective_timeout"), std::string::npos);
+  // Neither changes the result: a resumed job may set them differently.
+  EXPECT_EQ(cli.result_key(), defaults.result_key());
+}
+
 TEST(JobOptions, ResultKeyIgnoresOutputAndThreads) {
   EXPECT_EQ(parse({"--out", "a.h5", "--threads", "2", "--collectives", "mpi"}).result_key(),
             parse({"--out", "b.h5"}).result_key());
   EXPECT_NE(parse({"--bits", "3"}).result_key(), parse({"--bits", "4"}).result_key());
+}
+
+// rows sampling takes the file's rows whole: a --seq_len other than their length is refused,
+// saying what to give (issue 14).
+TEST(Calibration, RowsSamplingNeedsTheFilesRowLength) {
+  const auto dir = std::filesystem::temp_directory_path() / "qshard_calibration_rows";
+  std::filesystem::create_directories(dir);
+  const std::vector<std::int32_t> ids(8 * 32, 3);
+  std::ofstream(dir / "calib_8x32.i32", std::ios::binary)
+      .write(reinterpret_cast<const char*>(ids.data()),
+             static_cast<std::streamsize>(4 * ids.size()));
+  write_tokens_hdf5(dir / "calib.h5", "tokens", TokenSet{8, 32, ids});
+  ModelConfig config;
+  config.vocab_size = 16;
+  config.max_position_embeddings = 64;
+  for (const std::string file : {"calib_8x32.i32", "calib.h5"}) {
+    JobOptions o = parse({"--calib", (dir / file).string(), "--samples", "4", "--seq_len", "16"});
+    std::string e;
+    try {
+      load_calibration(o, config);
+    } catch (const Error& error) {
+      e = error.what();
+    }
+    EXPECT_NE(e.find("rows of 32 tokens"), std::string::npos) << e;
+    EXPECT_NE(e.find("--seq_len 32"), std::string::npos) << e;
+    EXPECT_NE(e.find("--calib_sampling random"), std::string::npos) << e;
+    o.seq_len = 32;
+    EXPECT_EQ(load_calibration(o, config).cols, 32);
+    o.seq_len = 16;
+    o.calib_sampling = "random";
+    EXPECT_EQ(load_calibration(o, config).cols, 16);
+  }
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Calibration, UnitsCoverEverySampleExactlyOnceForAnyRankCount) {
