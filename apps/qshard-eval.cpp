@@ -9,6 +9,7 @@
 #include "qshard/backend/backend.hpp"
 #include "qshard/core/cli.hpp"
 #include "qshard/core/error.hpp"
+#include "qshard/core/signal_messages.hpp"
 #include "qshard/eval/eval_job.hpp"
 #include "qshard/io/hdf5.hpp"
 
@@ -56,6 +57,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     qshard::h5::silence_library_errors();
+    qshard::install_signal_messages("qshard-eval: ", "");  // SIGBUS names a truncated model file
     std::unique_ptr<qshard::Backend> backend;
     qshard::LayerRunner runner;
     if (o.backend != "cpu") {

@@ -7,6 +7,7 @@
 
 #include "qshard/backend/backend.hpp"
 #include "qshard/core/error.hpp"
+#include "qshard/core/signal_messages.hpp"
 #include "qshard/dist/mpi.hpp"
 #include "qshard/io/hdf5.hpp"
 #include "qshard/pipeline/quantize_job.hpp"
@@ -40,6 +41,14 @@ int main(int argc, char** argv) {
       return 0;
     }
     const qshard::JobOptions& options = *parsed.options;
+    // SIGTERM (mpirun stopped, a batch job cancelled) and SIGBUS (a model file truncated while
+    // mapped) end the job with a line saying so, instead of silently.
+    const std::string parts =
+        options.parts_dir.empty() ? options.out + ".parts" : options.parts_dir;
+    qshard::install_signal_messages(
+        qshard::str("qshard-quantize (rank ", comm.rank(), "): "),
+        qshard::str("; the layers finished so far stay in ", parts,
+                    ": run the same command with --resume to continue"));
     openblas_set_num_threads(options.threads);
     const int local_rank =
         qshard::launcher_local_rank() >= 0 ? qshard::launcher_local_rank() : comm.local_rank();

@@ -42,6 +42,7 @@ TensorView SafetensorsFile::view(const std::string& name) const {
   const auto it = impl_->header.entries.find(name);
   require(it != impl_->header.entries.end(), impl_->path.string(), ": no tensor '", name, "'");
   const io_detail::HeaderEntry& entry = it->second;
+  impl_->mapping.check_not_truncated(impl_->path);  // before the caller reads the bytes
   const auto data = impl_->mapping.bytes().subspan(impl_->header.data_offset);
   return TensorView{entry.dtype, entry.shape,
                     data.subspan(static_cast<std::size_t>(entry.begin),
