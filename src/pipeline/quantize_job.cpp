@@ -5,6 +5,8 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -18,6 +20,8 @@
 #include "qshard/core/scoped_timer.hpp"
 #include "qshard/core/serial_worker.hpp"
 #include "qshard/core/text_file.hpp"
+#include "qshard/core/watchdog.hpp"
+#include "qshard/dist/watched_communicator.hpp"
 #include "qshard/io/checkpoint.hpp"
 #include "qshard/model/causal_lm.hpp"
 #include "qshard/model/synthetic_source.hpp"
@@ -331,16 +335,40 @@ void write_checkpoint(const JobOptions& o, const WeightSource& source, const Tok
   writer.commit();
 }
 
+// The watchdog's end of the job: one line, then every rank is aborted (from the watchdog's thread:
+// this rank's own thread is blocked in the collective).
+[[noreturn]] void report_stalled(Communicator& comm, const JobOptions& o, const std::string& what,
+                                 double waited) {
+  const std::string line =
+      str("qshard-quantize: error (rank ", comm.rank(), "): ", what, ": waited ",
+          std::lround(waited), " s for the other ranks (--collective_timeout ",
+          o.collective_timeout, "): a rank has stopped or hangs; ending the job\n");
+  std::fwrite(line.data(), 1, line.size(), stderr);
+  std::fflush(stderr);
+  comm.abort(1);
+  std::_Exit(1);  // not reached
+}
+
 }  // namespace
 
-JobResult run_quantize_job(const JobOptions& o, Communicator& comm, const Backend& backend,
+JobResult run_quantize_job(const JobOptions& o, Communicator& job_comm, const Backend& backend,
                            const std::string& command_line, std::ostream& log) {
   const auto job_start = Clock::now();
+  // A rank that waits in a host collective longer than --collective_timeout (another rank stopped
+  // or hangs) ends the job, naming the layer and stage; NCCL communicators have their own timeout.
+  const bool host_collectives = backend.name() != "cuda" || o.collectives == "mpi";
+  Watchdog watchdog(host_collectives ? o.collective_timeout : 0.0,
+                    [&job_comm, &o](const std::string& what, double waited) {
+                      report_stalled(job_comm, o, what, waited);
+                    });
+  WatchedCommunicator watched(job_comm, watchdog);
+  Communicator& comm = host_collectives ? watched : job_comm;
   std::unique_ptr<WeightSource> source;
   TokenSet calib;
   std::string setup_error;
   try {
-    source = open_model(o.model, o.model_seed);
+    // An HF directory is validated whole here, before OUT.parts exists and any layer computes.
+    source = open_model(o.model, o.model_seed, {.allow_extra_tensors = o.allow_extra_tensors});
     calib = load_calibration(o, source->config());
   } catch (const std::exception& e) {
     setup_error = e.what();
@@ -437,6 +465,7 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& comm, const Backen
     record.post_norm = weights.post_norm;
     std::unique_ptr<UnitStore> next;
     QuantizedModules quantized;  // rank 0: brought to the host by the writer
+    watched.set_layer(l);
     try {
       record.modules = quantize_layer(context, weights, *loaded.resident, *hidden, timings, &next,
                                       comm.is_root() ? &quantized : nullptr);
@@ -516,7 +545,8 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& comm, const Backen
       error = e.what();
     }
   }
-  if (comm.any(!error.empty())) {
+  // Unwatched: assembling a large checkpoint may take longer than any collective timeout.
+  if (job_comm.any(!error.empty())) {
     throw CollectiveError(error.empty() ? "rank 0 failed to write the checkpoint" : error);
   }
   result.completed = true;

@@ -1,0 +1,56 @@
+#include "qshard/dist/watched_communicator.hpp"
+
+#include <cstdlib>
+
+namespace qshard {
+
+WatchedCommunicator::WatchedCommunicator(Communicator& inner, Watchdog& watchdog)
+    : inner_(inner), watchdog_(watchdog) {}
+
+Watchdog::Wait WatchedCommunicator::watch(std::string_view in_layer, std::string_view outside) {
+  return watchdog_.wait(str(phase_, ": ", in_layer_ ? in_layer : outside));
+}
+
+void WatchedCommunicator::all_reduce_sum(std::span<std::int64_t> values) {
+  const auto wait =
+      watch("the reduce stage (integer all-reduce of the Hessians)", "an integer all-reduce");
+  inner_.all_reduce_sum(values);
+}
+
+void WatchedCommunicator::all_reduce_sum(std::span<double> values) {
+  const auto wait = watch("an all-reduce", "an all-reduce");
+  inner_.all_reduce_sum(values);
+}
+
+void WatchedCommunicator::all_reduce_max(std::span<double> values) {
+  const auto wait = watch("an all-reduce", "an all-reduce");
+  inner_.all_reduce_max(values);
+}
+
+std::vector<std::byte> WatchedCommunicator::all_gather(std::span<const std::byte> local) {
+  const auto wait =
+      watch("the exchange stage (all-gather of the quantized tiles)", "an all-gather");
+  return inner_.all_gather(local);
+}
+
+void WatchedCommunicator::broadcast(std::span<std::byte> bytes, int root) {
+  const auto wait = watch("a broadcast", "a broadcast");
+  inner_.broadcast(bytes, root);
+}
+
+void WatchedCommunicator::barrier() {
+  const auto wait = watch("a barrier", "a barrier");
+  inner_.barrier();
+}
+
+void WatchedCommunicator::abort(int exit_code) {
+  inner_.abort(exit_code);
+  std::_Exit(exit_code);  // not reached
+}
+
+bool WatchedCommunicator::any(bool failed) {
+  const auto wait = watch("an agreement of the ranks", "an agreement of the ranks");
+  return inner_.any(failed);
+}
+
+}  // namespace qshard
