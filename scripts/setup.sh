@@ -17,6 +17,7 @@ packages=(
   libgtest-dev
   python3 python3-venv
   shellcheck gnuplot-nox
+  clang libclang-rt-14-dev llvm  # scripts/sanitize.sh: ASan/UBSan, libFuzzer, llvm-symbolizer
 )
 
 missing=()
@@ -40,6 +41,7 @@ fi
 
 build_dir=${QSHARD_BUILD_DIR:-build}
 jobs=${QSHARD_JOBS:-$(nproc)}
+# shellcheck disable=SC2086  # QSHARD_CMAKE_ARGS holds several arguments: split on purpose
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release ${QSHARD_CMAKE_ARGS:-}
 cmake --build "$build_dir" -j "$jobs"
 echo "setup: built into $build_dir"

@@ -167,6 +167,7 @@ void convert_to_f32(const void* src, DType dtype, std::size_t count, float* dst)
 namespace {
 
 void convert_range_to_f32(const void* src, DType dtype, std::size_t count, float* dst) {
+  if (count == 0) return;  // an empty tensor's pointers may be null: memcpy must not see them
   switch (dtype) {
     case DType::F32:
       std::memcpy(dst, src, count * sizeof(float));
@@ -199,6 +200,7 @@ void convert_range_to_f32(const void* src, DType dtype, std::size_t count, float
 }  // namespace
 
 void convert_from_f32(const float* src, std::size_t count, DType dtype, void* dst) {
+  if (count == 0) return;  // an empty tensor's pointers may be null: memcpy must not see them
   switch (dtype) {
     case DType::F32:
       std::memcpy(dst, src, count * sizeof(float));

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "hdf5_extent.hpp"
 #include "qshard/core/error.hpp"
 
 namespace qshard::h5 {
@@ -146,8 +147,7 @@ std::vector<T> Group::read(const std::string& name, std::vector<std::int64_t>* s
   const int rank = H5Sget_simple_extent_ndims(space.get());
   std::vector<hsize_t> dims(static_cast<std::size_t>(std::max(rank, 0)));
   H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
-  hsize_t count = 1;
-  for (const hsize_t d : dims) count *= d;
+  const hsize_t count = readable_count(dataset.get(), dims, str(file_, ": dataset ", path));
   std::vector<T> values(count);
   if (count > 0) {
     require(

@@ -4,9 +4,11 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <utility>
 
 #include "qshard/core/cli.hpp"
 #include "qshard/core/error.hpp"
+#include "qshard/core/utf8.hpp"
 
 namespace qshard {
 namespace po = boost::program_options;
@@ -135,6 +137,14 @@ void JobOptions::validate() const {
           "collectives: expected auto, nccl or mpi (got '", collectives, "')");
   require(!out.empty(), "out: empty path");
   require(!modules.empty(), "modules: empty list");
+  // The settings are recorded as JSON (job.json, @job_config), which holds only UTF-8 text.
+  const std::pair<const char*, const std::string*> recorded[] = {
+      {"model", &model}, {"calib", &calib}, {"out", &out}};
+  for (const auto& [key, value] : recorded) {
+    require(is_valid_utf8(*value), key,
+            ": not valid UTF-8 (qshard records its settings as JSON, which holds UTF-8 text only: "
+            "rename the file or directory)");
+  }
 }
 
 namespace {

@@ -4,6 +4,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <random>
 
@@ -41,12 +42,27 @@ double decode_bf16(const int bits) {
   return sign ? -magnitude : magnitude;
 }
 
+// The compiler's binary16: _Float16 (GCC 12, clang 15), or clang 14's storage-only __fp16 on
+// x86-64 (the sanitizer build), whose conversions come from compiler-rt. Copied bytewise: a
+// function cannot return __fp16.
+#if defined(__FLT16_MANT_DIG__)
+using CompilerF16 = _Float16;
+#else
+using CompilerF16 = __fp16;
+#endif
+static_assert(sizeof(CompilerF16) == sizeof(std::uint16_t));
+
 float compiler_f16_to_f32(const std::uint16_t bits) {
-  return static_cast<float>(std::bit_cast<_Float16>(bits));
+  CompilerF16 half;
+  std::memcpy(&half, &bits, sizeof half);
+  return static_cast<float>(half);
 }
 
 std::uint16_t compiler_f32_to_f16(const float value) {
-  return std::bit_cast<std::uint16_t>(static_cast<_Float16>(value));
+  const CompilerF16 half = static_cast<CompilerF16>(value);
+  std::uint16_t bits;
+  std::memcpy(&bits, &half, sizeof bits);
+  return bits;
 }
 
 bool is_f16_nan(const std::uint16_t bits) { return (bits & 0x7fff) > 0x7c00; }
