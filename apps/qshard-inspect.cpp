@@ -1,6 +1,5 @@
 // qshard-inspect: prints what a model directory or a qshard checkpoint holds.
 #include <boost/program_options.hpp>
-#include <iomanip>
 #include <iostream>
 #include <string>
 
@@ -8,6 +7,7 @@
 #include "qshard/export/model_writer.hpp"
 #include "qshard/export/shard_writer.hpp"
 #include "qshard/io/checkpoint.hpp"
+#include "qshard/io/checkpoint_hash.hpp"
 #include "qshard/io/inspect.hpp"
 #include "qshard/model/synthetic_source.hpp"
 
@@ -22,12 +22,16 @@ int main(int argc, char** argv) {
       "checkpoint", po::value<std::string>()->value_name("FILE.h5"),
       "a qshard HDF5 checkpoint: provenance, layers, bits, groups, sizes, objectives")(
       "hash",
-      "with --checkpoint: print only the hash of its quantized tensors (every dataset under "
-      "/layers)")("write-synthetic", po::value<std::string>()->value_name("NAME"),
-                  "write the synthetic model NAME (as --model synthetic:NAME of qshard-quantize) "
-                  "to --out as a Hugging Face directory: config.json and safetensors shards in "
-                  "its dtype with an index")("out", po::value<std::string>()->value_name("DIR"),
-                                             "with --write-synthetic: the directory")(
+      "with --checkpoint: print only its content hash (recomputed from the quantized modules' "
+      "data; the file's @content_hash)")(
+      "verify",
+      "with --checkpoint: read and check everything (every dataset's checksum, every module's "
+      "content hash, the file hash, @layers, g_idx, scales); exits 1 naming the first failure")(
+      "write-synthetic", po::value<std::string>()->value_name("NAME"),
+      "write the synthetic model NAME (as --model synthetic:NAME of qshard-quantize) "
+      "to --out as a Hugging Face directory: config.json and safetensors shards in "
+      "its dtype with an index")("out", po::value<std::string>()->value_name("DIR"),
+                                 "with --write-synthetic: the directory")(
       "seed", po::value<std::uint64_t>()->default_value(0),
       "with --write-synthetic: the weights' seed (qshard-quantize's model_seed)")(
       "max-shard-size", po::value<std::string>()->default_value("5GB"),
@@ -62,8 +66,14 @@ int main(int argc, char** argv) {
       qshard::h5::silence_library_errors();
       const std::string path = args["checkpoint"].as<std::string>();
       if (args.count("hash")) {
-        std::cout << std::hex << std::setw(16) << std::setfill('0')
-                  << qshard::hash_quantized_tensors(path) << '\n';
+        std::cout << qshard::hash_text(qshard::hash_quantized_tensors(path)) << '\n';
+        return 0;
+      }
+      if (args.count("verify")) {
+        const qshard::CheckpointVerification v = qshard::verify_checkpoint(path);
+        std::cout << "verified: " << v.modules << " modules, hash " << qshard::hash_text(v.hash)
+                  << (v.format_version == 1 ? " (format 1: no stored hashes to compare)" : "")
+                  << '\n';
         return 0;
       }
       qshard::print_checkpoint_summary(qshard::Checkpoint(path), std::cout);

@@ -21,11 +21,6 @@ hid_t native_type() {
   if constexpr (std::is_same_v<T, std::uint16_t>) return H5T_NATIVE_UINT16;
 }
 
-Handle checked(hid_t id, Handle::Closer closer, const std::string& what) {
-  require(id >= 0, what);
-  return Handle(id, closer);
-}
-
 std::string child_path(const std::string& parent, const std::string& name) {
   return parent == "/" ? "/" + name : parent + "/" + name;
 }
@@ -35,6 +30,14 @@ template <typename Info>
 herr_t collect_name(hid_t, const char* name, const Info*, void* names) {
   static_cast<std::vector<std::string>*>(names)->emplace_back(name);
   return 0;
+}
+
+// HDF5 (thread-safe build) prints errors per thread unless told not to: every thread that opens a
+// file turns it off, since every failure becomes an exception.
+void silence_this_thread() {
+  thread_local bool silenced = false;
+  if (!silenced) H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  silenced = true;
 }
 
 Handle scalar_space() {
@@ -111,8 +114,8 @@ void Group::write(const std::string& name, std::span<const T> data,
   // "a/b/name" creates the groups a and a/b where missing.
   const Handle links = checked(H5Pcreate(H5P_LINK_CREATE), H5Pclose,
                                str(file_, ": cannot create a property list for ", path));
-  require(H5Pset_create_intermediate_group(links.get(), 1) >= 0, file_,
-          ": cannot set intermediate group creation for ", path);
+  check(H5Pset_create_intermediate_group(links.get(), 1) >= 0,
+        str(file_, ": cannot set intermediate group creation for ", path));
   // Every non-empty array is stored in chunks of about 4 MiB along its first dimension, each with
   // a Fletcher32 checksum: a corrupted chunk fails to read instead of returning wrong values.
   const Handle create = checked(H5Pcreate(H5P_DATASET_CREATE), H5Pclose,
@@ -122,18 +125,20 @@ void Group::write(const std::string& name, std::span<const T> data,
     const hsize_t row_bytes = count / dims[0] * sizeof(T);
     chunk[0] =
         std::clamp<hsize_t>((hsize_t{4} << 20) / std::max<hsize_t>(row_bytes, 1), 1, dims[0]);
-    require(H5Pset_chunk(create.get(), static_cast<int>(chunk.size()), chunk.data()) >= 0 &&
-                H5Pset_fletcher32(create.get()) >= 0,
-            file_, ": cannot set the chunked, checksummed layout of ", path);
+    check(H5Pset_chunk(create.get(), static_cast<int>(chunk.size()), chunk.data()) >= 0 &&
+              H5Pset_fletcher32(create.get()) >= 0,
+          str(file_, ": cannot set the chunked, checksummed layout of ", path));
   }
-  const Handle dataset = checked(H5Dcreate2(id(), name.c_str(), native_type<T>(), space.get(),
-                                            links.get(), create.get(), H5P_DEFAULT),
-                                 H5Dclose, str(file_, ": cannot create dataset ", path));
+  Handle dataset = checked(H5Dcreate2(id(), name.c_str(), native_type<T>(), space.get(),
+                                      links.get(), create.get(), H5P_DEFAULT),
+                           H5Dclose, str(file_, ": cannot create dataset ", path));
   if (count > 0) {
-    require(
+    check(
         H5Dwrite(dataset.get(), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()) >= 0,
-        file_, ": cannot write dataset ", path);
+        str(file_, ": cannot write dataset ", path));
   }
+  // Chunks wait in HDF5's cache until the dataset closes: a full disk shows here.
+  check(H5Dclose(dataset.release()) >= 0, str(file_, ": cannot write dataset ", path));
 }
 
 template <typename T>
@@ -150,10 +155,10 @@ std::vector<T> Group::read(const std::string& name, std::vector<std::int64_t>* s
   const hsize_t count = readable_count(dataset.get(), dims, str(file_, ": dataset ", path));
   std::vector<T> values(count);
   if (count > 0) {
-    require(
+    check(
         H5Dread(dataset.get(), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()) >= 0,
-        file_, ": cannot read dataset ", path,
-        " (a chunk failed its Fletcher32 checksum: the file is corrupted; or an I/O error)");
+        str(file_, ": cannot read dataset ", path,
+            " (a chunk failed its Fletcher32 checksum: the file is corrupted; or an I/O error)"));
   }
   if (shape != nullptr) shape->assign(dims.begin(), dims.end());
   return values;
@@ -193,7 +198,7 @@ void write_attribute(hid_t object, const std::string& name, hid_t type, hid_t sp
   const Handle attr =
       checked(H5Acreate2(object, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT), H5Aclose,
               str(where, ": cannot create attribute ", name));
-  require(H5Awrite(attr.get(), type, data) >= 0, where, ": cannot write attribute ", name);
+  check(H5Awrite(attr.get(), type, data) >= 0, str(where, ": cannot write attribute ", name));
 }
 }  // namespace
 
@@ -287,22 +292,25 @@ std::vector<double> Group::attr_doubles(const std::string& name) const {
 }
 
 File File::create(const std::filesystem::path& path) {
+  silence_this_thread();
   const hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  require(id >= 0, "cannot create HDF5 file ", path, " (is its directory writable?)");
+  check(id >= 0, str("cannot create HDF5 file ", path));
   return File(Handle(id, H5Fclose), path);
 }
 
 File File::open_read(const std::filesystem::path& path) {
+  silence_this_thread();
   require(std::filesystem::exists(path), "HDF5 file ", path, " does not exist");
   const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  require(id >= 0, "cannot open ", path, " as an HDF5 file");
+  check(id >= 0, str("cannot open ", path, " as an HDF5 file"));
   return File(Handle(id, H5Fclose), path);
 }
 
 File File::open_write(const std::filesystem::path& path) {
+  silence_this_thread();
   require(std::filesystem::exists(path), "HDF5 file ", path, " does not exist");
   const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
-  require(id >= 0, "cannot open ", path, " for writing as an HDF5 file");
+  check(id >= 0, str("cannot open ", path, " for writing as an HDF5 file"));
   return File(Handle(id, H5Fclose), path);
 }
 
@@ -313,10 +321,18 @@ Group File::root() const {
 }
 
 void File::flush() const {
-  require(H5Fflush(handle_.get(), H5F_SCOPE_GLOBAL) >= 0, "cannot flush ", path_);
+  check(H5Fflush(handle_.get(), H5F_SCOPE_GLOBAL) >= 0, str("cannot flush ", path_));
 }
 
-void silence_library_errors() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+void File::close() { check(H5Fclose(handle_.release()) >= 0, str("cannot close ", path_)); }
+
+void silence_library_errors() {
+  // Called before the library starts: no clean-up at exit. HDF5 1.10 crashes (SIGSEGV in
+  // H5F__close_cb) cleaning up a file whose close failed, e.g. on a full disk; qshard closes
+  // every file itself.
+  H5dont_atexit();
+  silence_this_thread();
+}
 
 #define QSHARD_H5_INSTANTIATE(T)                                         \
   template void Group::write<T>(const std::string&, std::span<const T>,  \

@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -194,8 +195,8 @@ std::int64_t prepare_parts(const JobOptions& o, const TokenSet& calib, Communica
         const fs::path tmp = state_file(o).string() + ".tmp";
         {
           std::ofstream out(tmp);
-          out << job_state(o, calib);
-          require(out.good(), "cannot write ", tmp);
+          out << job_state(o, calib) << std::flush;
+          require(out.good(), "cannot write ", tmp, ": ", std::strerror(errno));
         }
         fs::rename(tmp, state_file(o));
       }
@@ -203,9 +204,10 @@ std::int64_t prepare_parts(const JobOptions& o, const TokenSet& calib, Communica
       const fs::path probe = o.out + ".probe";
       {
         std::ofstream test(probe);
-        require(test.good(), "output ", o.out, " is not writable");
+        require(test.good(), "output ", o.out, " is not writable: ", std::strerror(errno));
       }
       fs::remove(probe);
+      fs::remove(o.out + ".tmp");  // stale, from a job killed while assembling (we hold the lock)
     } catch (const std::exception& e) {
       error = e.what();
     }
@@ -302,10 +304,16 @@ void write_checkpoint(const JobOptions& o, const WeightSource& source, const Tok
                       const std::string& command_line, double seconds,
                       const std::vector<double>& layer_gptq, const std::vector<double>& layer_rtn) {
   const ModelConfig& config = source.config();
-  CheckpointWriter writer(o.out);
+  // The layer files are copied in and stay until the checkpoint is complete: the checkpoint
+  // needs their size again (and the model tensors') where it is written.
+  std::uintmax_t payload = 0;
+  for (std::int64_t l = 0; l < config.num_hidden_layers; ++l)
+    payload += fs::file_size(layer_file(o, l));
+  const std::uintmax_t tensors = config.tie_word_embeddings ? 1 : 2;
+  payload +=
+      (tensors * config.vocab_size + 1) * config.hidden_size * dtype_size(config.torch_dtype);
+  CheckpointWriter writer(o.out, payload);
   const h5::Group root = writer.root();
-  root.set_attr("format", std::string(kCheckpointFormat));
-  root.set_attr("format_version", kCheckpointFormatVersion);
   root.set_attr("qshard_version", std::string(kVersion));
   root.set_attr("git_commit", std::string(kGitCommit));
   root.set_attr("command_line", command_line);

@@ -1,5 +1,6 @@
 #pragma once
-// FNV-1a, 64 bits: the one byte hash of fingerprints (tokens, input files). Not cryptographic.
+// FNV-1a, 64 bits: the one byte hash of fingerprints (tokens, input files) and of the checkpoint's
+// content hashes (io/checkpoint_hash.hpp). Not cryptographic.
 #include <cstddef>
 #include <cstdint>
 #include <span>

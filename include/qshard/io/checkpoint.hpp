@@ -1,7 +1,8 @@
 #pragma once
 // qshard's HDF5 checkpoint (schema: docs/CHECKPOINT.md). Layers are written one file each while
 // the job runs (the resume state) and assembled into the final file, which appears under its
-// name only when complete.
+// name only when complete. Format 2 stores a content hash per module and for the file
+// (io/checkpoint_hash.hpp); readers check them, format 1 files are read with a warning.
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -19,7 +20,7 @@
 namespace qshard {
 
 inline constexpr const char* kCheckpointFormat = "qshard-gptq";
-inline constexpr std::int64_t kCheckpointFormatVersion = 1;
+inline constexpr std::int64_t kCheckpointFormatVersion = 2;
 
 struct ModuleRecord {
   Linear linear = Linear::Q;
@@ -31,6 +32,7 @@ struct ModuleRecord {
   double objective_rtn = 0.0;   // the same for round-to-nearest with the same settings
   double damp_percent_used = 0.0;
   std::int64_t damp_steps = 0;
+  std::uint64_t content_hash = 0;  // read_layer: the module hash of the payload read
 };
 
 struct LayerRecord {
@@ -49,27 +51,37 @@ std::string layer_group_name(std::int64_t index);
 // Writes `layer` as the file `path` (under a temporary name, renamed when complete).
 void write_layer_file(const std::filesystem::path& path, const LayerRecord& layer,
                       DType float_dtype);
-// Reads the layer group at `group_path` ("layers/00003") of `file`.
+// Reads the layer group "layers/NNNNN" of `file`; throws naming the module whose payload does not
+// match its stored content hash, or holds a g_idx out of range or a non-finite scale.
 LayerRecord read_layer(const h5::File& file, std::int64_t index);
+// Refuses a file whose /layers group does not hold exactly the groups of layers [0, layers).
+void require_layer_groups(const h5::Group& root, std::int64_t layers);
 
 // Writes a floating-point tensor in `dtype` (F32 as float; F16/BF16 as uint16 with attr "dtype").
 void write_float(const h5::Group& group, const std::string& name, const MatrixF& values,
                  DType dtype);
 MatrixF read_float(const h5::Group& group, const std::string& name);
 
-// The final checkpoint: created as PATH.tmp, renamed to PATH by commit(); removed if never
-// committed.
+// The space the final checkpoint of `payload_bytes` (its layer files and model tensors) is given:
+// the payload, 1/64 more and 256 KiB (HDF5's metadata).
+std::uintmax_t checkpoint_space_needed(std::uintmax_t payload_bytes);
+
+// The final checkpoint: created as PATH.tmp (a stale one is removed first), renamed to PATH by
+// commit() once its file hash is set and it is on disk; removed if never committed. With
+// `payload_bytes`, refuses to start unless checkpoint_space_needed(payload_bytes) are free.
 class CheckpointWriter {
  public:
-  explicit CheckpointWriter(std::filesystem::path path);
+  explicit CheckpointWriter(std::filesystem::path path, std::uintmax_t payload_bytes = 0);
   ~CheckpointWriter();
   CheckpointWriter(const CheckpointWriter&) = delete;
   CheckpointWriter& operator=(const CheckpointWriter&) = delete;
 
-  h5::Group root() const { return file_->root(); }
-  // Copies the layer group of a file written by write_layer_file (no decoding).
+  h5::Group root() const { return file_->root(); }  // sets @format and @format_version itself
+  // Copies the layer group of a file written by write_layer_file (no decoding); HDF5's failure
+  // (a full disk: "No space left on device") is thrown naming both files.
   void add_layer_file(const std::filesystem::path& layer_file, std::int64_t index);
   void write_model_tensor(const std::string& name, const MatrixF& values, DType dtype);
+  // Sets the file hash (@layers must be set and every layer added), closes, syncs and renames.
   void commit();
 
  private:
@@ -79,11 +91,14 @@ class CheckpointWriter {
   bool committed_ = false;
 };
 
-// A checkpoint opened for reading.
+// A checkpoint opened for reading: refused unless its format is known, @layers matches its layer
+// groups and its config, and (format 2) its file hash matches its module hashes.
 class Checkpoint {
  public:
   explicit Checkpoint(const std::filesystem::path& path);
   const std::filesystem::path& path() const { return path_; }
+  std::int64_t format_version() const { return format_version_; }
+  std::optional<std::uint64_t> content_hash() const { return content_hash_; }  // format 2
   const ModelConfig& model_config() const { return config_; }
   std::int64_t layer_count() const { return layers_; }
   LayerRecord layer(std::int64_t index) const;
@@ -97,6 +112,8 @@ class Checkpoint {
   h5::File file_;
   ModelConfig config_;
   std::int64_t layers_ = 0;
+  std::int64_t format_version_ = 0;
+  std::optional<std::uint64_t> content_hash_;
 };
 
 }  // namespace qshard
@@ -105,7 +122,18 @@ namespace qshard {
 
 // Prints a summary of a checkpoint: provenance, layers, bits, groups, sizes, objectives.
 void print_checkpoint_summary(const Checkpoint& checkpoint, std::ostream& out);
-// FNV-1a 64 of the datasets under /layers (name order; path, shape, stored bytes).
+// The checkpoint's file hash recomputed from its data (format 1 files too): each module's hash
+// from its datasets (checked against the stored one where there is one), then file_hash.
 std::uint64_t hash_quantized_tensors(const std::filesystem::path& checkpoint);
+
+struct CheckpointVerification {
+  std::int64_t format_version = 0;
+  std::int64_t modules = 0;
+  std::uint64_t hash = 0;  // the file hash, recomputed from the data
+};
+// Reads the whole checkpoint and checks everything: every dataset (Fletcher32), @layers against
+// the groups, every module against its hash, g_idx range and finite scales, the file hash.
+// Throws at the first failure, naming the dataset or module.
+CheckpointVerification verify_checkpoint(const std::filesystem::path& path);
 
 }  // namespace qshard

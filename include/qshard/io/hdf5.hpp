@@ -1,12 +1,14 @@
 #pragma once
 // RAII over the HDF5 C API: every hid_t is owned by exactly one object and closed by it.
-// Every failing call throws qshard::Error naming the file and the object.
+// Every failing call throws qshard::Error naming the file, the object and HDF5's reason (the OS
+// error text where a system call failed: "No space left on device").
 #include <hdf5.h>
 
 #include <cstdint>
 #include <filesystem>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace qshard::h5 {
@@ -27,6 +29,7 @@ class Handle {
   hid_t get() const { return id_; }
   bool valid() const { return id_ >= 0; }
   void reset();
+  hid_t release() { return std::exchange(id_, H5I_INVALID_HID); }  // the caller closes it
 
  private:
   hid_t id_ = H5I_INVALID_HID;
@@ -51,6 +54,10 @@ class Group {
   std::vector<std::string> children() const;     // names of links, in name order
   bool is_group(const std::string& name) const;
   const std::string& path() const { return path_; }  // "/model/layers/0"
+  const std::string& file() const { return file_; }  // the file's path, for messages
+  // Copies the group `name` of `source` (attributes, sub-groups, datasets with their stored
+  // chunks byte for byte) into this group; every failure throws with HDF5's reason.
+  void copy_group(const Group& source, const std::string& name) const;
 
   // Datasets of fp32, fp64, int32, int64, uint8, uint16 with any shape (row-major).
   template <typename T>
@@ -88,6 +95,9 @@ class File {
   Group root() const;
   const std::filesystem::path& path() const { return path_; }
   void flush() const;
+  // Closes the file, reporting a failure (the destructor closes silently); the File is unusable
+  // afterwards.
+  void close();
 
  private:
   File(Handle handle, std::filesystem::path path)
@@ -96,7 +106,19 @@ class File {
   std::filesystem::path path_;
 };
 
-// Turns the HDF5 library's automatic error printing off (errors become exceptions instead).
+// Call first in main, before any other HDF5 call: turns the library's automatic error printing off
+// (errors become exceptions instead; every thread that opens a file does the same) and its clean-up
+// at exit, which crashes on a file whose close failed (a full disk).
 void silence_library_errors();
+
+// Why the last failing HDF5 call failed, from the library's error stack: the OS error text where
+// a system call failed ("No space left on device"), else the innermost description; "" if none.
+std::string last_error();
+// `what` followed by ": " and last_error() (when there is one).
+std::string with_reason(const std::string& what);
+// Throws qshard::Error(with_reason(what)) unless `ok` (the HDF5 call succeeded).
+void check(bool ok, const std::string& what);
+// Owns `id` (returned by an HDF5 call) with `closer`; throws with_reason(what) if the call failed.
+Handle checked(hid_t id, Handle::Closer closer, const std::string& what);
 
 }  // namespace qshard::h5

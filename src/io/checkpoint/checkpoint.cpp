@@ -1,10 +1,13 @@
+// The layer and module encoding of the checkpoint (docs/CHECKPOINT.md): writing and reading one
+// layer group, with each module's content hash.
 #include "qshard/io/checkpoint.hpp"
 
 #include <cmath>
-
 #include <system_error>
 
+#include "qshard/core/disk.hpp"
 #include "qshard/core/error.hpp"
+#include "qshard/io/checkpoint_hash.hpp"
 #include "qshard/quant/packing.hpp"
 
 namespace qshard {
@@ -25,6 +28,16 @@ Matrix<T> read_matrix(const h5::Group& group, const std::string& name) {
   return Matrix<T>(shape[0], shape[1], std::move(values));
 }
 
+// The values a reader gets back from a floating-point tensor stored in `dtype`.
+MatrixF stored_values(const MatrixF& values, DType dtype) {
+  if (dtype != DType::F16 && dtype != DType::BF16) return values;
+  std::vector<std::uint16_t> bits(values.size());
+  convert_from_f32(values.data(), values.size(), dtype, bits.data());
+  MatrixF out(values.rows(), values.cols());
+  convert_to_f32(bits.data(), dtype, bits.size(), out.data());
+  return out;
+}
+
 void write_module(const h5::Group& layer, const ModuleRecord& m, DType float_dtype) {
   const h5::Group g = layer.create_group(std::string(linear_name(m.linear)));
   g.set_attr("method", m.method);
@@ -36,8 +49,14 @@ void write_module(const h5::Group& layer, const ModuleRecord& m, DType float_dty
     const MatrixF bias(1, static_cast<std::int64_t>(m.bias.size()), m.bias);
     write_float(g, "bias", bias, DType::F32);
   }
+  StoredModule stored;
+  stored.method = m.method;
+  stored.bias = m.bias;
   if (m.method == "none") {
     write_float(g, "weight", m.float_weight, float_dtype);
+    const MatrixF weight = stored_values(m.float_weight, float_dtype);
+    stored.weight = &weight;
+    g.set_attr(kContentHashAttr, hash_text(module_hash(stored)));
     return;
   }
   const QuantizedWeight& w = m.weight;
@@ -46,10 +65,33 @@ void write_module(const h5::Group& layer, const ModuleRecord& m, DType float_dty
   g.set_attr("in_features", w.cols());
   g.set_attr("out_features", w.rows());
   g.set_attr("zero_offset", std::int64_t{0});
-  write_matrix(g, "qweight", pack_qweight(w.codes, w.bits));
-  write_matrix(g, "qzeros", pack_qzeros(w.zeros, w.bits, 0));
-  write_matrix(g, "scales", pack_scales_f16(w.scales));
+  const Matrix<std::int32_t> qweight = pack_qweight(w.codes, w.bits);
+  const Matrix<std::int32_t> qzeros = pack_qzeros(w.zeros, w.bits, 0);
+  const Matrix<std::uint16_t> scales = pack_scales_f16(w.scales);
+  write_matrix(g, "qweight", qweight);
+  write_matrix(g, "qzeros", qzeros);
+  write_matrix(g, "scales", scales);
   g.write<std::int32_t>("g_idx", w.g_idx, {w.cols()});
+  stored.bits = w.bits;
+  stored.group_size = w.group_size;
+  stored.in_features = w.cols();
+  stored.out_features = w.rows();
+  stored.qweight = &qweight;
+  stored.qzeros = &qzeros;
+  stored.scales = &scales;
+  stored.g_idx = w.g_idx;
+  g.set_attr(kContentHashAttr, hash_text(module_hash(stored)));
+}
+
+// Refuses a module whose payload does not hash to its stored @content_hash (format 1 files have
+// none: nothing to compare).
+void check_module_hash(const h5::Group& g, std::uint64_t computed) {
+  if (!g.has_attr(kContentHashAttr)) return;
+  const std::uint64_t stored = stored_hash(g);
+  require(stored == computed, g.file(), ": module ", g.path(), ": content hash mismatch (stored ",
+          hash_text(stored), ", computed ", hash_text(computed),
+          "): its qweight, qzeros, scales, g_idx or other data changed after "
+          "it was written; the checkpoint is corrupted");
 }
 
 ModuleRecord read_module(const h5::Group& layer, Linear linear) {
@@ -62,20 +104,40 @@ ModuleRecord read_module(const h5::Group& layer, Linear linear) {
   m.damp_percent_used = g.attr_double("damp_percent_used");
   m.damp_steps = g.attr_int("damp_steps");
   if (g.contains("bias")) m.bias = read_float(g, "bias").values();
+  StoredModule stored;
+  stored.method = m.method;
+  stored.bias = m.bias;
   if (m.method == "none") {
     m.float_weight = read_float(g, "weight");
+    stored.weight = &m.float_weight;
+    m.content_hash = module_hash(stored);
+    check_module_hash(g, m.content_hash);
     return m;
   }
   QuantizedWeight& w = m.weight;
-  w.bits = static_cast<int>(g.attr_int("bits"));
+  const std::int64_t bits = g.attr_int("bits");
+  w.bits = static_cast<int>(bits);
   w.group_size = g.attr_int("group_size");
   const std::int64_t cols = g.attr_int("in_features");
   const std::int64_t rows = g.attr_int("out_features");
   require(g.attr_int("zero_offset") == 0, g.path(), ": unsupported zero_offset");
-  w.codes = unpack_qweight(read_matrix<std::int32_t>(g, "qweight"), w.bits, rows, cols);
-  w.scales = unpack_scales_f16(read_matrix<std::uint16_t>(g, "scales"));
-  w.zeros = unpack_qzeros(read_matrix<std::int32_t>(g, "qzeros"), w.bits, rows, w.scales.cols(), 0);
+  const Matrix<std::int32_t> qweight = read_matrix<std::int32_t>(g, "qweight");
+  const Matrix<std::int32_t> qzeros = read_matrix<std::int32_t>(g, "qzeros");
+  const Matrix<std::uint16_t> scales = read_matrix<std::uint16_t>(g, "scales");
   w.g_idx = g.read<std::int32_t>("g_idx");
+  stored.bits = bits;
+  stored.group_size = w.group_size;
+  stored.in_features = cols;
+  stored.out_features = rows;
+  stored.qweight = &qweight;
+  stored.qzeros = &qzeros;
+  stored.scales = &scales;
+  stored.g_idx = w.g_idx;
+  m.content_hash = module_hash(stored);
+  check_module_hash(g, m.content_hash);
+  w.codes = unpack_qweight(qweight, w.bits, rows, cols);
+  w.scales = unpack_scales_f16(scales);
+  w.zeros = unpack_qzeros(qzeros, w.bits, rows, w.scales.cols(), 0);
   require(static_cast<std::int64_t>(w.g_idx.size()) == cols, g.path(), "/g_idx has ",
           w.g_idx.size(), " entries, expected in_features = ", cols);
   require(w.scales.rows() == rows, g.path(), "/scales does not match out_features ", rows);
@@ -134,16 +196,23 @@ void write_layer_file(const std::filesystem::path& path, const LayerRecord& laye
                       DType float_dtype) {
   std::filesystem::path temporary = path;
   temporary += ".tmp";
-  {
-    const h5::File file = h5::File::create(temporary);
-    const h5::Group layers = file.root().create_group("layers");
-    const h5::Group g = layers.create_group(layer_group_name(layer.index).substr(7));
-    g.set_attr("index", layer.index);
-    g.set_attr("seconds", layer.seconds);
-    write_float(g, "input_layernorm.weight", layer.input_norm, float_dtype);
-    write_float(g, "post_attention_layernorm.weight", layer.post_norm, float_dtype);
-    for (const ModuleRecord& m : layer.modules) write_module(g, m, float_dtype);
-    file.flush();
+  try {
+    h5::File file = h5::File::create(temporary);
+    {
+      const h5::Group layers = file.root().create_group("layers");
+      const h5::Group g = layers.create_group(layer_group_name(layer.index).substr(7));
+      g.set_attr("index", layer.index);
+      g.set_attr("seconds", layer.seconds);
+      write_float(g, "input_layernorm.weight", layer.input_norm, float_dtype);
+      write_float(g, "post_attention_layernorm.weight", layer.post_norm, float_dtype);
+      for (const ModuleRecord& m : layer.modules) write_module(g, m, float_dtype);
+    }
+    file.close();
+    sync_file(temporary);  // a layer file under its name is whole, even after a crash
+  } catch (const std::exception&) {
+    std::error_code ignored;
+    std::filesystem::remove(temporary, ignored);  // a failed write leaves nothing behind
+    throw;
   }
   std::error_code ec;
   std::filesystem::rename(temporary, path, ec);
@@ -159,74 +228,6 @@ LayerRecord read_layer(const h5::File& file, std::int64_t index) {
   layer.post_norm = read_float(g, "post_attention_layernorm.weight");
   for (const Linear l : kAllLinears) layer.modules.push_back(read_module(g, l));
   return layer;
-}
-
-CheckpointWriter::CheckpointWriter(std::filesystem::path path) : path_(std::move(path)) {
-  temporary_ = path_;
-  temporary_ += ".tmp";
-  file_.emplace(h5::File::create(temporary_));
-  file_->root().create_group("layers");
-  file_->root().create_group("model");
-}
-
-CheckpointWriter::~CheckpointWriter() {
-  if (!committed_) {
-    file_.reset();
-    std::error_code ec;
-    std::filesystem::remove(temporary_, ec);
-  }
-}
-
-void CheckpointWriter::add_layer_file(const std::filesystem::path& layer_file, std::int64_t index) {
-  const h5::File part = h5::File::open_read(layer_file);
-  const std::string name = layer_group_name(index);
-  const herr_t rc = H5Ocopy(part.root().id(), name.c_str(), file_->root().id(), name.c_str(),
-                            H5P_DEFAULT, H5P_DEFAULT);
-  require(rc >= 0, "cannot copy ", name, " from ", layer_file, " into ", temporary_);
-}
-
-void CheckpointWriter::write_model_tensor(const std::string& name, const MatrixF& values,
-                                          DType dtype) {
-  write_float(file_->root().open_group("model"), name, values, dtype);
-}
-
-void CheckpointWriter::commit() {
-  file_->flush();
-  file_.reset();
-  std::error_code ec;
-  std::filesystem::rename(temporary_, path_, ec);
-  require(!ec, "cannot rename ", temporary_, " to ", path_, ": ", ec.message());
-  committed_ = true;
-}
-
-Checkpoint::Checkpoint(const std::filesystem::path& path)
-    : path_(path), file_(h5::File::open_read(path)) {
-  const h5::Group root = file_.root();
-  require(root.has_attr("format") && root.attr_string("format") == kCheckpointFormat, path,
-          " is not a qshard checkpoint (no format = \"", kCheckpointFormat, "\" attribute)");
-  require(root.attr_int("format_version") == kCheckpointFormatVersion, path,
-          ": unsupported format_version ", root.attr_int("format_version"));
-  config_ = parse_model_config_text(root.attr_string("model_config"), path.string());
-  layers_ = root.attr_int("layers");
-}
-
-LayerRecord Checkpoint::layer(std::int64_t index) const {
-  require(index >= 0 && index < layers_, path_, ": no layer ", index, " (", layers_, " layers)");
-  return read_layer(file_, index);
-}
-
-bool Checkpoint::has_model_tensor(const std::string& name) const {
-  return file_.root().open_group("model").contains(name);
-}
-
-MatrixF Checkpoint::model_tensor(const std::string& name) const {
-  const h5::Group model = file_.root().open_group("model");
-  require(model.contains(name), path_, ": no tensor /model/", name);
-  return read_float(model, name);
-}
-
-std::string Checkpoint::attr(const std::string& name) const {
-  return file_.root().attr_string(name);
 }
 
 }  // namespace qshard

@@ -34,13 +34,13 @@ double stored_bytes(const QuantizedWeight& w) {
 void print_checkpoint_summary(const Checkpoint& checkpoint, std::ostream& out) {
   const h5::Group root = checkpoint.file().root();
   out << "checkpoint " << checkpoint.path().string() << '\n';
-  for (const char* key : {"format", "qshard_version", "git_commit", "model_source", "backend",
-                          "calibration_hash", "created_utc", "command_line"}) {
+  for (const char* key : {"format", "content_hash", "qshard_version", "git_commit", "model_source",
+                          "backend", "calibration_hash", "created_utc", "command_line"}) {
     if (root.has_attr(key))
       out << "  " << std::left << std::setw(22) << key << root.attr_string(key) << '\n';
   }
-  for (const char* key :
-       {"ranks", "calibration_seed", "calibration_samples", "calibration_seq_len", "layers"}) {
+  for (const char* key : {"format_version", "ranks", "calibration_seed", "calibration_samples",
+                          "calibration_seq_len", "layers"}) {
     if (root.has_attr(key))
       out << "  " << std::left << std::setw(22) << key << root.attr_int(key) << '\n';
   }

@@ -53,11 +53,38 @@ TEST(CheckpointStats, CountsStoredBytesAndBitsPerWeight) {
   EXPECT_DOUBLE_EQ(CheckpointStats{}.bits_per_weight(), 0.0);
 }
 
+// A one-layer checkpoint as the writer makes it: every module 4-bit group 4 over 8 × 8, its
+// first code `code`; `seconds` an attribute (not part of the hash).
+void write_checkpoint(const fs::path& path, std::uint8_t code, double seconds) {
+  LayerRecord layer;
+  layer.seconds = seconds;
+  layer.input_norm = MatrixF(1, 8, 1.0f);
+  layer.post_norm = MatrixF(1, 8, 1.0f);
+  for (const Linear linear : kAllLinears) {
+    ModuleRecord m;
+    m.linear = linear;
+    m.weight.bits = 4;
+    m.weight.group_size = 4;
+    m.weight.codes = Matrix<std::uint8_t>(8, 8, 3);
+    m.weight.codes(0, 0) = code;
+    m.weight.scales = MatrixF(8, 2, 0.5f);
+    m.weight.zeros = Matrix<std::int32_t>(8, 2, 8);
+    m.weight.g_idx = {0, 0, 0, 0, 1, 1, 1, 1};
+    layer.modules.push_back(std::move(m));
+  }
+  const fs::path part = path.string() + ".layer";
+  write_layer_file(part, layer, DType::F32);
+  CheckpointWriter writer(path);
+  writer.root().set_attr("layers", std::int64_t{1});
+  writer.add_layer_file(part, 0);
+  writer.commit();
+}
+
 TEST(CheckpointHash, DependsOnStoredTensorsOnly) {
   test::ScratchDir dir("qshard-hash");
-  write_layout(dir / "a.h5", 1, 1.0);
-  write_layout(dir / "same.h5", 1, 99.0);  // another wall time: same tensors
-  write_layout(dir / "other.h5", 2, 1.0);  // one packed word differs
+  write_checkpoint(dir / "a.h5", 1, 1.0);
+  write_checkpoint(dir / "same.h5", 1, 99.0);  // another wall time: same tensors
+  write_checkpoint(dir / "other.h5", 2, 1.0);  // one code differs
   const std::uint64_t a = hash_quantized_tensors(dir / "a.h5");
   EXPECT_EQ(a, hash_quantized_tensors(dir / "same.h5"));
   EXPECT_NE(a, hash_quantized_tensors(dir / "other.h5"));
