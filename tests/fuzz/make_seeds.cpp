@@ -1,5 +1,5 @@
 // Writes the HDF5 seeds of the fuzz corpus (the text seeds are plain files): a tiny checkpoint as
-// the export tests write it (2 layers, hidden 64) and an HDF5 token file. Not run by CI (the
+// the export tests write it (2 layers, hidden 64). Not run by CI (the
 // corpus is checked in); run it when the checkpoint schema changes:
 //   build-sanitize/tests/fuzz/qshard_fuzz_make_seeds tests/fuzz/corpus
 #include <cstdio>
@@ -11,7 +11,6 @@
 #include <vector>
 
 #include "export_test_support.hpp"
-#include "qshard/io/tokens.hpp"
 
 namespace {
 
@@ -26,17 +25,6 @@ void write_bytes(const fs::path& path, const std::vector<char>& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   qshard::require(out.good(), "cannot write ", path);
-}
-
-// The tokens target reads its first byte as the row length (byte % 16 + 1), the rest as the file.
-void write_token_seed(const fs::path& corpus, const fs::path& scratch) {
-  const qshard::TokenSet set{3, 4, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}};
-  const fs::path file = scratch / "tokens.h5";
-  qshard::write_tokens_hdf5(file, "tokens", set);
-  std::vector<char> bytes{3};
-  const std::vector<char> body = read_bytes(file);
-  bytes.insert(bytes.end(), body.begin(), body.end());
-  write_bytes(corpus / "tokens" / "valid-h5", bytes);
 }
 
 // The checkpoint is repacked with contiguous datasets (h5repack, from hdf5-tools): the chunk
@@ -74,7 +62,6 @@ int main(int argc, char** argv) {
   try {
     const fs::path corpus = argv[1];
     const qshard::test::TempDir scratch;
-    write_token_seed(corpus, scratch.path());
     write_checkpoint_seeds(corpus, scratch.path());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "make_seeds: %s\n", e.what());
