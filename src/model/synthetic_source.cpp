@@ -145,8 +145,8 @@ class SyntheticSource final : public WeightSource {
     for (std::int64_t c = 0; c < hidden; ++c) {
       const bool outlier =
           c == forced || uniform(key ^ 0x5bd1e995ull, static_cast<std::uint64_t>(c)) < 0.01;
-      const float value = (1.0f + 0.1f * normal(key, static_cast<std::uint64_t>(c))) *
-                          (outlier ? 6.0f : 1.0f);
+      const float value =
+          (1.0f + 0.1f * normal(key, static_cast<std::uint64_t>(c))) * (outlier ? 6.0f : 1.0f);
       norm(0, c) = stored_as(config_.torch_dtype, value);
     }
     return norm;

@@ -496,13 +496,14 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& job_comm, const Ba
       const auto write_start = Clock::now();
       wait_written();
       record.seconds = std::chrono::duration<double>(write_start - layer_start).count();
-      written = writer.submit([path = layer_file(o, l), record = std::move(record),
-                           quantized = std::move(quantized), dtype = config.torch_dtype]() mutable {
-        for (std::size_t m = 0; m < quantized.size(); ++m)
-          if (quantized[m]) record.modules[m].weight = quantized[m]->to_host();
-        quantized.clear();  // the device copies go as soon as they are on the host
-        write_layer_file(path, record, dtype);
-      });
+      written =
+          writer.submit([path = layer_file(o, l), record = std::move(record),
+                         quantized = std::move(quantized), dtype = config.torch_dtype]() mutable {
+            for (std::size_t m = 0; m < quantized.size(); ++m)
+              if (quantized[m]) record.modules[m].weight = quantized[m]->to_host();
+            quantized.clear();  // the device copies go as soon as they are on the host
+            write_layer_file(path, record, dtype);
+          });
       timings.write = std::chrono::duration<double>(Clock::now() - write_start).count();
     }
     const double seconds = std::chrono::duration<double>(Clock::now() - layer_start).count();
@@ -540,8 +541,7 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& job_comm, const Ba
     result.objective_gptq += layer_gptq[l];
     result.objective_rtn += layer_rtn[l];
   }
-  const double layers_seconds =
-      std::chrono::duration<double>(Clock::now() - loop_start).count();
+  const double layers_seconds = std::chrono::duration<double>(Clock::now() - loop_start).count();
   const auto checkpoint_start = Clock::now();
   std::string error;
   if (comm.is_root()) {
@@ -561,13 +561,11 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& job_comm, const Ba
   const double checkpoint_seconds =
       std::chrono::duration<double>(Clock::now() - checkpoint_start).count();
   if (comm.is_root() && !o.quiet) {
-    const double setup_seconds =
-        std::chrono::duration<double>(loop_start - job_start).count();
+    const double setup_seconds = std::chrono::duration<double>(loop_start - job_start).count();
     log << "wrote " << o.out << " in " << format_duration(result.seconds + checkpoint_seconds)
         << " (setup " << format_duration(setup_seconds) << ", layers "
         << format_duration(layers_seconds) << ", checkpoint " << format_duration(checkpoint_seconds)
-        << "); objective gptq/rtn "
-        << std::setprecision(4)
+        << "); objective gptq/rtn " << std::setprecision(4)
         << (result.objective_rtn > 0 ? result.objective_gptq / result.objective_rtn : 1.0)
         << "; peak host memory " << std::setprecision(3) << peak_rss_gib() << " GiB (rank 0)\n";
   }
