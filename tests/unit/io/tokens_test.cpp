@@ -5,6 +5,7 @@
 #include <fstream>
 #include <random>
 
+#include "error_text.hpp"
 #include "qshard/core/error.hpp"
 #include "qshard/io/hdf5.hpp"
 #include "qshard/io/tokens.hpp"
@@ -12,17 +13,10 @@
 namespace qshard {
 namespace {
 
+using test::error_of;
+
 std::filesystem::path temp(const std::string& name) {
   return std::filesystem::temp_directory_path() / (name + std::to_string(std::random_device{}()));
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 TEST(Tokens, RawInt32RoundTripAndShapeErrors) {

@@ -6,6 +6,7 @@
 #include <functional>
 #include <limits>
 
+#include "error_text.hpp"
 #include "qshard/core/error.hpp"
 #include "qshard/model/decoder.hpp"
 #include "qshard/model/override_source.hpp"
@@ -15,18 +16,8 @@
 namespace qshard {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool has(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
+using test::error_of;
+using test::has;
 
 TEST(HfSource, TiedHeadIsTheEmbedding) {
   test::TinyModel m = test::make_tiny(1);

@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 
+#include "error_text.hpp"
 #include "qshard/core/error.hpp"
 #include "qshard/model/decoder.hpp"
 #include "qshard/model/weight_source.hpp"
@@ -14,18 +15,8 @@
 namespace qshard {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool has(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
+using test::error_of;
+using test::has;
 
 // Writes `m`, then lets `edit` change the stored tensors (dtype, shape, extra names) before the
 // file is written again.
