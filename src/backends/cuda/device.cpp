@@ -96,8 +96,31 @@ int device_count() noexcept {
   return count;
 }
 
+namespace {
+// Whether `device` has stream-ordered pools (some virtualised or older setups do not: they get
+// plain cudaMalloc/cudaFree, the same for an allocation and its free).
+bool has_memory_pools(int device) {
+  int supported = 0;
+  if (cudaDeviceGetAttribute(&supported, cudaDevAttrMemoryPoolsSupported, device) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  return supported != 0;
+}
+}  // namespace
+
 void* allocate_device(std::size_t bytes) {
   void* p = nullptr;
+  int current = 0;
+  QSHARD_CUDA_CHECK(cudaGetDevice(&current));
+  if (!has_memory_pools(current)) {
+    const cudaError_t status = cudaMalloc(&p, bytes);
+    if (status != cudaSuccess) {
+      (void)cudaGetLastError();
+      throw Error(str("cudaMalloc of ", bytes, " bytes failed: ", cudaGetErrorString(status)));
+    }
+    return p;
+  }
   cudaError_t status = cudaMallocAsync(&p, bytes, cudaStreamPerThread);
   if (status == cudaErrorMemoryAllocation) {
     // The pool may hold freed blocks too fragmented for this size: give them back and retry.
@@ -124,9 +147,15 @@ void free_device(void* pointer) noexcept {
   // On the pointer's device (a thread may free another device's memory, as cudaFree allows).
   cudaPointerAttributes attributes{};
   int current = 0;
-  const bool switched = cudaPointerGetAttributes(&attributes, pointer) == cudaSuccess &&
-                        cudaGetDevice(&current) == cudaSuccess && attributes.device != current &&
-                        cudaSetDevice(attributes.device) == cudaSuccess;
+  const bool known = cudaPointerGetAttributes(&attributes, pointer) == cudaSuccess &&
+                     cudaGetDevice(&current) == cudaSuccess;
+  if (!known || !has_memory_pools(attributes.device)) {
+    if (!known) (void)cudaGetLastError();
+    (void)cudaFree(pointer);
+    return;
+  }
+  const bool switched =
+      attributes.device != current && cudaSetDevice(attributes.device) == cudaSuccess;
   // As cudaFree: nothing may still use the memory when it goes back to the pool.
   const cudaError_t synced = cudaDeviceSynchronize();
   const cudaError_t freed = cudaFreeAsync(pointer, cudaStreamPerThread);
@@ -135,6 +164,7 @@ void free_device(void* pointer) noexcept {
 }
 
 void keep_freed_device_memory(int device) {
+  if (!has_memory_pools(device)) return;
   cudaMemPool_t pool = nullptr;
   QSHARD_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
   std::uint64_t keep = std::numeric_limits<std::uint64_t>::max();
@@ -150,12 +180,14 @@ std::size_t available_device_memory() {
   int device = 0;
   cudaMemPool_t pool = nullptr;
   std::uint64_t reserved = 0, used = 0;
-  if (cudaGetDevice(&device) == cudaSuccess &&
-      cudaDeviceGetDefaultMemPool(&pool, device) == cudaSuccess &&
+  if (cudaGetDevice(&device) != cudaSuccess || !has_memory_pools(device)) return free_bytes;
+  if (cudaDeviceGetDefaultMemPool(&pool, device) == cudaSuccess &&
       cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &reserved) == cudaSuccess &&
-      cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemCurrent, &used) == cudaSuccess &&
-      reserved > used)
-    free_bytes += static_cast<std::size_t>(reserved - used);
+      cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemCurrent, &used) == cudaSuccess) {
+    if (reserved > used) free_bytes += static_cast<std::size_t>(reserved - used);
+  } else {
+    (void)cudaGetLastError();
+  }
   return free_bytes;
 }
 
