@@ -206,8 +206,11 @@ ParsedOptions parse_job_options(const std::vector<std::string>& args) {
       const std::string path = vm["config"].as<std::string>();
       std::ifstream file(path);
       require(file.good(), "cannot read config file '", path, "'");
+      std::stringstream text;
+      text << file.rdbuf();
+      check_option_text(text.str(), str("config file '", path, "'"));
       // Stored after the command line: values already given there win.
-      po::store(po::parse_config_file(file, description, /*allow_unregistered=*/false), vm);
+      po::store(po::parse_config_file(text, description, /*allow_unregistered=*/false), vm);
     }
     po::notify(vm);
   } catch (const po::error& e) {
