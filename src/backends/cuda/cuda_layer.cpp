@@ -237,9 +237,9 @@ struct CudaLayer::State {
           config.q_dim() + config.hidden_size + weights[Linear::Gate].rows();
       for (std::size_t i = 0; i < units.size(); ++i)
         need += static_cast<std::size_t>(units.rows(i) * per_token) * element;
-      std::size_t free_bytes = 0, total_bytes = 0;
-      QSHARD_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-      free_bytes = available_device_memory();
+      std::size_t driver_free = 0, total_bytes = 0;
+      QSHARD_CUDA_CHECK(cudaMemGetInfo(&driver_free, &total_bytes));
+      const std::size_t free_bytes = available_device_memory();  // the pool's idle memory too
       const std::size_t reserve = std::max<std::size_t>(total_bytes / 4, std::size_t{8} << 30);
       cache_enabled = free_bytes > need + reserve;
     }
