@@ -19,9 +19,9 @@ class SerialWorker {
  public:
   enum class Priority : std::uint8_t {
     Normal,
-    // Nice +10 for the worker and the threads it starts (Linux threads inherit their creator's
-    // nice value): background work yields the cores to the caller's thread, which launches the
-    // GPU's work and must not wait for a core.
+    // Nice 10 (unless already lower priority) for the worker and the threads it starts (Linux
+    // threads inherit their creator's nice value): background work yields the cores to the caller's
+    // thread, which launches the GPU's work and must not wait for a core.
     Background,
   };
 
@@ -54,8 +54,11 @@ class SerialWorker {
 
  private:
   void run() {
-    if (priority_ == Priority::Background)
-      (void)setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);  // best effort
+    if (priority_ == Priority::Background) {
+      const auto self = static_cast<id_t>(::gettid());
+      if (getpriority(PRIO_PROCESS, self) < 10)
+        (void)setpriority(PRIO_PROCESS, self, 10);  // best effort
+    }
     for (;;) {
       std::function<void()> task;
       {
