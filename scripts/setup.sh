@@ -16,6 +16,7 @@ packages=(
   nlohmann-json3-dev
   libgtest-dev
   python3 python3-venv
+  python3-doc  # real English text for the SmolLM2 tables (scripts/get-models.sh)
   shellcheck gnuplot-nox
   clang libclang-rt-14-dev llvm  # scripts/sanitize.sh: ASan/UBSan, libFuzzer, llvm-symbolizer
 )
