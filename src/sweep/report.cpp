@@ -227,7 +227,8 @@ std::string gnuplot_script(const std::vector<json>& sorted, const fs::path& png,
     const bool rtn = s.method == "rtn";
     plot << (i ? ", \\\n     " : "") << "$s" << i << " using 1:2 with linespoints lw 2 lc rgb '"
          << palette[colour % std::size(palette)] << "' dt " << (rtn ? 2 : 1) << " pt "
-         << (rtn ? 6 : 7) << " title " << gnuplot_string(s.title);
+         << (rtn ? 6 : 7) << " title " << gnuplot_string(s.title)
+         << " noenhanced";  // act_order: an underscore, not a subscript
   }
   if (!sorted.empty() && sorted.front().contains("fp32_perplexity")) {
     plot << ", \\\n     " << format("%.6g", sorted.front().at("fp32_perplexity").get<double>())

@@ -7,6 +7,7 @@
 #include <optional>
 #include <sstream>
 
+#include "qshard/backend/backend.hpp"
 #include "qshard/core/cli.hpp"
 #include "qshard/core/error.hpp"
 #include "qshard/sweep/process.hpp"
@@ -29,6 +30,7 @@ struct CliOptions {
   std::string out_dir;
   std::optional<std::string> launcher;
   std::string quantize_bin;
+  std::string eval_backend = "cpu";
   std::vector<std::string> extra_args;  // after "--": appended to qshard-quantize's arguments
 };
 
@@ -51,8 +53,10 @@ po::options_description describe(CliOptions& o, std::optional<std::int64_t>& ind
       "launcher", po::value<std::string>()->notifier([&](const std::string& v) { launcher = v; }),
       "command that starts qshard-quantize's ranks, split at spaces (\"mpirun -np 2\", \"srun "
       "--mpi=pmix\"); default: $QSHARD_LAUNCHER, else none (one process)")(
-      "quantize_bin", po::value(&o.quantize_bin),
-      "the qshard-quantize executable (default: beside qshard-sweep)")(
+      "eval_backend", po::value(&o.eval_backend)->default_value(o.eval_backend),
+      "--index: where the evaluation's decoder layers run: cpu (the reference figures), cuda or "
+      "auto (GPU 0 when present)")("quantize_bin", po::value(&o.quantize_bin),
+                                   "the qshard-quantize executable (default: beside qshard-sweep)")(
       "out_dir", po::value(&o.out_dir),
       "--index: overrides the sweep's out_dir; --report: where the report goes")(
       "report", po::bool_switch(&o.report), "write the report of a results file")(
@@ -121,6 +125,15 @@ int run(const std::vector<std::string>& all_args, const fs::path& self, std::ost
       o.quantize_bin.empty() ? self.parent_path() / "qshard-quantize" : fs::path(o.quantize_bin);
   run_options.out_dir = o.out_dir;
   run_options.extra_args = o.extra_args;
+  std::unique_ptr<Backend> eval_backend;
+  if (o.eval_backend != "cpu") {
+    eval_backend = make_backend(o.eval_backend, 0);
+    run_options.eval_runner = [&eval_backend](const ModelConfig& c, const LayerWeights& w,
+                                              const RotaryTable& rope, const MatrixF& hidden,
+                                              std::int64_t seq_len) {
+      return eval_backend->forward_layer(c, w, rope, hidden, seq_len);
+    };
+  }
   run_point(spec, *index, run_options, out);
   return 0;
 }

@@ -105,7 +105,8 @@ void check_point_options(const SweepSpec& spec, const SweepPoint& point) {
 }
 
 nlohmann::json evaluate_point(const SweepSpec& spec, const SweepPoint& point,
-                              const fs::path& checkpoint, double quantize_seconds) {
+                              const fs::path& checkpoint, double quantize_seconds,
+                              const LayerRunner& runner) {
   const auto start = Clock::now();
   const Checkpoint stored(checkpoint);
   const h5::Group root = stored.file().root();
@@ -114,8 +115,13 @@ nlohmann::json evaluate_point(const SweepSpec& spec, const SweepPoint& point,
       open_model(job.at("model").get<std::string>(), job.at("model_seed").get<std::uint64_t>());
   const std::unique_ptr<WeightSource> quantized = open_checkpoint_model(checkpoint);
   const TokenSet tokens = eval_tokens(spec, original->config().vocab_size);
-  const ComparisonResult comparison =
-      compare_models(CausalLm(*original), CausalLm(*quantized), tokens);
+  CausalLm original_lm(*original);
+  CausalLm quantized_lm(*quantized);
+  if (runner) {
+    original_lm.set_layer_runner(runner);
+    quantized_lm.set_layer_runner(runner);
+  }
+  const ComparisonResult comparison = compare_models(original_lm, quantized_lm, tokens);
   const CheckpointStats stats = checkpoint_stats(checkpoint);
 
   nlohmann::json record;
@@ -174,7 +180,8 @@ nlohmann::json run_point(const SweepSpec& spec, std::int64_t index, const PointR
           "): qshard-quantize exited with status ", status);
   require(fs::exists(checkpoint), "point ", index, ": qshard-quantize succeeded but wrote no ",
           checkpoint.string());
-  const nlohmann::json record = evaluate_point(spec, point, checkpoint, seconds);
+  const nlohmann::json record =
+      evaluate_point(spec, point, checkpoint, seconds, options.eval_runner);
   const fs::path results = out_dir / "results.jsonl";
   append_result_line(results, record);
   log << std::fixed << std::setprecision(4) << "qshard-sweep: point " << index << ": perplexity "

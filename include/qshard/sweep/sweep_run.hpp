@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "qshard/model/causal_lm.hpp"
 #include "qshard/sweep/sweep_spec.hpp"
 
 namespace qshard {
@@ -18,6 +19,7 @@ struct PointRunOptions {
   std::filesystem::path quantize_bin;   // the qshard-quantize executable
   std::filesystem::path out_dir;        // overrides the sweep's out_dir when not empty
   std::vector<std::string> extra_args;  // appended to qshard-quantize's arguments
+  LayerRunner eval_runner;              // where the evaluation's decoder layers run (empty: CPU)
 };
 
 std::filesystem::path point_checkpoint(const std::filesystem::path& out_dir, std::int64_t index);
@@ -33,8 +35,11 @@ std::vector<std::string> quantize_command(const SweepSpec& spec, const SweepPoin
 void check_point_options(const SweepSpec& spec, const SweepPoint& point);
 
 // Evaluates the checkpoint of `point` (already written) and returns its results record.
+// `runner` (when set) runs both models' decoder layers, e.g. on a GPU; the figures agree with the
+// CPU's within float32 rounding.
 nlohmann::json evaluate_point(const SweepSpec& spec, const SweepPoint& point,
-                              const std::filesystem::path& checkpoint, double quantize_seconds);
+                              const std::filesystem::path& checkpoint, double quantize_seconds,
+                              const LayerRunner& runner = {});
 
 // Runs and evaluates the point, appends its line to OUT_DIR/results.jsonl, returns the record.
 nlohmann::json run_point(const SweepSpec& spec, std::int64_t index, const PointRunOptions& options,
