@@ -215,6 +215,22 @@ ModelConfig parse_model_config_text(const std::string_view json_text,
   if (const json* scaling = fields.find("rope_scaling")) {
     c.rope_scaling = parse_rope_scaling(*scaling, source);
   }
+  // transformers 5 writes rope_theta and the scaling into one object, rope_parameters (a model it
+  // saved has no top-level rope_theta: reading only that one silently gave the default 10000).
+  if (const json* parameters = fields.find("rope_parameters");
+      parameters != nullptr && !parameters->is_null()) {
+    require(parameters->is_object(), source,
+            ": field 'rope_parameters' must be an object or null, not ", parameters->type_name());
+    const Fields rope(*parameters, str(source, " (rope_parameters)"));
+    const double theta = rope.number("rope_theta", c.rope_theta);
+    require(fields.find("rope_theta") == nullptr || theta == c.rope_theta, source, ": rope_theta (",
+            c.rope_theta, ") and rope_parameters.rope_theta (", theta, ") differ");
+    c.rope_theta = theta;
+    const json* scaling = fields.find("rope_scaling");
+    const bool has_type = rope.find("rope_type") != nullptr || rope.find("type") != nullptr;
+    if (has_type && (scaling == nullptr || scaling->is_null()))
+      c.rope_scaling = parse_rope_scaling(*parameters, source);
+  }
   c.tie_word_embeddings = fields.boolean("tie_word_embeddings", false);
   if (c.model_type == "qwen2") {  // Qwen2 always has q/k/v biases and never an o_proj bias
     c.attention_bias = true;
@@ -225,7 +241,9 @@ ModelConfig parse_model_config_text(const std::string_view json_text,
     c.mlp_bias = fields.boolean("mlp_bias", false);
   }
   try {
-    c.torch_dtype = parse_torch_dtype(fields.string("torch_dtype", "float32"));
+    // transformers 5 spells it "dtype".
+    c.torch_dtype =
+        parse_torch_dtype(fields.string("torch_dtype", fields.string("dtype", "float32")));
   } catch (const Error& e) {
     throw Error(str(source, ": field 'torch_dtype': ", e.what()));
   }

@@ -31,6 +31,17 @@ def shared() -> Path:
 
 
 @pytest.fixture(scope="session")
+def smollm2() -> tuple[Path, Path]:
+    """models/SmolLM2-135M-Instruct and data/smollm2-pydocs (bash scripts/get-models.sh)."""
+    model, data = interop.REPO / "models/SmolLM2-135M-Instruct", interop.REPO / "data/smollm2-pydocs"
+    needed = [model / "model.safetensors", data / "calib_128x512.i32", data / "eval_64x512.i32"]
+    missing = [str(p) for p in needed if not p.is_file()]
+    if missing:
+        pytest.skip(f"SmolLM2 not found ({', '.join(missing)}): run bash scripts/get-models.sh")
+    return model, data
+
+
+@pytest.fixture(scope="session")
 def apps() -> None:
     """qshard-quantize, qshard-export and qshard-eval of the build ($QSHARD_* from CTest)."""
     missing = [name for name in ("qshard-quantize", "qshard-export", "qshard-eval")

@@ -69,8 +69,8 @@ def run_app(name: str, *args, timeout: int = 600) -> str:
 
 
 def qshard_eval(model: Path, tokens: Path, *, max_rows: int = -1, logits_out: Path | None = None,
-                extra: tuple = ()) -> dict:
-    args = ["--model", model, "--tokens", tokens, "--seq_len", SEQ_LEN, "--json", *extra]
+                extra: tuple = (), seq_len: int = SEQ_LEN) -> dict:
+    args = ["--model", model, "--tokens", tokens, "--seq_len", seq_len, "--json", *extra]
     if max_rows > 0:
         args += ["--max_rows", max_rows]
     if logits_out is not None:
@@ -80,8 +80,8 @@ def qshard_eval(model: Path, tokens: Path, *, max_rows: int = -1, logits_out: Pa
     return json.loads(lines[-1])
 
 
-def read_tokens(path: Path, rows: int | None = None) -> np.ndarray:
-    tokens = np.fromfile(path, dtype="<i4").reshape(-1, SEQ_LEN)
+def read_tokens(path: Path, rows: int | None = None, seq_len: int = SEQ_LEN) -> np.ndarray:
+    tokens = np.fromfile(path, dtype="<i4").reshape(-1, seq_len)
     return tokens if rows is None else tokens[:rows]
 
 

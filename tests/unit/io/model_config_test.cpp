@@ -78,6 +78,39 @@ TEST(ModelConfig, Llama3RopeScaling) {
       {"l3.json", "original_max_position_embeddings"});
 }
 
+// transformers 5 saves rope_theta (and any scaling) inside rope_parameters, and torch_dtype as
+// dtype: SmolLM2 saved by GPTQModel was read with the default rope_theta 10000 before.
+TEST(ModelConfig, Transformers5RopeParametersAndDtype) {
+  const ModelConfig c = parse_model_config_text(
+      config_text({{"rope_parameters", {{"rope_theta", 100000.0}, {"rope_type", "default"}}},
+                   {"dtype", "bfloat16"}}),
+      "t5.json");
+  EXPECT_DOUBLE_EQ(c.rope_theta, 100000.0);
+  EXPECT_TRUE(c.rope_scaling.type.empty());
+  EXPECT_EQ(c.torch_dtype, DType::BF16);
+
+  const ModelConfig l3 =
+      parse_model_config_text(config_text({{"rope_parameters",
+                                            {{"rope_theta", 500000.0},
+                                             {"rope_type", "llama3"},
+                                             {"factor", 8.0},
+                                             {"low_freq_factor", 1.0},
+                                             {"high_freq_factor", 4.0},
+                                             {"original_max_position_embeddings", 8192}}}}),
+                              "l3.json");
+  EXPECT_DOUBLE_EQ(l3.rope_theta, 500000.0);
+  EXPECT_EQ(l3.rope_scaling.type, "llama3");
+  EXPECT_DOUBLE_EQ(l3.rope_scaling.factor, 8.0);
+
+  expect_error(
+      [] {
+        parse_model_config_text(
+            config_text({{"rope_theta", 10000.0}, {"rope_parameters", {{"rope_theta", 100000.0}}}}),
+            "both.json");
+      },
+      {"both.json", "rope_theta", "differ"});
+}
+
 TEST(ModelConfig, Qwen2HasQkvBiasButNoOutputBias) {
   const ModelConfig c = parse_model_config_text(
       config_text({{"architectures", {"Qwen2ForCausalLM"}}, {"model_type", "qwen2"}}), "qwen.json");

@@ -7,6 +7,7 @@
 
 #include "qshard/eval/metrics.hpp"
 #include "qshard/model/weight_source.hpp"
+#include "raw_file.hpp"
 
 namespace qshard {
 namespace {
@@ -19,15 +20,7 @@ const std::filesystem::path kData = std::filesystem::path(QSHARD_SHARED_DIR) / "
   if (!std::filesystem::exists(kModel / "model.safetensors")) \
   GTEST_SKIP() << kModel << " not found: the stories260k tests need ../shared beside the checkout"
 
-template <typename T>
-std::vector<T> read_raw(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  std::vector<T> out(static_cast<std::size_t>(in.tellg()) / sizeof(T));
-  in.seekg(0);
-  in.read(reinterpret_cast<char*>(out.data()),
-          static_cast<std::streamsize>(out.size() * sizeof(T)));
-  return out;
-}
+using test::read_raw;
 
 TEST(Stories260k, LogitsMatchTheFloat64Reference) {
   REQUIRE_SHARED();
