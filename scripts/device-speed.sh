@@ -13,6 +13,14 @@
 #   peer7    GPTQModel (../shared/peer, wheels in .whl/) on QSHARD_PEER_LAYERS (3) Llama-2-7B-shaped
 #            layers with its CUDA extension, for the ratio measured in the same call
 #   peer70   the same on the Llama-3-70B shape
+#   smollm2-stash  keeps the GGUF half carried in .devm/ in /tmp/qshard-smollm2 for a later call
+#   smollm2-model  joins the halves, converts the GGUF (scripts/gguf_to_hf.py, checked against
+#            get-models.sh's sha256) into models/SmolLM2-135M-Instruct, token files into data/
+#   smollm2-sweep  configs/sweep-smollm2{,-actorder}.ini with --backend cuda, QSHARD_SWEEP_JOBS (4)
+#            points at a time (the evaluation runs on the CPU); the timed job alone; results.jsonl
+#   smollm2-cpu    the 4-bit, act_order-off points with --backend cpu on 16 ranks (GPU vs CPU)
+#   smollm2-peer   GPTQModel (bench/peer_quality.py, wheels in .whl/) on the same model, calibration
+#            and settings, each point scored by qshard-eval like the sweep's
 set -uo pipefail
 source .dev/env.sh
 out=${OUT:-device-out}
@@ -91,5 +99,62 @@ for step in "${steps[@]}"; do
       [[ $step == peer70 ]] && shape=(--hidden 8192 --intermediate 28672 --heads 64 --kv-heads 8 --vocab 128256)
       PYTHONPATH=/tmp/site timeout 500 python3 .dev/peer_gptqmodel.py --layers "${QSHARD_PEER_LAYERS:-3}" \
         --gptq-cuda "${shape[@]}" 2>&1 | tee "$out/$step.log" | tail -3 ;;
+    smollm2-stash)
+      mkdir -p /tmp/qshard-smollm2 && cp .devm/* /tmp/qshard-smollm2/ && ls -la /tmp/qshard-smollm2 ;;
+    smollm2-model)
+      [[ -d .devm ]] && cp .devm/* /tmp/qshard-smollm2/
+      python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site-gguf .whl/gguf-*.whl
+      cat /tmp/qshard-smollm2/gguf.part* > /tmp/qshard-smollm2/model.gguf
+      sha256sum /tmp/qshard-smollm2/model.gguf
+      mkdir -p models/SmolLM2-135M-Instruct data/smollm2-pydocs
+      PYTHONPATH=/tmp/site-gguf python3 .dev/smollm2/gguf_to_hf.py /tmp/qshard-smollm2/model.gguf /tmp/smollm2-hf
+      cp /tmp/smollm2-hf/model.safetensors models/SmolLM2-135M-Instruct/
+      cp .dev/smollm2/*.json models/SmolLM2-135M-Instruct/
+      cp .dev/smollm2/*.i32 data/smollm2-pydocs/
+      sha256sum models/SmolLM2-135M-Instruct/model.safetensors | tee "$out/smollm2_model.txt" ;;
+    smollm2-sweep)
+      rm -rf out/sweep-smollm2 out/sweep-smollm2-actorder
+      export OPENBLAS_NUM_THREADS=$((threads / ${QSHARD_SWEEP_JOBS:-4}))
+      start=$(date +%s)
+      for sweep in sweep-smollm2 sweep-smollm2-actorder; do
+        n=$("$bin/qshard-sweep" --sweep "configs/$sweep.ini" --count)
+        seq 0 $((n - 1)) | xargs -P "${QSHARD_SWEEP_JOBS:-4}" -I{} timeout 300 "$bin/qshard-sweep" \
+          --sweep "configs/$sweep.ini" --index {} --eval_backend cuda -- --backend cuda --threads "$OPENBLAS_NUM_THREADS" \
+          > "$out/$sweep.log" 2>&1
+        grep -c perplexity "$out/$sweep.log"
+        cp "out/$sweep/results.jsonl" "$out/$sweep.jsonl"
+      done
+      echo "sweep: $(($(date +%s) - start)) s for both grids"
+      export OPENBLAS_NUM_THREADS=$threads
+      quantize smollm2_w4g32_cuda --config configs/smollm2.ini --backend cuda --threads "$threads" --force --out /tmp/s-w4g32-cuda.h5 ;;
+    smollm2-cpu)
+      export OPENBLAS_NUM_THREADS=1
+      for g in 32 64 128 -1; do
+        /usr/bin/time -f "cpu g$g: %e s wall, 16 ranks" timeout 200 mpirun -np "$threads" --oversubscribe \
+          "$bin/qshard-quantize" --config configs/smollm2.ini --backend cpu --group_size "$g" --quiet \
+          --force --out "/tmp/s-cpu-g$g.h5"
+      done 2>&1 | tee "$out/smollm2_cpu.log"
+      export OPENBLAS_NUM_THREADS=4
+      for g in 32 64 128 -1; do
+        echo "g$g $("$bin/qshard-inspect" --checkpoint "/tmp/s-cpu-g$g.h5" --hash) $(timeout 200 "$bin/qshard-eval" \
+          --checkpoint "/tmp/s-cpu-g$g.h5" --reference models/SmolLM2-135M-Instruct \
+          --tokens data/smollm2-pydocs/eval_64x512.i32 --seq_len 512 --json)" &
+      done > "$out/smollm2_cpu_eval.txt"; wait; cat "$out/smollm2_cpu_eval.txt" ;;
+    smollm2-peer)
+      [[ -d /tmp/site ]] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+        --upgrade --target /tmp/site .whl/*.whl
+      # shellcheck disable=SC2086  # QSHARD_PEER_POINTS holds several points: split on purpose
+      PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 timeout "${QSHARD_PEER_TIMEOUT:-400}" python3 bench/peer_quality.py \
+        --model models/SmolLM2-135M-Instruct --calib data/smollm2-pydocs/calib_128x512.i32 --seq-len 512 \
+        --out /tmp/peer-smollm2 ${QSHARD_PEER_POINTS:-4:32:0 4:64:0 4:-1:0 3:32:0 3:64:0 3:-1:0 2:64:0 4:128:0} \
+        > "$out/smollm2_peer.log" 2>&1
+      grep '^PEER' "$out/smollm2_peer.log"
+      export OPENBLAS_NUM_THREADS=4
+      for d in /tmp/peer-smollm2/w*; do
+        echo "$(basename "$d") $(timeout 200 "$bin/qshard-eval" --backend cuda --model "$d" --reference models/SmolLM2-135M-Instruct \
+          --tokens data/smollm2-pydocs/eval_64x512.i32 --seq_len 512 --json 2>&1 | tail -1)" &
+        while (($(jobs -r | wc -l) >= 4)); do sleep 1; done
+      done > "$out/smollm2_peer_eval.txt"; wait; cat "$out/smollm2_peer_eval.txt" ;;
   esac
 done
