@@ -19,6 +19,10 @@
 #   smollm2-sweep  configs/sweep-smollm2{,-actorder}.ini with --backend cuda, QSHARD_SWEEP_JOBS (4)
 #            points at a time (the evaluation runs on the CPU); the timed job alone; results.jsonl
 #   smollm2-cpu    the 4-bit, act_order-off points with --backend cpu on 16 ranks (GPU vs CPU)
+#   smollm2-precision  where the CPU/GPU gap comes from: the GPU job as shipped (activations in the
+#            model's fp16, bf16 Hessian inputs) and with float32 activations (a copy of the model
+#            whose config says float32); the CPU job with 1 and 4 OpenBLAS threads (the bits
+#            change with the thread count: the CPU's own spread); all scored by one evaluator
 #   smollm2-peer   GPTQModel (bench/peer_quality.py, wheels in .whl/) on the same model, calibration
 #            and settings, each point scored by qshard-eval like the sweep's
 set -uo pipefail
@@ -141,6 +145,24 @@ for step in "${steps[@]}"; do
           --checkpoint "/tmp/s-cpu-g$g.h5" --reference models/SmolLM2-135M-Instruct \
           --tokens data/smollm2-pydocs/eval_64x512.i32 --seq_len 512 --json)" &
       done > "$out/smollm2_cpu_eval.txt"; wait; cat "$out/smollm2_cpu_eval.txt" ;;
+    smollm2-precision)
+      m=models/SmolLM2-135M-Instruct
+      rm -rf /tmp/smollm2-f32 && mkdir -p /tmp/smollm2-f32 && ln -s "$PWD/$m/model.safetensors" /tmp/smollm2-f32/
+      sed 's/"torch_dtype": "float16"/"torch_dtype": "float32"/' "$m/config.json" > /tmp/smollm2-f32/config.json
+      grep -c float32 /tmp/smollm2-f32/config.json
+      export OPENBLAS_NUM_THREADS=$threads
+      quantize smollm2_gpu_model --config configs/smollm2.ini --backend cuda --threads "$threads" --force --out /tmp/p-gpu-model.h5
+      quantize smollm2_gpu_f32 --config configs/smollm2.ini --model /tmp/smollm2-f32 --backend cuda --threads "$threads" --force --out /tmp/p-gpu-f32.h5
+      export OPENBLAS_NUM_THREADS=1
+      /usr/bin/time -f "cpu t1: %e s wall, $threads ranks x 1 thread" timeout 250 mpirun -np "$threads" --oversubscribe \
+        "$bin/qshard-quantize" --config configs/smollm2.ini --backend cpu --threads 1 --quiet --force --out /tmp/p-cpu-t1.h5 2>&1 | tail -3
+      export OPENBLAS_NUM_THREADS=4
+      /usr/bin/time -f "cpu t4: %e s wall, $((threads / 4)) ranks x 4 threads" timeout 250 mpirun -np $((threads / 4)) --oversubscribe \
+        "$bin/qshard-quantize" --config configs/smollm2.ini --backend cpu --threads 4 --quiet --force --out /tmp/p-cpu-t4.h5 2>&1 | tail -3
+      for c in gpu-model gpu-f32 cpu-t1 cpu-t4; do
+        echo "$c $("$bin/qshard-inspect" --checkpoint "/tmp/p-$c.h5" --hash 2>&1 | tail -1) $(timeout 240 "$bin/qshard-eval" --backend cuda \
+          --checkpoint "/tmp/p-$c.h5" --reference "$m" --tokens data/smollm2-pydocs/eval_64x512.i32 --seq_len 512 --json 2>&1 | tail -1)" &
+      done > "$out/smollm2_precision.txt"; wait; cat "$out/smollm2_precision.txt" ;;
     smollm2-peer)
       [[ -d /tmp/site ]] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
         --upgrade --target /tmp/site .whl/*.whl
