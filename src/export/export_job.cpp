@@ -14,6 +14,7 @@
 #include "qshard/export/shard_writer.hpp"
 #include "qshard/export/staging_directory.hpp"
 #include "qshard/io/checkpoint.hpp"
+#include "qshard/io/job_record.hpp"
 #include "qshard/version.hpp"
 
 namespace qshard {
@@ -47,7 +48,7 @@ json parse_json(const std::string& text, const std::string& source) {
 // qshard does not model, e.g. token ids), which must describe the checkpoint's model; else the
 // config the checkpoint records.
 json base_config(const Checkpoint& checkpoint, const std::string& model_dir) {
-  const std::string recorded = checkpoint.attr("model_config");
+  const std::string recorded = JobRecord::read(checkpoint).model_config;
   if (model_dir.empty()) return parse_json(recorded, str(checkpoint.path(), " @model_config"));
   const fs::path path = fs::path(model_dir) / "config.json";
   const std::string text = read_text_file(path);
@@ -68,47 +69,9 @@ Tensor exact_tensor(const MatrixF& values, Shape shape, DType dtype) {
   return Tensor::from_f32(values.values(), std::move(shape), DType::F32);
 }
 
-struct JobSettings {
-  int bits = 4;
-  std::int64_t group_size = -1;
-  bool sym = false;
-  bool act_order = false;
-  bool static_groups = false;
-  bool true_sequential = true;
-  double damp_percent = 0.01;
-};
-
-JobSettings job_settings(const Checkpoint& checkpoint) {
-  const std::string where = str(checkpoint.path().string(), " @job_config");
-  const json j = parse_json(checkpoint.attr("job_config"), where);
-  // Every setting the quantization config states must be recorded: never a silent default.
-  const auto field = [&](const char* key) -> const json& {
-    require(j.is_object() && j.contains(key), where, ": missing '", key, "'");
-    return j.at(key);
-  };
-  const auto boolean = [&](const char* key) {
-    require(field(key).is_boolean(), where, ": '", key, "' must be true or false");
-    return field(key).get<bool>();
-  };
-  const auto integer = [&](const char* key) {
-    require(field(key).is_number_integer(), where, ": '", key, "' must be an integer");
-    return field(key).get<std::int64_t>();
-  };
-  JobSettings s;
-  s.bits = static_cast<int>(integer("bits"));
-  s.group_size = integer("group_size");
-  s.sym = boolean("sym");
-  s.act_order = boolean("act_order");
-  s.static_groups = boolean("static_groups");
-  s.true_sequential = boolean("true_sequential");
-  require(field("damp_percent").is_number(), where, ": 'damp_percent' must be a number");
-  s.damp_percent = field("damp_percent").get<double>();
-  return s;
-}
-
 // The checks a client relies on without re-deriving them: one bit width and group size for all
 // modules, sym zeros at 2^(bits-1), and g_idx = c / group_size unless desc_act.
-void check_module(const QuantizedWeight& w, const JobSettings& s, const std::string& name) {
+void check_module(const QuantizedWeight& w, const RecordedSettings& s, const std::string& name) {
   require(w.bits == s.bits && w.group_size == s.group_size, name, ": ", w.bits, "-bit group ",
           w.group_size, " differs from the job's ", s.bits, "-bit group ", s.group_size);
   if (s.sym) {
@@ -117,11 +80,10 @@ void check_module(const QuantizedWeight& w, const JobSettings& s, const std::str
       require(z == mid, name, ": the job is symmetric but a zero point is ", z, ", not ", mid);
   }
   if (!s.act_order) {
-    for (std::int64_t c = 0; c < w.cols(); ++c) {
-      const std::int64_t expected = w.group_size > 0 ? c / w.group_size : 0;
-      require(w.g_idx[static_cast<std::size_t>(c)] == expected, name, ": g_idx[", c, "] is ",
-              w.g_idx[static_cast<std::size_t>(c)], " without act_order (expected ", expected, ")");
-    }
+    const std::vector<std::int32_t> expected = sequential_g_idx(w.cols(), w.group_size);
+    for (std::size_t c = 0; c < expected.size(); ++c)
+      require(w.g_idx[c] == expected[c], name, ": g_idx[", c, "] is ", w.g_idx[c],
+              " without act_order (expected ", expected[c], ")");
   }
 }
 
@@ -140,7 +102,10 @@ std::string layer_list(const std::set<std::int64_t>& layers) {
 class Exporter {
  public:
   Exporter(const ExportOptions& o, std::ostream& log)
-      : o_(o), log_(log), checkpoint_(o.checkpoint), job_(job_settings(checkpoint_)) {}
+      : o_(o),
+        log_(log),
+        checkpoint_(o.checkpoint),
+        job_(JobRecord::read(checkpoint_).settings(checkpoint_.path())) {}
 
   ExportSummary run() {
     const ModelConfig& config = checkpoint_.model_config();
@@ -270,7 +235,7 @@ class Exporter {
   const ExportOptions& o_;
   std::ostream& log_;
   Checkpoint checkpoint_;
-  JobSettings job_;
+  RecordedSettings job_;
   std::map<std::pair<Linear, std::string>, std::set<std::int64_t>> excluded_;
   std::vector<ExcludedModule> settings_excluded_;
   ExportSummary summary_;

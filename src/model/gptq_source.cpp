@@ -10,8 +10,6 @@
 namespace qshard {
 namespace {
 
-std::int64_t words_for(std::int64_t values, int bits) { return (values * bits + 31) / 32; }
-
 // The tensor `name` of `model`, required to have `dtype` and `shape`.
 TensorView checked_view(const SafetensorsModel& model, const std::string& name, DType dtype,
                         const Shape& shape, const std::string& why) {
@@ -94,9 +92,9 @@ QuantizedWeight read_gptq_module(const SafetensorsModel& model, const GptqConfig
   const std::string layout = str(out, " x ", in, " features, ", s.bits, "-bit, group size ",
                                  s.group_size, " (", groups, " groups)");
   const TensorView qweight =
-      checked_view(model, prefix + ".qweight", DType::I32, {words_for(in, s.bits), out}, layout);
-  const TensorView qzeros =
-      checked_view(model, prefix + ".qzeros", DType::I32, {groups, words_for(out, s.bits)}, layout);
+      checked_view(model, prefix + ".qweight", DType::I32, {packed_words(in, s.bits), out}, layout);
+  const TensorView qzeros = checked_view(model, prefix + ".qzeros", DType::I32,
+                                         {groups, packed_words(out, s.bits)}, layout);
   const std::string scales_name = prefix + ".scales";
   require(model.contains(scales_name), model.directory(), ": tensor '", scales_name,
           "' is missing (", layout, ")");
@@ -107,7 +105,7 @@ QuantizedWeight read_gptq_module(const SafetensorsModel& model, const GptqConfig
           "' has shape ", shape_string(scales.shape), ", expected ", shape_string({groups, out}),
           " (", layout, ")");
 
-  QuantizedWeight w;
+  QuantizedWeight w;  // filled from the unpacked tensors (QuantizedWeight::allocate's fields)
   w.bits = s.bits;
   w.group_size = s.group_size;
   w.codes = unpack_qweight(int_matrix(qweight), s.bits, out, in);
@@ -124,8 +122,7 @@ QuantizedWeight read_gptq_module(const SafetensorsModel& model, const GptqConfig
     w.g_idx.resize(static_cast<std::size_t>(in));
     if (in > 0) std::memcpy(w.g_idx.data(), g_idx.bytes.data(), g_idx.bytes.size());
   } else {
-    for (std::int64_t c = 0; c < in; ++c)
-      w.g_idx.push_back(static_cast<std::int32_t>(s.group_size > 0 ? c / s.group_size : 0));
+    w.g_idx = sequential_g_idx(in, s.group_size);
   }
   for (std::int64_t c = 0; c < in; ++c) {
     const std::int32_t g = w.g_idx[static_cast<std::size_t>(c)];

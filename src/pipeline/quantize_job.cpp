@@ -24,6 +24,7 @@
 #include "qshard/core/watchdog.hpp"
 #include "qshard/dist/watched_communicator.hpp"
 #include "qshard/io/checkpoint.hpp"
+#include "qshard/io/job_record.hpp"
 #include "qshard/model/causal_lm.hpp"
 #include "qshard/model/synthetic_source.hpp"
 #include "qshard/pipeline/calibration.hpp"
@@ -94,12 +95,6 @@ void check_output_is_safe(const JobOptions& o) {
           " exists: give --force to replace it (the old file stays until the new checkpoint is "
           "complete)");
   require(!fs::is_directory(out), "--out ", o.out, " is a directory");
-}
-
-std::string hex64(std::uint64_t v) {
-  std::ostringstream out;
-  out << std::hex << std::setw(16) << std::setfill('0') << v;
-  return out.str();
 }
 
 // FNV-1a of the first `limit` bytes of a file (for fingerprints of inputs).
@@ -313,24 +308,25 @@ void write_checkpoint(const JobOptions& o, const WeightSource& source, const Tok
   payload +=
       (tensors * config.vocab_size + 1) * config.hidden_size * dtype_size(config.torch_dtype);
   CheckpointWriter writer(o.out, payload);
-  const h5::Group root = writer.root();
-  root.set_attr("qshard_version", std::string(kVersion));
-  root.set_attr("git_commit", std::string(kGitCommit));
-  root.set_attr("command_line", command_line);
-  root.set_attr("job_config", o.to_json());
-  root.set_attr("model_config", to_json(config));
-  root.set_attr("model_source", source.describe());
-  root.set_attr("ranks", static_cast<std::int64_t>(comm.size()));
-  root.set_attr("backend", backend.name());
-  root.set_attr("calibration_seed", static_cast<std::int64_t>(o.seed));
-  root.set_attr("calibration_hash", hex64(hash_tokens(calib)));
-  root.set_attr("calibration_samples", calib.rows);
-  root.set_attr("calibration_seq_len", calib.cols);
-  root.set_attr("created_utc", utc_now());
-  root.set_attr("seconds", seconds);
-  root.set_attr("layers", config.num_hidden_layers);
-  root.set_attr("objective_gptq", std::span<const double>(layer_gptq));
-  root.set_attr("objective_rtn", std::span<const double>(layer_rtn));
+  JobRecord record;
+  record.qshard_version = kVersion;
+  record.git_commit = kGitCommit;
+  record.command_line = command_line;
+  record.job_config = o.to_json();
+  record.model_config = to_json(config);
+  record.model_source = source.describe();
+  record.ranks = comm.size();
+  record.backend = backend.name();
+  record.calibration_seed = static_cast<std::int64_t>(o.seed);
+  record.calibration_hash = hex64(hash_tokens(calib));
+  record.calibration_samples = calib.rows;
+  record.calibration_seq_len = calib.cols;
+  record.created_utc = utc_now();
+  record.seconds = seconds;
+  record.layers = config.num_hidden_layers;
+  record.objective_gptq = layer_gptq;
+  record.objective_rtn = layer_rtn;
+  record.write(writer.root());
   for (std::int64_t l = 0; l < config.num_hidden_layers; ++l)
     writer.add_layer_file(layer_file(o, l), l);
   const DType dtype = config.torch_dtype;

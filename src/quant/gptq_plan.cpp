@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "qshard/core/error.hpp"
+#include "qshard/quant/quantized_weight.hpp"
 #include "qshard/quant/quantizer.hpp"
 
 namespace qshard {
@@ -85,7 +86,7 @@ HessianFactor factorize_hessian(const MatrixD& hessian, const GptqOptions& optio
 GroupPlan plan_groups(const Factorization& f, const GptqOptions& options) {
   const std::int64_t n = f.columns;
   GroupPlan plan;
-  plan.group_size = options.quant.group_size > 0 ? options.quant.group_size : n;
+  plan.group_size = group_width(n, options.quant.group_size);
   plan.groups = group_count(n, options.quant.group_size);
   plan.precomputed = options.static_groups || options.quant.group_size <= 0;
   plan.group_of_position.resize(static_cast<std::size_t>(n));

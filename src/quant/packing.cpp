@@ -11,8 +11,6 @@
 namespace qshard {
 namespace {
 
-std::int64_t words_for(std::int64_t values, int bits) { return (values * bits + 31) / 32; }
-
 void check_bits(int bits) {
   require(bits >= 1 && bits <= 8, "packing: unsupported bit width ", bits);
 }
@@ -46,6 +44,8 @@ std::uint32_t get(const Matrix<std::int32_t>& packed, std::int64_t column, std::
 
 }  // namespace
 
+std::int64_t packed_words(std::int64_t values, int bits) { return (values * bits + 31) / 32; }
+
 // Output columns in blocks of 64 (one block per task): each column's codes are one contiguous
 // bit stream, built in a local buffer and stored into its column of the packed words; a block's
 // stores share cache lines. Pure data movement, so any thread count gives the same words.
@@ -57,7 +57,7 @@ int packing_threads() {
 
 Matrix<std::int32_t> pack_qweight(const Matrix<std::uint8_t>& codes, int bits) {
   check_bits(bits);
-  const std::int64_t out = codes.rows(), in = codes.cols(), words = words_for(in, bits);
+  const std::int64_t out = codes.rows(), in = codes.cols(), words = packed_words(in, bits);
   Matrix<std::int32_t> packed(words, out, 0);
   const std::uint32_t mask = (1u << bits) - 1u;
   const auto blocks = static_cast<std::size_t>((out + kColumnBlock - 1) / kColumnBlock);
@@ -86,7 +86,7 @@ Matrix<std::int32_t> pack_qweight(const Matrix<std::uint8_t>& codes, int bits) {
 Matrix<std::uint8_t> unpack_qweight(const Matrix<std::int32_t>& packed, int bits, std::int64_t rows,
                                     std::int64_t cols) {
   check_bits(bits);
-  require(packed.rows() == words_for(cols, bits) && packed.cols() == rows,
+  require(packed.rows() == packed_words(cols, bits) && packed.cols() == rows,
           "unpack_qweight: packed shape [", packed.rows(), ", ", packed.cols(), "] does not hold ",
           rows, " x ", cols, " codes of ", bits, " bits");
   Matrix<std::uint8_t> codes(rows, cols);
@@ -104,7 +104,7 @@ Matrix<std::int32_t> pack_qzeros(const Matrix<std::int32_t>& zeros, int bits, in
   check_bits(bits);
   const std::int64_t out = zeros.rows(), groups = zeros.cols();
   // Transposed layout: [groups, words over out]; pack each group's row of zeros as a stream.
-  Matrix<std::int32_t> packed_t(words_for(out, bits), groups, 0);
+  Matrix<std::int32_t> packed_t(packed_words(out, bits), groups, 0);
   const std::uint32_t mask = (1u << bits) - 1u;
   for (std::int64_t g = 0; g < groups; ++g)
     for (std::int64_t o = 0; o < out; ++o)
@@ -118,7 +118,7 @@ Matrix<std::int32_t> pack_qzeros(const Matrix<std::int32_t>& zeros, int bits, in
 Matrix<std::int32_t> unpack_qzeros(const Matrix<std::int32_t>& packed, int bits, std::int64_t rows,
                                    std::int64_t groups, int offset) {
   check_bits(bits);
-  require(packed.rows() == groups && packed.cols() == words_for(rows, bits),
+  require(packed.rows() == groups && packed.cols() == packed_words(rows, bits),
           "unpack_qzeros: packed shape [", packed.rows(), ", ", packed.cols(), "] does not hold ",
           groups, " x ", rows, " zeros of ", bits, " bits");
   Matrix<std::int32_t> packed_t(packed.cols(), groups);

@@ -7,15 +7,9 @@ namespace qshard {
 QuantizedWeight quantize_rtn(const MatrixF& weight, const QuantConfig& config) {
   config.validate();
   const std::int64_t rows = weight.rows(), cols = weight.cols();
-  const std::int64_t size = config.group_size > 0 ? config.group_size : cols;
+  const std::int64_t size = group_width(cols, config.group_size);
   const std::int64_t groups = group_count(cols, config.group_size);
-  QuantizedWeight q;
-  q.bits = config.bits;
-  q.group_size = config.group_size;
-  q.codes = Matrix<std::uint8_t>(rows, cols);
-  q.scales = MatrixF(rows, groups);
-  q.zeros = Matrix<std::int32_t>(rows, groups);
-  q.g_idx = sequential_g_idx(cols, config.group_size);
+  QuantizedWeight q = QuantizedWeight::allocate(config.bits, config.group_size, rows, cols, groups);
   for (std::int64_t r = 0; r < rows; ++r) {
     const std::span<const float> row = weight.row(r);
     for (std::int64_t g = 0; g < groups; ++g) {

@@ -7,8 +7,10 @@
 #include <sstream>
 
 #include "qshard/core/error.hpp"
+#include "qshard/core/fnv1a.hpp"
 #include "qshard/eval/metrics.hpp"
 #include "qshard/io/checkpoint.hpp"
+#include "qshard/io/job_record.hpp"
 #include "qshard/io/tokens.hpp"
 #include "qshard/model/causal_lm.hpp"
 #include "qshard/model/checkpoint_source.hpp"
@@ -25,12 +27,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-std::string hex64(std::uint64_t value) {
-  std::ostringstream out;
-  out << std::hex << std::setw(16) << std::setfill('0') << value;
-  return out.str();
 }
 
 // "32" → 32, "0.01" → 0.01, "gptq" → "gptq": grid values typed as they read.
@@ -109,10 +105,9 @@ nlohmann::json evaluate_point(const SweepSpec& spec, const SweepPoint& point,
                               const LayerRunner& runner) {
   const auto start = Clock::now();
   const Checkpoint stored(checkpoint);
-  const h5::Group root = stored.file().root();
-  const nlohmann::json job = nlohmann::json::parse(stored.attr("job_config"));
-  const std::unique_ptr<WeightSource> original =
-      open_model(job.at("model").get<std::string>(), job.at("model_seed").get<std::uint64_t>());
+  const JobRecord job = JobRecord::read(stored);
+  const RecordedSettings recorded = job.settings(checkpoint);
+  const std::unique_ptr<WeightSource> original = open_model(recorded.model, recorded.model_seed);
   const std::unique_ptr<WeightSource> quantized = open_checkpoint_model(checkpoint);
   const TokenSet tokens = eval_tokens(spec, original->config().vocab_size);
   CausalLm original_lm(*original);
@@ -129,10 +124,10 @@ nlohmann::json evaluate_point(const SweepSpec& spec, const SweepPoint& point,
   nlohmann::json settings = nlohmann::json::object();
   for (const auto& [key, value] : point.settings) settings[key] = typed_value(value);
   record["settings"] = settings;
-  record["method"] = job.at("method");
-  record["bits"] = job.at("bits");
-  record["group_size"] = job.at("group_size");
-  record["act_order"] = job.at("act_order");
+  record["method"] = recorded.method;
+  record["bits"] = recorded.bits;
+  record["group_size"] = recorded.group_size;
+  record["act_order"] = recorded.act_order;
   record["perplexity"] = comparison.model.perplexity;
   record["fp32_perplexity"] = comparison.reference.perplexity;
   record["kl"] = comparison.mean_kl;
@@ -144,14 +139,14 @@ nlohmann::json evaluate_point(const SweepSpec& spec, const SweepPoint& point,
   record["bits_per_weight"] = stats.bits_per_weight();
   record["time_s"] = quantize_seconds;
   record["eval_time_s"] = seconds_since(start);
-  record["ranks"] = root.attr_int("ranks");
-  record["backend"] = stored.attr("backend");
-  record["commit"] = stored.attr("git_commit");
-  record["seed"] = root.attr_int("calibration_seed");
-  record["calibration_hash"] = stored.attr("calibration_hash");
+  record["ranks"] = job.ranks;
+  record["backend"] = job.backend;
+  record["commit"] = job.git_commit;
+  record["seed"] = job.calibration_seed;
+  record["calibration_hash"] = job.calibration_hash;
   record["checkpoint_hash"] = hex64(hash_quantized_tensors(checkpoint));
   record["checkpoint"] = checkpoint.string();
-  record["model"] = job.at("model");
+  record["model"] = recorded.model;
   record["eval_tokens"] = spec.eval_tokens;
   record["sweep"] = spec.file.string();
   for (const char* variable : {"SLURM_ARRAY_JOB_ID", "SLURM_JOB_ID"}) {

@@ -3,7 +3,9 @@
 // content hashes (io/checkpoint_hash.hpp). Not cryptographic.
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <span>
+#include <string>
 
 namespace qshard {
 
@@ -19,5 +21,12 @@ class Fnv1a {
   static constexpr std::uint64_t kPrime = 0x100000001b3ull;
   std::uint64_t hash_ = kOffsetBasis;
 };
+
+// A 64-bit hash as it is recorded and printed: 16 lowercase hex digits.
+inline std::string hex64(std::uint64_t value) {
+  char digits[17];
+  std::snprintf(digits, sizeof digits, "%016llx", static_cast<unsigned long long>(value));
+  return digits;
+}
 
 }  // namespace qshard

@@ -104,7 +104,6 @@ class Checkpoint {
   LayerRecord layer(std::int64_t index) const;
   bool has_model_tensor(const std::string& name) const;
   MatrixF model_tensor(const std::string& name) const;  // "model.embed_tokens.weight", ...
-  std::string attr(const std::string& name) const;      // a string attribute of the root
   const h5::File& file() const { return file_; }
 
  private:

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "qshard/core/fnv1a.hpp"  // hex64: the hashes as stored
 #include "qshard/core/matrix.hpp"
 #include "qshard/io/hdf5.hpp"
 
@@ -46,8 +47,6 @@ std::uint64_t file_hash(std::int64_t layers, std::string_view model_config,
 // file_hash of an open checkpoint's root from the given module hashes.
 std::uint64_t file_hash(const h5::Group& root, std::span<const std::uint64_t> module_hashes);
 
-// The hashes as stored: 16 lowercase hex digits.
-std::string hash_text(std::uint64_t hash);
 // The stored `@content_hash` of `group`; throws naming the group when absent or malformed.
 std::uint64_t stored_hash(const h5::Group& group);
 // The stored module hashes of layers [0, layers) in file_hash order; throws naming the module

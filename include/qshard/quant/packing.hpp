@@ -7,6 +7,9 @@
 
 namespace qshard {
 
+// 32-bit words that hold `values` codes of `bits` bits each (the last one zero-padded).
+std::int64_t packed_words(std::int64_t values, int bits);
+
 // qweight: codes [rows=out, cols=in] packed along the input dimension, 32/b... values per word,
 // as GPTQ checkpoints store it: qweight[in_word, out] (int32). The bit stream of a column of
 // `in` codes is laid out little-end first: value k occupies bits [k*b, k*b + b) of the stream,

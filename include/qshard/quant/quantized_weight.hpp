@@ -19,6 +19,12 @@ struct QuantizedWeight {
   std::int64_t cols() const { return codes.cols(); }
   std::int64_t groups() const { return scales.cols(); }
 
+  // A weight of the given shape with zero codes, scales and zeros, and `g_idx` (empty: the
+  // sequential groups of sequential_g_idx). Every producer (solvers, RTN, readers) starts here.
+  static QuantizedWeight allocate(int bits, std::int64_t group_size, std::int64_t rows,
+                                  std::int64_t cols, std::int64_t groups,
+                                  std::vector<std::int32_t> g_idx = {});
+
   // W_hat[r, c] = scales[r, g] * (codes[r, c] - zeros[r, g]) with g = g_idx[c], computed in
   // double and rounded to fp32 (the same rule everywhere weights are dequantized).
   MatrixF dequantize() const;
@@ -31,6 +37,8 @@ QuantizedWeight stack_rows(const std::vector<QuantizedWeight>& parts);
 
 // Number of groups for `cols` columns: ceil(cols / group_size), or 1 when group_size is -1.
 std::int64_t group_count(std::int64_t cols, std::int64_t group_size);
+// Columns per group: group_size, or all `cols` when group_size is -1 (one group per row).
+std::int64_t group_width(std::int64_t cols, std::int64_t group_size);
 // g_idx of groups of consecutive columns (RTN, GPTQ without act_order): column c in group
 // c / group_size, every column in group 0 when group_size is -1.
 std::vector<std::int32_t> sequential_g_idx(std::int64_t cols, std::int64_t group_size);

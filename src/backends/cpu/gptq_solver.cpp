@@ -156,13 +156,8 @@ class CpuSolver final : public Solver {
                 " at (", r, ", ", c, ")");
     const GroupPlan plan = plan_groups(f, options);
 
-    QuantizedWeight q;
-    q.bits = options.quant.bits;
-    q.group_size = options.quant.group_size;
-    q.codes = Matrix<std::uint8_t>(rows, n);
-    q.scales = MatrixF(rows, plan.groups);
-    q.zeros = Matrix<std::int32_t>(rows, plan.groups);
-    q.g_idx = plan.g_idx;
+    QuantizedWeight q = QuantizedWeight::allocate(options.quant.bits, options.quant.group_size,
+                                                  rows, n, plan.groups, plan.g_idx);
     // All panels advance batch by batch, so U[i1:i2, i2:] is read from cache by every panel.
     std::vector<Panel> panels;
     for (std::int64_t r0 = 0; r0 < rows; r0 += kPanelRows) {

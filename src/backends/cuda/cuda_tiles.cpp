@@ -81,13 +81,8 @@ DeviceRows nccl_gather(NcclCommunicator& nccl, DeviceRows& mine, const TileDeal&
 
 QuantizedWeight DeviceRows::to_host() const {
   const DeviceGuard guard(device);
-  QuantizedWeight w;
-  w.bits = bits;
-  w.group_size = group_size;
-  w.codes = Matrix<std::uint8_t>(q.rows, q.columns);
-  w.scales = MatrixF(q.rows, q.groups);
-  w.zeros = Matrix<std::int32_t>(q.rows, q.groups);
-  w.g_idx = g_idx;
+  QuantizedWeight w =
+      QuantizedWeight::allocate(bits, group_size, q.rows, q.columns, q.groups, g_idx);
   const Stream stream;
   q.codes.download(w.codes.data(), w.codes.size(), stream.get());
   q.scales.download(w.scales.data(), w.scales.size(), stream.get());

@@ -404,7 +404,7 @@ DeviceQuantized CudaSolver::rtn_resident(const float* weight, std::int64_t rows,
   out.rows_padded = (rows + panel - 1) / panel * panel;
   out.columns = n;
   out.groups = group_count(n, config.group_size);
-  const std::int64_t gs = config.group_size > 0 ? config.group_size : n;
+  const std::int64_t gs = group_width(n, config.group_size);
   const auto padded = static_cast<std::size_t>(out.rows_padded);
   out.codes = DeviceBuffer<std::uint8_t>(padded * static_cast<std::size_t>(n));
   out.scales = DeviceBuffer<float>(padded * static_cast<std::size_t>(out.groups));
@@ -515,13 +515,8 @@ QuantizedWeight CudaSolver::download(const DeviceQuantized& result, const Device
   const DeviceGuard guard(s.device);
   const std::lock_guard lock(s.mutex);
   const cudaStream_t stream = s.stream.get();
-  QuantizedWeight q;
-  q.bits = qc.bits;
-  q.group_size = qc.group_size;
-  q.codes = Matrix<std::uint8_t>(rows, n);
-  q.scales = MatrixF(rows, groups);
-  q.zeros = Matrix<std::int32_t>(rows, groups);
-  q.g_idx = plan_groups(factor, options).g_idx;
+  QuantizedWeight q = QuantizedWeight::allocate(qc.bits, qc.group_size, rows, n, groups,
+                                                plan_groups(factor, options).g_idx);
   result.codes.download(q.codes.data(), q.codes.size(), stream);
   result.scales.download(q.scales.data(), q.scales.size(), stream);
   result.zeros.download(q.zeros.data(), q.zeros.size(), stream);

@@ -56,7 +56,7 @@ void write_module(const h5::Group& layer, const ModuleRecord& m, DType float_dty
     write_float(g, "weight", m.float_weight, float_dtype);
     const MatrixF weight = stored_values(m.float_weight, float_dtype);
     stored.weight = &weight;
-    g.set_attr(kContentHashAttr, hash_text(module_hash(stored)));
+    g.set_attr(kContentHashAttr, hex64(module_hash(stored)));
     return;
   }
   const QuantizedWeight& w = m.weight;
@@ -80,7 +80,7 @@ void write_module(const h5::Group& layer, const ModuleRecord& m, DType float_dty
   stored.qzeros = &qzeros;
   stored.scales = &scales;
   stored.g_idx = w.g_idx;
-  g.set_attr(kContentHashAttr, hash_text(module_hash(stored)));
+  g.set_attr(kContentHashAttr, hex64(module_hash(stored)));
 }
 
 // Refuses a module whose payload does not hash to its stored @content_hash (format 1 files have
@@ -89,7 +89,7 @@ void check_module_hash(const h5::Group& g, std::uint64_t computed) {
   if (!g.has_attr(kContentHashAttr)) return;
   const std::uint64_t stored = stored_hash(g);
   require(stored == computed, g.file(), ": module ", g.path(), ": content hash mismatch (stored ",
-          hash_text(stored), ", computed ", hash_text(computed),
+          hex64(stored), ", computed ", hex64(computed),
           "): its qweight, qzeros, scales, g_idx or other data changed after "
           "it was written; the checkpoint is corrupted");
 }

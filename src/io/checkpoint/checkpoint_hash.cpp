@@ -96,12 +96,6 @@ std::uint64_t file_hash(const h5::Group& root, std::span<const std::uint64_t> mo
   return file_hash(root.attr_int("layers"), model_config, module_hashes);
 }
 
-std::string hash_text(std::uint64_t hash) {
-  std::ostringstream out;
-  out << std::hex << std::setw(16) << std::setfill('0') << hash;
-  return out.str();
-}
-
 std::uint64_t stored_hash(const h5::Group& group) {
   const std::string where = str(group.file(), ": ", group.path());
   require(group.has_attr(kContentHashAttr), where, " has no @", kContentHashAttr);

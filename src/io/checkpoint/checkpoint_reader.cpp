@@ -64,8 +64,8 @@ Checkpoint::Checkpoint(const std::filesystem::path& path)
   }
   const std::uint64_t stored = stored_hash(root);
   const std::uint64_t computed = file_hash(root, stored_module_hashes(root, layers_));
-  require(stored == computed, path, ": file content hash mismatch (stored ", hash_text(stored),
-          ", computed ", hash_text(computed),
+  require(stored == computed, path, ": file content hash mismatch (stored ", hex64(stored),
+          ", computed ", hex64(computed),
           " from @layers, @model_config and the module hashes): the checkpoint is "
           "corrupted or was edited");
   content_hash_ = stored;
@@ -84,10 +84,6 @@ MatrixF Checkpoint::model_tensor(const std::string& name) const {
   const h5::Group model = file_.root().open_group("model");
   require(model.contains(name), path_, ": no tensor /model/", name);
   return read_float(model, name);
-}
-
-std::string Checkpoint::attr(const std::string& name) const {
-  return file_.root().attr_string(name);
 }
 
 }  // namespace qshard

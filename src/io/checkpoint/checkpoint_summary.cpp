@@ -3,7 +3,9 @@
 #include <map>
 #include <sstream>
 
+#include "qshard/core/fnv1a.hpp"
 #include "qshard/io/checkpoint.hpp"
+#include "qshard/io/job_record.hpp"
 
 namespace qshard {
 namespace {
@@ -32,20 +34,32 @@ double stored_bytes(const QuantizedWeight& w) {
 }  // namespace
 
 void print_checkpoint_summary(const Checkpoint& checkpoint, std::ostream& out) {
-  const h5::Group root = checkpoint.file().root();
+  const JobRecord job = JobRecord::read(checkpoint);
   out << "checkpoint " << checkpoint.path().string() << '\n';
-  for (const char* key : {"format", "content_hash", "qshard_version", "git_commit", "model_source",
-                          "backend", "calibration_hash", "created_utc", "command_line"}) {
-    if (root.has_attr(key))
-      out << "  " << std::left << std::setw(22) << key << root.attr_string(key) << '\n';
+  const auto line = [&](const char* key, const auto& value) {
+    out << "  " << std::left << std::setw(22) << key << value << '\n';
+  };
+  const auto text = [&](const char* key, const std::string& value) {
+    if (!value.empty()) line(key, value);
+  };
+  const auto content_hash = checkpoint.content_hash();
+  line("format_version", checkpoint.format_version());
+  if (content_hash) line("content_hash", hex64(*content_hash));
+  text("qshard_version", job.qshard_version);
+  text("git_commit", job.git_commit);
+  text("model_source", job.model_source);
+  text("backend", job.backend);
+  text("calibration_hash", job.calibration_hash);
+  text("created_utc", job.created_utc);
+  text("command_line", job.command_line);
+  if (job.ranks > 0) line("ranks", job.ranks);
+  if (job.calibration_samples > 0) {
+    line("calibration_seed", job.calibration_seed);
+    line("calibration_samples", job.calibration_samples);
+    line("calibration_seq_len", job.calibration_seq_len);
   }
-  for (const char* key : {"format_version", "ranks", "calibration_seed", "calibration_samples",
-                          "calibration_seq_len", "layers"}) {
-    if (root.has_attr(key))
-      out << "  " << std::left << std::setw(22) << key << root.attr_int(key) << '\n';
-  }
-  if (root.has_attr("seconds"))
-    out << "  " << std::left << std::setw(22) << "seconds" << root.attr_double("seconds") << '\n';
+  line("layers", checkpoint.layer_count());
+  if (job.seconds > 0) line("seconds", job.seconds);
 
   std::map<std::string, std::int64_t> settings;  // "4-bit g32 gptq" -> modules
   double quantized_weights = 0.0, quantized_bytes = 0.0, float_bytes = 0.0;

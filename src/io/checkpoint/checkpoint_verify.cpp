@@ -88,8 +88,8 @@ CheckpointVerification verify_checkpoint(const std::filesystem::path& path) {
   read_all(checkpoint.file().root(), false);
   out.hash = file_hash(checkpoint.file().root(), hashes);
   if (const auto stored = checkpoint.content_hash())
-    require(*stored == out.hash, path, ": file content hash mismatch (stored ", hash_text(*stored),
-            ", computed ", hash_text(out.hash), " from the data)");
+    require(*stored == out.hash, path, ": file content hash mismatch (stored ", hex64(*stored),
+            ", computed ", hex64(out.hash), " from the data)");
   return out;
 }
 

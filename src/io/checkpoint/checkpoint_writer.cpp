@@ -61,7 +61,7 @@ void CheckpointWriter::commit() {
     const h5::Group root = file_->root();
     const std::int64_t layers = root.attr_int("layers");
     require_layer_groups(root, layers);
-    root.set_attr(kContentHashAttr, hash_text(file_hash(root, stored_module_hashes(root, layers))));
+    root.set_attr(kContentHashAttr, hex64(file_hash(root, stored_module_hashes(root, layers))));
   }
   file_->close();
   file_.reset();

@@ -141,7 +141,9 @@ inline void write_random_checkpoint(const fs::path& path, const CheckpointSpec& 
                           {"static_groups", false},
                           {"damp_percent", 0.01},
                           {"true_sequential", true},
-                          {"method", "gptq"}};
+                          {"method", "gptq"},
+                          {"model", "synthetic:export-test"},
+                          {"model_seed", 0}};
     for (const std::string& key : s.drop_job_keys) job.erase(key);
     root.set_attr("job_config", job.dump(2));
     for (std::int64_t l = 0; l < c.num_hidden_layers; ++l) {

@@ -6,6 +6,8 @@
 #include <random>
 
 #include "qshard/core/dtype.hpp"
+#include "qshard/core/error.hpp"
+#include "qshard/quant/quantized_weight.hpp"
 #include "qshard/quant/quantizer.hpp"
 #include "qshard/quant/solver.hpp"
 
@@ -139,6 +141,36 @@ TEST(Rtn, PartialLastGroupAndGidx) {
       const std::int64_t g = col / 64;
       EXPECT_LE(std::abs(d(r, col) - w(r, col)), 0.51 * q.scales(r, g));
     }
+}
+
+}  // namespace
+}  // namespace qshard
+
+namespace qshard {
+namespace {
+
+// QuantizedWeight::allocate and the group helpers: one rule for "-1 means one group per row".
+TEST(QuantizedWeightShape, AllocateAndGroupRules) {
+  EXPECT_EQ(group_width(576, 128), 128);
+  EXPECT_EQ(group_width(576, -1), 576);
+  EXPECT_EQ(group_count(576, 128), 5);  // 4.5 groups: the last one partial
+  EXPECT_EQ(group_count(576, -1), 1);
+  const std::vector<std::int32_t> g = sequential_g_idx(5, 2);
+  EXPECT_EQ(g, (std::vector<std::int32_t>{0, 0, 1, 1, 2}));
+  EXPECT_EQ(sequential_g_idx(3, -1), (std::vector<std::int32_t>{0, 0, 0}));
+
+  const QuantizedWeight w = QuantizedWeight::allocate(3, 2, 4, 5, group_count(5, 2));
+  EXPECT_EQ(w.bits, 3);
+  EXPECT_EQ(w.group_size, 2);
+  EXPECT_EQ(w.rows(), 4);
+  EXPECT_EQ(w.cols(), 5);
+  EXPECT_EQ(w.groups(), 3);
+  EXPECT_EQ(w.zeros.rows(), 4);
+  EXPECT_EQ(w.zeros.cols(), 3);
+  EXPECT_EQ(w.g_idx, g);
+  const std::vector<std::int32_t> permuted{2, 0, 1, 0, 1};
+  EXPECT_EQ(QuantizedWeight::allocate(3, 2, 4, 5, 3, permuted).g_idx, permuted);
+  EXPECT_THROW((void)QuantizedWeight::allocate(3, 2, 4, 5, 3, {0, 1}), Error);
 }
 
 }  // namespace
