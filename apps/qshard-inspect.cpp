@@ -66,12 +66,12 @@ int main(int argc, char** argv) {
       qshard::h5::silence_library_errors();
       const std::string path = args["checkpoint"].as<std::string>();
       if (args.count("hash")) {
-        std::cout << qshard::hash_text(qshard::hash_quantized_tensors(path)) << '\n';
+        std::cout << qshard::hex64(qshard::hash_quantized_tensors(path)) << '\n';
         return 0;
       }
       if (args.count("verify")) {
         const qshard::CheckpointVerification v = qshard::verify_checkpoint(path);
-        std::cout << "verified: " << v.modules << " modules, hash " << qshard::hash_text(v.hash)
+        std::cout << "verified: " << v.modules << " modules, hash " << qshard::hex64(v.hash)
                   << (v.format_version == 1 ? " (format 1: no stored hashes to compare)" : "")
                   << '\n';
         return 0;
