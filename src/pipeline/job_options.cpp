@@ -114,6 +114,13 @@ po::options_description describe_options(JobOptions& o, Raw& raw) {
       "testing: stop (exit 3, as if killed) after this many layers");
   add("quiet", po::value(&o.quiet)->default_value(false)->implicit_value(true),
       "no progress lines");
+  add("progress",
+      po::value(&o.progress)->default_value(o.progress)->notifier([](const std::string& v) {
+        require(v == "lines" || v == "bar" || v == "none",
+                "progress: expected lines, bar or none (got '", v, "')");
+      }),
+      "rank 0's report: lines (one per layer, and a status line at least every 10 s of a long "
+      "stage), bar (redrawn in place, only when stdout is a terminal: lines otherwise) or none");
   return d;
 }
 

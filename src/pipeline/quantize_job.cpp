@@ -29,6 +29,7 @@
 #include "qshard/model/synthetic_source.hpp"
 #include "qshard/pipeline/calibration.hpp"
 #include "qshard/pipeline/layer_quantizer.hpp"
+#include "qshard/pipeline/progress.hpp"
 #include "qshard/version.hpp"
 
 namespace qshard {
@@ -234,55 +235,6 @@ std::string utc_now() {
   return text;
 }
 
-std::string format_duration(double s) {
-  std::ostringstream out;
-  out << std::fixed << std::setprecision(1);
-  if (s < 120)
-    out << s << " s";
-  else if (s < 7200)
-    out << s / 60 << " min";
-  else
-    out << s / 3600 << " h";
-  return out.str();
-}
-
-class Progress {
- public:
-  Progress(std::ostream& log, bool enabled, std::int64_t layers)
-      : log_(log), enabled_(enabled), layers_(layers), tty_(enabled && isatty(STDOUT_FILENO)) {}
-  void layer_done(std::int64_t layer, double seconds, double ratio, const LayerTimings& t,
-                  double elapsed, std::int64_t done_in_run, std::int64_t remaining) {
-    if (!enabled_) return;
-    const double eta = done_in_run > 0 ? elapsed / static_cast<double>(done_in_run) *
-                                             static_cast<double>(remaining)
-                                       : 0.0;
-    if (tty_) log_ << "\r\033[K";
-    log_ << "layer " << std::setw(4) << layer + 1 << "/" << layers_ << "  " << std::fixed
-         << std::setprecision(2) << std::setw(7) << seconds << " s  gptq/rtn "
-         << std::setprecision(3) << ratio << "  [load " << std::setprecision(2) << t.load << " fwd "
-         << t.forward << " hess " << t.hessian << " reduce " << t.reduce << " factor " << t.factor
-         << " solve " << t.solve << " exchange " << t.exchange << " write " << t.write
-         << " release " << t.release << "; ahead: read " << t.ahead_read << " upload "
-         << t.ahead_upload << "]  eta " << format_duration(eta) << '\n';
-    if (tty_) {
-      const std::int64_t filled = (layer + 1) * 40 / layers_;
-      log_ << '[' << std::string(static_cast<std::size_t>(filled), '#')
-           << std::string(static_cast<std::size_t>(40 - filled), '.') << "] " << layer + 1 << '/'
-           << layers_ << std::flush;
-    }
-    log_.flush();
-  }
-  void finish() {
-    if (tty_) log_ << "\r\033[K" << std::flush;
-  }
-
- private:
-  std::ostream& log_;
-  bool enabled_;
-  std::int64_t layers_;
-  bool tty_;
-};
-
 void replace_linears(LayerWeights& weights, const LayerRecord& record) {
   for (const ModuleRecord& m : record.modules)
     weights[m.linear] = m.method == "none" ? m.float_weight : m.weight.dequantize();
@@ -353,6 +305,322 @@ void write_checkpoint(const JobOptions& o, const WeightSource& source, const Tok
   std::_Exit(1);  // not reached
 }
 
+// What every step of the job reads: the options, the ranks, the backend, the model and progress.
+struct JobContext {
+  const JobOptions& options;
+  Communicator& comm;  // watched for stalls when the collectives are on the host
+  WatchedCommunicator& watched;
+  const Backend& backend;
+  const WeightSource& source;
+  const ModelConfig& config;
+  const RotaryTable& rope;
+  JobProgress& progress;
+};
+
+bool synthetic(const JobOptions& o) { return o.model.rfind("synthetic:", 0) == 0; }
+
+// "gptq 4-bit, group 32, ..." with the solver's settings, or "rtn 4-bit, group 32, asym" with
+// only those round-to-nearest uses.
+std::string describe_method(const JobOptions& o) {
+  if (o.method == "gptq") return "gptq " + describe(o.gptq);
+  const QuantConfig& q = o.gptq.quant;
+  return str("rtn ", q.bits, "-bit, group ", q.group_size, q.sym ? ", sym" : ", asym",
+             q.mse ? ", mse" : "");
+}
+
+struct JobInputs {
+  std::unique_ptr<WeightSource> source;
+  TokenSet calib;
+};
+
+// Opens the model and reads (or draws) the calibration tokens on every rank; a failure on any
+// rank ends the job on all of them.
+JobInputs open_inputs(const JobOptions& o, Communicator& comm, JobProgress& progress) {
+  progress.line(str("qshard-quantize: opening ", o.model, " and the calibration tokens (",
+                    o.calib.empty() ? "random ids" : o.calib, ")"));
+  progress.begin("opening the model and the calibration tokens", "", 0, 0);
+  JobInputs inputs;
+  std::string error;
+  try {
+    // An HF directory is validated whole here, before OUT.parts exists and any layer computes.
+    inputs.source =
+        open_model(o.model, o.model_seed, {.allow_extra_tensors = o.allow_extra_tensors});
+    inputs.calib = load_calibration(o, inputs.source->config());
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  if (comm.any(!error.empty()))
+    throw CollectiveError(error.empty() ? "another rank failed to set up the job" : error);
+  return inputs;
+}
+
+void print_header(const JobContext& job, std::int64_t done) {
+  const JobOptions& o = job.options;
+  const std::int64_t layers = job.config.num_hidden_layers;
+  job.progress.line(str("qshard-quantize: ", job.source.describe(), ", ", layers, " layers (0..",
+                        layers - 1, "), ", job.comm.size(), " rank(s), backend ",
+                        job.backend.name(), ", ", describe_method(o), ", ", o.samples, " x ",
+                        o.seq_len, " calibration tokens"));
+  if (o.method == "gptq")
+    job.progress.line(
+        "  gptq/rtn: a layer's GPTQ objective tr((W-Q) H (W-Q)^T) over round-to-nearest's on the "
+        "same Hessian H; lower is better, 1 is no gain");
+  if (done > 0)
+    job.progress.line(
+        str("resuming after ", done, " completed layer(s) from ", parts_dir(o).string()));
+}
+
+// This rank's calibration units embedded, kept where the backend computes (the GPU's memory for
+// CUDA) from here to the last layer.
+std::unique_ptr<UnitStore> embed_calibration(const JobContext& job, const TokenSet& calib) {
+  const JobOptions& o = job.options;
+  const std::string table =
+      str("the embedding table (", job.config.vocab_size, " x ", job.config.hidden_size, ")");
+  const std::string how = synthetic(o) ? "generating " : "reading ";
+  job.progress.line(str("qshard-quantize: ", how, table, ", then embedding each rank's units"));
+  job.progress.begin(how + table, "", 0, 0);
+  const MatrixF embedding = job.source.load(std::string(kEmbedName));
+  const std::int64_t units = unit_count(o.samples, o.batch_samples);
+  const UnitRange mine = units_of_rank(units, job.comm.rank(), job.comm.size());
+  job.progress.begin("embedding rank 0's calibration units", "units", mine.last - mine.first, 0);
+  std::vector<MatrixF> embedded;
+  for (std::int64_t u = mine.first; u < mine.last; ++u) {
+    const std::int64_t begin = u * o.batch_samples,
+                       end = std::min(o.samples, begin + o.batch_samples);
+    embedded.push_back(embed_tokens(embedding, calib.rows_span(begin, end)));
+    job.progress.advance(u - mine.first + 1);
+  }
+  return job.backend.store_units(job.config, std::move(embedded));
+}
+
+// Resume: replays the completed layers' quantized weights to rebuild this rank's inputs.
+std::unique_ptr<UnitStore> replay_completed(const JobContext& job, std::int64_t done,
+                                            std::unique_ptr<UnitStore> hidden) {
+  const JobOptions& o = job.options;
+  job.progress.begin("replaying the completed layers", "layers", done, 0);
+  for (std::int64_t l = 0; l < done; ++l) {
+    LayerWeights weights = LayerWeights::load(job.source, l);
+    const h5::File part = h5::File::open_read(layer_file(o, l));
+    replace_linears(weights, read_layer(part, l));
+    hidden = forward_units(job.config, job.backend, weights, job.rope, *hidden, o.seq_len);
+    job.progress.advance(l + 1);
+  }
+  return hidden;
+}
+
+// A layer read (or generated) and prepared where the backend computes, ahead of its turn.
+struct LoadedLayer {
+  std::unique_ptr<LayerWeights> weights;  // at a fixed address: the resident layer reads it
+  std::unique_ptr<ResidentLayer> resident;
+  double read_seconds = 0.0, upload_seconds = 0.0;
+};
+
+// The layer loop's two I/O threads, working while the current layer computes: the loader reads (or
+// generates) the next layer's weights and prepares them where the backend computes (the upload to
+// the GPU); the writer brings rank 0's finished layer to the host and writes its file. Only the
+// writer uses HDF5 (the job's weights come from safetensors or are generated), in submission order.
+class LayerIo {
+ public:
+  explicit LayerIo(const JobContext& job) : job_(job) {}
+
+  void load_ahead(std::int64_t l) {
+    upcoming_ = loader_.submit([&source = job_.source, &backend = job_.backend,
+                                &config = job_.config, &rope = job_.rope, l] {
+      LoadedLayer loaded;
+      {
+        const ScopedTimer timer(loaded.read_seconds);
+        loaded.weights = std::make_unique<LayerWeights>(LayerWeights::load(source, l));
+      }
+      {
+        const ScopedTimer timer(loaded.upload_seconds);
+        loaded.resident = backend.load_layer(config, *loaded.weights, rope);
+      }
+      return loaded;
+    });
+  }
+  LoadedLayer take() { return upcoming_.get(); }
+
+  // Rank 0: hands the layer to the writer once the previous layer's file is written.
+  void write(std::int64_t l, LayerRecord record, QuantizedModules quantized) {
+    written_ = writer_.submit([path = layer_file(job_.options, l), record = std::move(record),
+                               quantized = std::move(quantized),
+                               dtype = job_.config.torch_dtype]() mutable {
+      for (std::size_t m = 0; m < quantized.size(); ++m)
+        if (quantized[m]) record.modules[m].weight = quantized[m]->to_host();
+      quantized.clear();  // the device copies go as soon as they are on the host
+      write_layer_file(path, record, dtype);
+    });
+  }
+  void wait_written() {
+    if (written_.valid()) written_.get();
+  }
+
+ private:
+  const JobContext& job_;
+  SerialWorker loader_{SerialWorker::Priority::Background};
+  SerialWorker writer_{SerialWorker::Priority::Background};
+  std::future<LoadedLayer> upcoming_;
+  std::future<void> written_;  // the previous layer's file
+};
+
+// Each layer's summed module objectives (GPTQ and round-to-nearest), in layer order.
+struct Objectives {
+  std::vector<double> gptq, rtn;
+
+  explicit Objectives(std::int64_t layers)
+      : gptq(static_cast<std::size_t>(layers), 0.0), rtn(static_cast<std::size_t>(layers), 0.0) {}
+  void add(std::int64_t l, const std::vector<ModuleRecord>& modules) {
+    for (const ModuleRecord& m : modules) {
+      if (m.method == "none") continue;
+      gptq[static_cast<std::size_t>(l)] += m.objective_gptq;
+      rtn[static_cast<std::size_t>(l)] += m.objective_rtn;
+    }
+  }
+  double ratio(std::int64_t l) const {
+    const auto i = static_cast<std::size_t>(l);
+    return rtn[i] > 0 ? gptq[i] / rtn[i] : 1.0;
+  }
+};
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Quantizes one layer with the record rank 0 writes; errors name the layer.
+LayerRecord quantize_loaded(const JobContext& job, std::int64_t l, LoadedLayer& loaded,
+                            const UnitStore& hidden, LayerTimings& timings,
+                            std::unique_ptr<UnitStore>& next, QuantizedModules& quantized) {
+  const LayerContext context{job.config, job.options,        job.backend,  job.comm,
+                             job.rope,   job.comm.is_root(), &job.progress};
+  LayerRecord record;
+  record.index = l;
+  record.input_norm = loaded.weights->input_norm;
+  record.post_norm = loaded.weights->post_norm;
+  job.watched.set_layer(l);
+  try {
+    record.modules = quantize_layer(context, *loaded.weights, *loaded.resident, hidden, timings,
+                                    &next, job.comm.is_root() ? &quantized : nullptr);
+  } catch (const CollectiveError& e) {
+    throw CollectiveError(str("layer ", l, ": ", e.what()));
+  } catch (const Error& e) {
+    throw Error(str("layer ", l, ": ", e.what()));
+  }
+  return record;
+}
+
+// One layer of the loop: wait for its weights (loading the next behind it), quantize it, free it,
+// hand it to the writer (rank 0), and report it. Its stages' seconds add up to its wall time with
+// `other`, the bookkeeping in between.
+void run_layer(const JobContext& job, LayerIo& io, std::int64_t l,
+               std::unique_ptr<UnitStore>& hidden, Objectives& objectives, LayerSummary& summary) {
+  const std::int64_t layers = job.config.num_hidden_layers;
+  const auto layer_start = Clock::now();
+  job.progress.start_layer(l);
+  job.progress.begin(str("waiting for the layer's weights (",
+                         synthetic(job.options) ? "generated" : "read", " ahead)"),
+                     "", 0, 0);
+  LayerTimings& timings = summary.timings;
+  LoadedLayer loaded = io.take();
+  if (l + 1 < layers) io.load_ahead(l + 1);
+  timings.load = seconds_since(layer_start);
+  timings.ahead_read = loaded.read_seconds;
+  timings.ahead_upload = loaded.upload_seconds;
+  std::unique_ptr<UnitStore> next;
+  QuantizedModules quantized;  // rank 0: brought to the host by the writer
+  LayerRecord record = quantize_loaded(job, l, loaded, *hidden, timings, next, quantized);
+  job.progress.begin("freeing the layer", "", 0, 0);
+  {
+    const ScopedTimer timer(timings.release);
+    loaded.resident.reset();
+    hidden = std::move(next);
+  }
+  objectives.add(l, record.modules);
+  if (job.comm.is_root()) {
+    job.progress.begin("waiting for the previous layer's file", "", 0, 0);
+    const auto write_start = Clock::now();
+    io.wait_written();
+    record.seconds = std::chrono::duration<double>(write_start - layer_start).count();
+    io.write(l, std::move(record), std::move(quantized));
+    timings.write = seconds_since(write_start);
+  }
+  summary.index = l;
+  summary.seconds = seconds_since(layer_start);
+  summary.gptq = job.options.method == "gptq";
+  summary.ratio = objectives.ratio(l);
+}
+
+// Rank 0: the objectives of resumed layers, from their files.
+void add_resumed_objectives(const JobOptions& o, std::int64_t done, Objectives& objectives) {
+  for (std::int64_t l = 0; l < done; ++l) {
+    const h5::File part = h5::File::open_read(layer_file(o, l));
+    objectives.add(l, read_layer(part, l).modules);
+  }
+}
+
+// The layer loop from the first layer not done; false when stopped by stop_after_layers.
+bool run_layers(const JobContext& job, std::int64_t done, std::unique_ptr<UnitStore> hidden,
+                Objectives& objectives) {
+  const JobOptions& o = job.options;
+  const std::int64_t layers = job.config.num_hidden_layers;
+  LayerIo io(job);
+  if (done < layers) io.load_ahead(done);
+  const auto loop_start = Clock::now();
+  for (std::int64_t l = done; l < layers; ++l) {
+    LayerSummary summary;
+    run_layer(job, io, l, hidden, objectives, summary);
+    summary.eta = seconds_since(loop_start) / static_cast<double>(l - done + 1) *
+                  static_cast<double>(layers - l - 1);
+    job.progress.layer_done(summary);
+    if (o.stop_after_layers >= 0 && l + 1 >= o.stop_after_layers && l + 1 < layers) {
+      io.wait_written();
+      job.comm.barrier();  // every finished layer's file exists before any rank leaves
+      job.progress.finish();
+      job.progress.line(str("stopped after ", l + 1, " layers (stop_after_layers)"));
+      return false;
+    }
+  }
+  io.wait_written();
+  job.progress.finish();
+  return true;
+}
+
+// Rank 0 assembles the checkpoint from the layer files and removes them; a failure reaches every
+// rank. Unwatched: assembling a large checkpoint may take longer than any collective timeout.
+void assemble_checkpoint(const JobContext& job, Communicator& job_comm, const TokenSet& calib,
+                         const std::string& command_line, double seconds,
+                         const Objectives& objectives) {
+  job.progress.begin("writing the checkpoint", "", 0, 0);
+  std::string error;
+  if (job.comm.is_root()) {
+    try {
+      write_checkpoint(job.options, job.source, calib, job.comm, job.backend, command_line, seconds,
+                       objectives.gptq, objectives.rtn);
+      fs::remove_all(parts_dir(job.options));
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  }
+  if (job_comm.any(!error.empty()))
+    throw CollectiveError(error.empty() ? "rank 0 failed to write the checkpoint" : error);
+}
+
+// Seconds of the job's three parts, for its last line.
+struct JobSeconds {
+  double setup = 0.0, layers = 0.0, checkpoint = 0.0;
+};
+
+void print_summary(const JobContext& job, const JobResult& result, const JobSeconds& s) {
+  std::ostringstream line;
+  line << "wrote " << job.options.out << " in " << format_duration(result.seconds + s.checkpoint)
+       << " (setup " << format_duration(s.setup) << ", layers " << format_duration(s.layers)
+       << ", checkpoint " << format_duration(s.checkpoint) << ")";
+  if (job.options.method == "gptq")
+    line << "; objective gptq/rtn " << std::setprecision(4)
+         << (result.objective_rtn > 0 ? result.objective_gptq / result.objective_rtn : 1.0);
+  line << "; peak host memory " << std::setprecision(3) << peak_rss_gib() << " GiB (rank 0)";
+  job.progress.line(line.str());
+}
+
 }  // namespace
 
 JobResult run_quantize_job(const JobOptions& o, Communicator& job_comm, const Backend& backend,
@@ -367,204 +635,39 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& job_comm, const Ba
                     });
   WatchedCommunicator watched(job_comm, watchdog);
   Communicator& comm = host_collectives ? watched : job_comm;
-  std::unique_ptr<WeightSource> source;
-  TokenSet calib;
-  std::string setup_error;
-  try {
-    // An HF directory is validated whole here, before OUT.parts exists and any layer computes.
-    source = open_model(o.model, o.model_seed, {.allow_extra_tensors = o.allow_extra_tensors});
-    calib = load_calibration(o, source->config());
-  } catch (const std::exception& e) {
-    setup_error = e.what();
-  }
-  if (comm.any(!setup_error.empty())) {
-    throw CollectiveError(setup_error.empty() ? "another rank failed to set up the job"
-                                              : setup_error);
-  }
-  const ModelConfig& config = source->config();
-  const std::int64_t layers = config.num_hidden_layers;
+  JobProgress progress(log, job_comm.is_root()
+                                ? progress_mode(o.progress, o.quiet, isatty(STDOUT_FILENO))
+                                : ProgressMode::None);
+  const Heartbeat heartbeat(progress);
+  const JobInputs inputs = open_inputs(o, comm, progress);
+  const ModelConfig& config = inputs.source->config();
+  progress.set_layers(config.num_hidden_layers);
   std::optional<FileLock> lock;  // rank 0 holds OUT.parts/lock for the job's lifetime
-  const std::int64_t done = prepare_parts(o, calib, comm, layers, lock);
-
-  const std::int64_t units = unit_count(o.samples, o.batch_samples);
-  const UnitRange mine = units_of_rank(units, comm.rank(), comm.size());
+  const std::int64_t done = prepare_parts(o, inputs.calib, comm, config.num_hidden_layers, lock);
   const RotaryTable rope(config, o.seq_len);
-  const MatrixF embedding = source->load(std::string(kEmbedName));
-  std::unique_ptr<UnitStore> hidden;
-  {
-    std::vector<MatrixF> units;
-    for (std::int64_t u = mine.first; u < mine.last; ++u) {
-      const std::int64_t begin = u * o.batch_samples,
-                         end = std::min(o.samples, begin + o.batch_samples);
-      units.push_back(embed_tokens(embedding, calib.rows_span(begin, end)));
-    }
-    // Kept where the backend computes (the GPU's memory for CUDA) from here to the last layer.
-    hidden = backend.store_units(config, std::move(units));
-  }
-  if (comm.is_root() && !o.quiet) {
-    log << "qshard-quantize: " << source->describe() << ", " << layers << " layers, " << comm.size()
-        << " rank(s), backend " << backend.name() << ", " << o.method << " " << describe(o.gptq)
-        << ", " << o.samples << " x " << o.seq_len << " calibration tokens\n";
-    if (done > 0)
-      log << "resuming after " << done << " completed layer(s) from " << parts_dir(o) << '\n';
-  }
+  const JobContext job{o, comm, watched, backend, *inputs.source, config, rope, progress};
+  print_header(job, done);
+  std::unique_ptr<UnitStore> hidden =
+      replay_completed(job, done, embed_calibration(job, inputs.calib));
 
-  // Resume: replay the completed layers' quantized weights to rebuild this rank's inputs.
-  for (std::int64_t l = 0; l < done; ++l) {
-    LayerWeights weights = LayerWeights::load(*source, l);
-    const h5::File part = h5::File::open_read(layer_file(o, l));
-    replace_linears(weights, read_layer(part, l));
-    hidden = forward_units(config, backend, weights, rope, *hidden, o.seq_len);
-  }
-
-  Progress progress(log, comm.is_root() && !o.quiet, layers);
-  JobResult result;
-  std::vector<double> layer_gptq(static_cast<std::size_t>(layers), 0.0);
-  std::vector<double> layer_rtn(static_cast<std::size_t>(layers), 0.0);
-  // Two I/O threads work while the current layer computes: the loader reads (or generates) the
-  // next layer's weights and prepares them where the backend computes (the upload to the GPU);
-  // the writer brings rank 0's finished layer to the host and writes its file. Only the writer
-  // uses HDF5 (the job's weights come from safetensors or are generated), in submission order.
-  SerialWorker loader(SerialWorker::Priority::Background);
-  SerialWorker writer(SerialWorker::Priority::Background);
-  struct LoadedLayer {
-    std::unique_ptr<LayerWeights> weights;  // at a fixed address: the resident layer reads it
-    std::unique_ptr<ResidentLayer> resident;
-    double read_seconds = 0.0, upload_seconds = 0.0;
-  };
-  const auto load_ahead = [&](std::int64_t l) {
-    return loader.submit([&source = *source, &backend, &config, &rope, l] {
-      LoadedLayer loaded;
-      {
-        const ScopedTimer timer(loaded.read_seconds);
-        loaded.weights = std::make_unique<LayerWeights>(LayerWeights::load(source, l));
-      }
-      {
-        const ScopedTimer timer(loaded.upload_seconds);
-        loaded.resident = backend.load_layer(config, *loaded.weights, rope);
-      }
-      return loaded;
-    });
-  };
-  std::future<LoadedLayer> upcoming;
-  if (done < layers) upcoming = load_ahead(done);
-  std::future<void> written;  // the previous layer's file
-  const auto wait_written = [&written] {
-    if (written.valid()) written.get();
-  };
+  Objectives objectives(config.num_hidden_layers);
+  JobSeconds seconds;
+  seconds.setup = seconds_since(job_start);
   const auto loop_start = Clock::now();
-  for (std::int64_t l = done; l < layers; ++l) {
-    const auto layer_start = Clock::now();
-    LayerTimings timings;
-    LoadedLayer loaded = upcoming.get();
-    if (l + 1 < layers) upcoming = load_ahead(l + 1);
-    const LayerWeights& weights = *loaded.weights;
-    timings.load = std::chrono::duration<double>(Clock::now() - layer_start).count();
-    timings.ahead_read = loaded.read_seconds;
-    timings.ahead_upload = loaded.upload_seconds;
-    const LayerContext context{config, o, backend, comm, rope, comm.is_root()};
-    LayerRecord record;
-    record.index = l;
-    record.input_norm = weights.input_norm;
-    record.post_norm = weights.post_norm;
-    std::unique_ptr<UnitStore> next;
-    QuantizedModules quantized;  // rank 0: brought to the host by the writer
-    watched.set_layer(l);
-    try {
-      record.modules = quantize_layer(context, weights, *loaded.resident, *hidden, timings, &next,
-                                      comm.is_root() ? &quantized : nullptr);
-    } catch (const CollectiveError& e) {
-      throw CollectiveError(str("layer ", l, ": ", e.what()));
-    } catch (const Error& e) {
-      throw Error(str("layer ", l, ": ", e.what()));
-    }
-    {
-      const ScopedTimer timer(timings.release);
-      loaded.resident.reset();
-      hidden = std::move(next);
-    }
-    for (const ModuleRecord& m : record.modules) {
-      if (m.method == "none") continue;
-      layer_gptq[static_cast<std::size_t>(l)] += m.objective_gptq;
-      layer_rtn[static_cast<std::size_t>(l)] += m.objective_rtn;
-    }
-    if (comm.is_root()) {
-      const auto write_start = Clock::now();
-      wait_written();
-      record.seconds = std::chrono::duration<double>(write_start - layer_start).count();
-      written =
-          writer.submit([path = layer_file(o, l), record = std::move(record),
-                         quantized = std::move(quantized), dtype = config.torch_dtype]() mutable {
-            for (std::size_t m = 0; m < quantized.size(); ++m)
-              if (quantized[m]) record.modules[m].weight = quantized[m]->to_host();
-            quantized.clear();  // the device copies go as soon as they are on the host
-            write_layer_file(path, record, dtype);
-          });
-      timings.write = std::chrono::duration<double>(Clock::now() - write_start).count();
-    }
-    const double seconds = std::chrono::duration<double>(Clock::now() - layer_start).count();
-    const double elapsed = std::chrono::duration<double>(Clock::now() - loop_start).count();
-    const double ratio =
-        layer_rtn[static_cast<std::size_t>(l)] > 0
-            ? layer_gptq[static_cast<std::size_t>(l)] / layer_rtn[static_cast<std::size_t>(l)]
-            : 1.0;
-    progress.layer_done(l, seconds, ratio, timings, elapsed, l - done + 1, layers - l - 1);
-    if (o.stop_after_layers >= 0 && l + 1 >= o.stop_after_layers && l + 1 < layers) {
-      wait_written();
-      comm.barrier();  // every finished layer's file exists before any rank leaves
-      progress.finish();
-      if (comm.is_root() && !o.quiet)
-        log << "stopped after " << l + 1 << " layers (stop_after_layers)\n";
-      return result;
-    }
+  JobResult result;
+  if (!run_layers(job, done, std::move(hidden), objectives)) return result;
+  if (comm.is_root()) add_resumed_objectives(o, done, objectives);
+  result.seconds = seconds_since(job_start);
+  for (std::size_t l = 0; l < objectives.gptq.size(); ++l) {
+    result.objective_gptq += objectives.gptq[l];
+    result.objective_rtn += objectives.rtn[l];
   }
-  wait_written();
-  progress.finish();
-
-  // Objectives of resumed layers come from their files.
-  if (comm.is_root()) {
-    for (std::int64_t l = 0; l < done; ++l) {
-      const h5::File part = h5::File::open_read(layer_file(o, l));
-      for (const ModuleRecord& m : read_layer(part, l).modules) {
-        if (m.method == "none") continue;
-        layer_gptq[static_cast<std::size_t>(l)] += m.objective_gptq;
-        layer_rtn[static_cast<std::size_t>(l)] += m.objective_rtn;
-      }
-    }
-  }
-  result.seconds = std::chrono::duration<double>(Clock::now() - job_start).count();
-  for (std::size_t l = 0; l < layer_gptq.size(); ++l) {
-    result.objective_gptq += layer_gptq[l];
-    result.objective_rtn += layer_rtn[l];
-  }
-  const double layers_seconds = std::chrono::duration<double>(Clock::now() - loop_start).count();
+  seconds.layers = seconds_since(loop_start);
   const auto checkpoint_start = Clock::now();
-  std::string error;
-  if (comm.is_root()) {
-    try {
-      write_checkpoint(o, *source, calib, comm, backend, command_line, result.seconds, layer_gptq,
-                       layer_rtn);
-      fs::remove_all(parts_dir(o));
-    } catch (const std::exception& e) {
-      error = e.what();
-    }
-  }
-  // Unwatched: assembling a large checkpoint may take longer than any collective timeout.
-  if (job_comm.any(!error.empty())) {
-    throw CollectiveError(error.empty() ? "rank 0 failed to write the checkpoint" : error);
-  }
+  assemble_checkpoint(job, job_comm, inputs.calib, command_line, result.seconds, objectives);
   result.completed = true;
-  const double checkpoint_seconds =
-      std::chrono::duration<double>(Clock::now() - checkpoint_start).count();
-  if (comm.is_root() && !o.quiet) {
-    const double setup_seconds = std::chrono::duration<double>(loop_start - job_start).count();
-    log << "wrote " << o.out << " in " << format_duration(result.seconds + checkpoint_seconds)
-        << " (setup " << format_duration(setup_seconds) << ", layers "
-        << format_duration(layers_seconds) << ", checkpoint " << format_duration(checkpoint_seconds)
-        << "); objective gptq/rtn " << std::setprecision(4)
-        << (result.objective_rtn > 0 ? result.objective_gptq / result.objective_rtn : 1.0)
-        << "; peak host memory " << std::setprecision(3) << peak_rss_gib() << " GiB (rank 0)\n";
-  }
+  seconds.checkpoint = seconds_since(checkpoint_start);
+  print_summary(job, result, seconds);
   return result;
 }
 

@@ -8,6 +8,7 @@
 
 #include "qshard/backend/backend.hpp"
 #include "qshard/backend/host_tiles.hpp"
+#include "qshard/quant/quantized_weight_bytes.hpp"
 
 namespace qshard::test {
 

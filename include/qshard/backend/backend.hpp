@@ -133,6 +133,9 @@ class Backend {
   // model).
   virtual std::unique_ptr<UnitStore> store_units(const ModelConfig& config,
                                                  std::vector<MatrixF> units) const = 0;
+  // Prepares one decoder layer where this backend computes (CUDA: `weights` uploaded to the GPU;
+  // the CPU reads them in place); `weights` must outlive the layer (see ResidentLayer). Callable
+  // from another thread: the job's loader prepares the next layer while this one computes.
   virtual std::unique_ptr<ResidentLayer> load_layer(const ModelConfig& config,
                                                     const LayerWeights& weights,
                                                     const RotaryTable& rope) const = 0;

@@ -32,8 +32,9 @@ class HostQuantizedModule final : public QuantizedModule {
   QuantizedWeight weight_;
 };
 
-// Collective: every rank passes its solved rows (its tiles of `deal` stacked in deal order);
-// every rank receives the whole module in row order.
+// Collective: every rank passes its solved rows (its tiles of `deal` stacked in deal order, sent
+// as quant/quantized_weight_bytes.hpp's message); every rank receives the whole module in row
+// order.
 QuantizedWeight all_gather_tiles(const QuantizedWeight& mine, const TileDeal& deal,
                                  Communicator& comm);
 
@@ -41,10 +42,5 @@ QuantizedWeight all_gather_tiles(const QuantizedWeight& mine, const TileDeal& de
 // deal order into `module` (the same sums on every rank, whatever the rank count).
 void sum_tile_objectives(const SolvedTiles& mine, const TileDeal& deal, Communicator& comm,
                          QuantizedModule& module);
-
-// Flat little-endian bytes of a QuantizedWeight (bits, group size, shape, codes, scales, zeros,
-// g_idx), appended to `out`; read_quantized reads one back from `bytes` at `offset` (advanced).
-void write_quantized(const QuantizedWeight& q, std::vector<std::byte>& out);
-QuantizedWeight read_quantized(std::span<const std::byte> bytes, std::size_t& offset);
 
 }  // namespace qshard

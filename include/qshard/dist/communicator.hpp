@@ -40,7 +40,7 @@ class Communicator {
   virtual bool any(bool failed) = 0;
 };
 
-// All ranks of MPI_COMM_WORLD; MPI is initialised by MpiSession (dist/mpi_session.hpp).
+// All ranks of MPI_COMM_WORLD (dist/mpi.hpp, where MpiSession initialises MPI).
 class MpiCommunicator;
 
 }  // namespace qshard

@@ -38,6 +38,7 @@ struct JobOptions {
   int threads = 1;                      // BLAS threads per rank
   std::int64_t stop_after_layers = -1;  // testing: stop as if killed after N layers
   bool quiet = false;
+  std::string progress = "lines";  // lines, bar (only on a terminal) or none (as quiet)
   // Seconds a rank may wait in one host collective before it ends the job, naming the layer and
   // stage (another rank stopped or hangs); 0: wait forever.
   double collective_timeout = 1800.0;

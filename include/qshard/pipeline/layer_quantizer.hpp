@@ -4,7 +4,9 @@
 // fixed row tiles, and exchanges the quantized tiles so that every rank's resident layer holds the
 // whole quantized layer. Hessians, factorisations and tiles stay where the backend computes (the
 // GPU's memory for CUDA); only objectives, and the results rank 0 writes, reach the host.
+#include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "qshard/backend/backend.hpp"
@@ -13,8 +15,8 @@
 
 namespace qshard {
 
-// Seconds of one layer by stage; they add up to the layer's wall time (the job fills `load` and
-// `write`, quantize_layer the others).
+// Seconds of one layer by stage, each counted once (the job fills `load`, `write` and part of
+// `release`, quantize_layer the others); with other(wall) they add up to the layer's wall time.
 struct LayerTimings {
   double load = 0.0;      // waiting for the layer's weights (read or generated ahead) and uploading
   double forward = 0.0;   // the decoder forward of this rank's units (Hessian additions excluded)
@@ -35,6 +37,18 @@ struct LayerTimings {
   double total() const {
     return load + forward + hessian + reduce + factor + solve + exchange + write + release;
   }
+  // The part of a layer's `wall` seconds in no stage (bookkeeping between the stages).
+  double other(double wall) const { return wall - total(); }
+};
+
+// Told what quantize_layer is doing, for progress reports (rank 0's job passes its progress).
+class LayerObserver {
+ public:
+  virtual ~LayerObserver() = default;
+  // An activity begins: `what`, counting `total` of `unit` (empty: not counted) from `done`.
+  virtual void begin(std::string what, std::string unit, std::int64_t total, std::int64_t done) = 0;
+  // `done` of the activity's `total` are done.
+  virtual void advance(std::int64_t done) = 0;
 };
 
 struct LayerContext {
@@ -44,13 +58,16 @@ struct LayerContext {
   Communicator& comm;
   const RotaryTable& rope;
   bool host_results = true;  // download the quantized modules into the records (rank 0 writes)
+  LayerObserver* observer = nullptr;  // told each activity and its count; null: nobody
 };
 
 // The quantized modules where the backend holds them, in Linear order (null: not quantized).
 using QuantizedModules = std::vector<std::shared_ptr<const QuantizedModule>>;
 
 // Quantizes the selected modules of `weights` from `hidden`, this rank's units of layer inputs
-// (a store of context.backend), on `layer` (loaded by context.backend from `weights`). Returns the
+// (a store of context.backend), on `layer` (loaded by context.backend from `weights`), stage by
+// stage ((q,k,v) -> o -> (gate,up) -> down when true-sequential), each in named steps: accumulate,
+// reduce, factorise, plan tiles, then solve and exchange module by module. Returns the
 // seven modules' records in Linear order, with their quantized weights when context.host_results;
 // with `modules`, the quantized modules go there instead, to be brought to the host later (the
 // job's writer thread does that while the next layer computes). With `next`, also forwards every

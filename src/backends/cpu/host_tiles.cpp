@@ -3,20 +3,11 @@
 #include <cstring>
 
 #include "qshard/core/error.hpp"
+#include "qshard/quant/quantized_weight_bytes.hpp"
 
 namespace qshard {
 namespace {
 
-template <typename T>
-void put(std::vector<std::byte>& out, const T& value) {
-  const auto* p = reinterpret_cast<const std::byte*>(&value);
-  out.insert(out.end(), p, p + sizeof(T));
-}
-template <typename T>
-void put_span(std::vector<std::byte>& out, std::span<const T> values) {
-  const auto* p = reinterpret_cast<const std::byte*>(values.data());
-  out.insert(out.end(), p, p + values.size_bytes());
-}
 void take(std::span<const std::byte> bytes, std::size_t& offset, void* dst, std::size_t n) {
   require(offset + n <= bytes.size(), "tile exchange: truncated message");
   std::memcpy(dst, bytes.data() + offset, n);
@@ -28,10 +19,6 @@ T get(std::span<const std::byte> bytes, std::size_t& offset) {
   take(bytes, offset, &value, sizeof(T));
   return value;
 }
-template <typename T>
-void get_span(std::span<const std::byte> bytes, std::size_t& offset, std::span<T> out) {
-  take(bytes, offset, out.data(), out.size_bytes());
-}
 
 }  // namespace
 
@@ -40,40 +27,6 @@ std::vector<std::size_t> tiles_of(const TileDeal& deal, int rank) {
   for (std::size_t t = 0; t < deal.size(); ++t)
     if (deal[t].owner == rank) mine.push_back(t);
   return mine;
-}
-
-void write_quantized(const QuantizedWeight& q, std::vector<std::byte>& out) {
-  put(out, static_cast<std::int32_t>(q.bits));
-  put(out, q.group_size);
-  put(out, q.rows());
-  put(out, q.cols());
-  put(out, q.groups());
-  put_span<std::uint8_t>(out, q.codes.values());
-  put_span<float>(out, q.scales.values());
-  put_span<std::int32_t>(out, q.zeros.values());
-  put_span<std::int32_t>(out, q.g_idx);
-}
-
-QuantizedWeight read_quantized(std::span<const std::byte> bytes, std::size_t& offset) {
-  QuantizedWeight q;
-  q.bits = get<std::int32_t>(bytes, offset);
-  q.group_size = get<std::int64_t>(bytes, offset);
-  const auto rows = get<std::int64_t>(bytes, offset);
-  const auto cols = get<std::int64_t>(bytes, offset);
-  const auto groups = get<std::int64_t>(bytes, offset);
-  require(
-      rows >= 0 && cols >= 0 && groups >= 0 &&
-          static_cast<std::size_t>(rows * (cols + 8 * groups) + 4 * cols) <= bytes.size() - offset,
-      "tile exchange: corrupt message ([", rows, ", ", cols, "], ", groups, " groups)");
-  q.codes = Matrix<std::uint8_t>(rows, cols);
-  q.scales = MatrixF(rows, groups);
-  q.zeros = Matrix<std::int32_t>(rows, groups);
-  q.g_idx.resize(static_cast<std::size_t>(cols));
-  get_span<std::uint8_t>(bytes, offset, q.codes.values());
-  get_span<float>(bytes, offset, q.scales.values());
-  get_span<std::int32_t>(bytes, offset, q.zeros.values());
-  get_span<std::int32_t>(bytes, offset, q.g_idx);
-  return q;
 }
 
 QuantizedWeight all_gather_tiles(const QuantizedWeight& mine, const TileDeal& deal,

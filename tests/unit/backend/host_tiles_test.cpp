@@ -33,22 +33,6 @@ struct Fixture {
   }
 };
 
-TEST(HostTiles, SerialisationRoundTrips) {
-  const test::Problem p = test::make_problem(1, 37, 50);
-  QuantConfig c;
-  c.bits = 3;
-  c.group_size = 16;
-  const QuantizedWeight q = quantize_rtn(p.weight, c);
-  std::vector<std::byte> bytes;
-  write_quantized(q, bytes);
-  write_quantized(q.slice_rows(3, 9), bytes);
-  std::size_t offset = 0;
-  EXPECT_TRUE(same(read_quantized(bytes, offset), q));
-  EXPECT_TRUE(same(read_quantized(bytes, offset), q.slice_rows(3, 9)));
-  EXPECT_EQ(offset, bytes.size());
-  EXPECT_THROW(read_quantized(std::span(bytes).first(20), offset = 0), Error);
-}
-
 TEST(HostTiles, OneRankModuleIsTheSolverOnTheWholeModule) {
   Fixture f;
   const auto h = make_host_hessian(f.hessian);
