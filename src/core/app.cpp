@@ -34,7 +34,10 @@ void store_config_file(const po::options_description& options, po::variables_map
 }  // namespace
 
 po::typed_value<bool>* switch_value(bool* target) {
-  return po::value(target)->default_value(*target)->implicit_value(true);
+  return po::value(target)
+      ->default_value(*target, *target ? "true" : "false")
+      ->implicit_value(true, "true")
+      ->value_name("BOOL");
 }
 
 std::optional<po::variables_map> parse_command_line(const po::options_description& options,

@@ -15,8 +15,8 @@ namespace qshard {
 
 // The line every app's help header carries about spelling and switches.
 inline constexpr std::string_view kOptionConventions =
-    "Option names may be written with - or _ (--seq-len or --seq_len; INI keys use _).\n"
-    "A switch alone is true (--json); --json=false or --json false turns it off.";
+    "Option names may be written with - or _ (--seq-len or --seq_len).\n"
+    "A switch alone means true; --name=false or --name false turns it off.";
 
 // A switch (boolean option): `--name` alone is true; `--name=false`, `--name false` (also
 // true/1/0/yes/no/on/off) set it. Its default is *target.
