@@ -1,6 +1,8 @@
 // qshard-inspect: prints what a model directory or a qshard checkpoint holds.
 #include <boost/program_options.hpp>
+#include <cstdint>
 #include <iostream>
+#include <sstream>
 #include <string>
 
 #include "qshard/core/error.hpp"
@@ -8,84 +10,93 @@
 #include "qshard/export/shard_writer.hpp"
 #include "qshard/io/checkpoint.hpp"
 #include "qshard/io/checkpoint_hash.hpp"
+#include "qshard/io/hdf5_app.hpp"
 #include "qshard/io/inspect.hpp"
 #include "qshard/model/synthetic_source.hpp"
 
 namespace po = boost::program_options;
 
-int main(int argc, char** argv) {
-  po::options_description options("qshard-inspect: print the contents of a model\n\nOptions");
+namespace {
+
+struct InspectOptions {
+  std::string model, checkpoint, write_synthetic, out, max_shard_size = "5GB";
+  std::uint64_t seed = 0;
+  bool tensors = false, hash = false, verify = false, force = false;
+};
+
+po::options_description describe(InspectOptions& o) {
+  po::options_description d(qshard::str("qshard-inspect: print the contents of a model\n",
+                                        qshard::kOptionConventions, "\n\nOptions"));
   // One option per kind of input; main dispatches on the one given.
-  options.add_options()("help,h", "print this help")(
-      "model", po::value<std::string>()->value_name("DIR"),
-      "a Hugging Face model directory (config.json and *.safetensors)")(
-      "checkpoint", po::value<std::string>()->value_name("FILE.h5"),
-      "a qshard HDF5 checkpoint: provenance, layers, bits, groups, sizes, objectives")(
-      "hash",
+  auto add = d.add_options();
+  add("help,h", "print this help");
+  add("model", po::value(&o.model)->value_name("DIR"),
+      "a Hugging Face model directory (config.json and *.safetensors): its config, a summary of "
+      "its tensors (count, parameters and bytes by dtype, files, decoder layers) and what is "
+      "missing");
+  add("tensors", qshard::switch_value(&o.tensors), "with --model: list every tensor");
+  add("checkpoint", po::value(&o.checkpoint)->value_name("FILE.h5"),
+      "a qshard HDF5 checkpoint: provenance, layers, bits, groups, sizes, objectives");
+  add("hash", qshard::switch_value(&o.hash),
       "with --checkpoint: print only its content hash (recomputed from the quantized modules' "
-      "data; the file's @content_hash)")(
-      "verify",
+      "data; the file's @content_hash)");
+  add("verify", qshard::switch_value(&o.verify),
       "with --checkpoint: read and check everything (every dataset's checksum, every module's "
-      "content hash, the file hash, @layers, g_idx, scales); exits 1 naming the first failure")(
-      "write-synthetic", po::value<std::string>()->value_name("NAME"),
-      "write the synthetic model NAME (as --model synthetic:NAME of qshard-quantize) "
-      "to --out as a Hugging Face directory: config.json and safetensors shards in "
-      "its dtype with an index")("out", po::value<std::string>()->value_name("DIR"),
-                                 "with --write-synthetic: the directory")(
-      "seed", po::value<std::uint64_t>()->default_value(0),
-      "with --write-synthetic: the weights' seed (qshard-quantize's model_seed)")(
-      "max-shard-size", po::value<std::string>()->default_value("5GB"),
-      "with --write-synthetic: the largest shard")(
-      "force", "with --write-synthetic: replace a non-empty --out");
-  try {
-    po::variables_map args;
-    po::store(po::command_line_parser(argc, argv).options(options).run(), args);
-    po::notify(args);
-    if (args.count("help")) {
-      std::cout << options << '\n';
-      return 0;
-    }
-    if (args.count("write-synthetic")) {
-      if (!args.count("out")) throw qshard::Error("--write-synthetic needs --out DIR");
-      const auto source = qshard::open_synthetic_model(args["write-synthetic"].as<std::string>(),
-                                                       args["seed"].as<std::uint64_t>());
-      const auto written =
-          qshard::write_hf_model(*source, args["out"].as<std::string>(),
-                                 qshard::parse_byte_size(args["max-shard-size"].as<std::string>()),
-                                 args.count("force") != 0);
-      std::cout << "wrote " << source->describe() << " to " << args["out"].as<std::string>() << ": "
-                << written.tensors << " tensors, " << written.shards << " shard(s), "
-                << written.bytes << " bytes\n";
-      return 0;
-    }
-    if (args.count("model")) {
-      qshard::inspect_model(args["model"].as<std::string>(), std::cout);
-      return 0;
-    }
-    if (args.count("checkpoint")) {
-      qshard::h5::silence_library_errors();
-      const std::string path = args["checkpoint"].as<std::string>();
-      if (args.count("hash")) {
-        std::cout << qshard::hex64(qshard::hash_quantized_tensors(path)) << '\n';
-        return 0;
-      }
-      if (args.count("verify")) {
-        const qshard::CheckpointVerification v = qshard::verify_checkpoint(path);
-        std::cout << "verified: " << v.modules << " modules, hash " << qshard::hex64(v.hash)
-                  << (v.format_version == 1 ? " (format 1: no stored hashes to compare)" : "")
-                  << '\n';
-        return 0;
-      }
-      qshard::print_checkpoint_summary(qshard::Checkpoint(path), std::cout);
-      return 0;
-    }
-    std::cerr << "qshard-inspect: error: give --model DIR or --checkpoint FILE.h5 (see --help)\n";
-    return 1;
-  } catch (const po::error& e) {
-    std::cerr << "qshard-inspect: error: " << e.what() << " (see --help)\n";
-    return 1;
-  } catch (const std::exception& e) {  // bad_alloc of an absurd model too: one line
-    std::cerr << "qshard-inspect: error: " << e.what() << '\n';
-    return 1;
+      "content hash, the file hash, @layers, g_idx, scales); exits 1 naming the first failure");
+  add("write_synthetic", po::value(&o.write_synthetic)->value_name("NAME"),
+      "write the synthetic model NAME (as --model synthetic:NAME of qshard-quantize) to --out as "
+      "a Hugging Face directory: config.json and safetensors shards in its dtype with an index");
+  add("out", po::value(&o.out)->value_name("DIR"), "with --write_synthetic: the directory");
+  add("seed", po::value(&o.seed)->default_value(o.seed),
+      "with --write_synthetic: the weights' seed (qshard-quantize's model_seed)");
+  add("max_shard_size", po::value(&o.max_shard_size)->default_value(o.max_shard_size),
+      "with --write_synthetic: the largest shard");
+  add("force", qshard::switch_value(&o.force), "with --write_synthetic: replace a non-empty --out");
+  return d;
+}
+
+int inspect(const InspectOptions& o) {
+  if (!o.write_synthetic.empty()) {
+    qshard::require(!o.out.empty(), "--write_synthetic needs --out DIR");
+    const auto source = qshard::open_synthetic_model(o.write_synthetic, o.seed);
+    const auto written =
+        qshard::write_hf_model(*source, o.out, qshard::parse_byte_size(o.max_shard_size), o.force);
+    std::cout << "wrote " << source->describe() << " to " << o.out << ": " << written.tensors
+              << " tensors, " << written.shards << " shard(s), " << written.bytes << " bytes\n";
+    return 0;
   }
+  if (!o.model.empty()) {
+    qshard::inspect_model(o.model, std::cout, o.tensors);
+    return 0;
+  }
+  qshard::require(!o.checkpoint.empty(), "give --model DIR or --checkpoint FILE.h5 (see --help)");
+  if (o.hash) {
+    std::cout << qshard::hex64(qshard::hash_quantized_tensors(o.checkpoint)) << '\n';
+    return 0;
+  }
+  if (o.verify) {
+    const qshard::CheckpointVerification v = qshard::verify_checkpoint(o.checkpoint);
+    std::cout << "verified: " << v.modules << " modules, hash " << qshard::hex64(v.hash)
+              << (v.format_version == 1 ? " (format 1: no stored hashes to compare)" : "") << '\n';
+    return 0;
+  }
+  qshard::print_checkpoint_summary(qshard::Checkpoint(o.checkpoint), std::cout);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return qshard::run_app(
+      qshard::hdf5_app("qshard-inspect"),
+      [&] {
+        InspectOptions o;
+        const po::options_description options = describe(o);
+        if (!qshard::parse_command_line(options, {argv + 1, argv + argc})) {
+          std::cout << options << '\n';
+          return 0;
+        }
+        return inspect(o);
+      },
+      std::cerr);
 }

@@ -5,14 +5,13 @@
 #include <system_error>
 #include <vector>
 
-#include "qshard/io/hdf5.hpp"
+#include "qshard/io/hdf5_app.hpp"
 #include "qshard/sweep/sweep_cli.hpp"
 
 int main(int argc, char** argv) {
-  qshard::h5::silence_library_errors();  // HDF5 failures become exceptions with context
   std::error_code error;
   std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
   if (error) self = std::filesystem::absolute(argv[0]);
   const std::vector<std::string> args(argv + 1, argv + argc);
-  return qshard::run_sweep_cli(args, self, std::cout, std::cerr);
+  return qshard::run_sweep_cli(args, self, std::cout, std::cerr, qshard::hdf5_app("qshard-sweep"));
 }

@@ -77,7 +77,7 @@ for step in "${steps[@]}"; do
       quantize 7b_layers --model synthetic:llama2-7b "${job[@]}" --stop_after_layers "${QSHARD_7B_LAYERS:-6}" --out /tmp/l7b.h5 ;;
     disk7)
       rm -rf /tmp/llama2-7b-synthetic /tmp/m7b.h5 /tmp/m7b.h5.parts /tmp/l7b.h5.parts
-      /usr/bin/time -f "write: %e s, peak host %M KiB" "$bin/qshard-inspect" --write-synthetic llama2-7b \
+      /usr/bin/time -f "write: %e s, peak host %M KiB" "$bin/qshard-inspect" --write_synthetic llama2-7b \
         --out /tmp/llama2-7b-synthetic 2>&1 | tee "$out/write_7b.log"
       sync; du -sh /tmp/llama2-7b-synthetic; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null
       # Cold: the weights come from the disk; warm: from the page cache (a fast file system).

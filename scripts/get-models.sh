@@ -46,7 +46,7 @@ check_sha256() { # FILE NAME
 }
 
 [[ -x $python ]] || fail "needs the interop venv ($venv): bash scripts/setup-python.sh"
-[[ -d $docs/library ]] || fail "$docs/library not found: install Debian's python3-doc (scripts/setup.sh does)"
+[[ -d $docs/library ]] || fail "$docs/library not found: install Debian's python3-doc (scripts/test.sh does)"
 # The package that holds the sources (python3-doc is a link to python3.X-doc's folder).
 doc_package=$(dpkg-query -S "$(readlink -f "$docs")/library" 2>/dev/null | head -1 | cut -d: -f1 || true)
 doc_version="${doc_package:-unknown} $(dpkg-query -W -f='${Version}' "${doc_package:-python3-doc}" 2>/dev/null || true)"

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs every dependency of qshard from Debian packages (idempotent: fast when all is present)
-# and builds the project into build/ (the CUDA backend too when nvcc is found).
+# Installs what building qshard and running its main job need, from Debian packages (idempotent:
+# fast when all is present), and builds the project into build/ (the CUDA backend too when nvcc is
+# found). What only the tests need (clang/llvm for the sanitizers, shellcheck, python3-doc, the
+# Python interop venv) is installed by scripts/test.sh.
 #
 #   bash scripts/setup.sh            # install + configure + build
-#   QSHARD_BUILD_DIR=out bash scripts/setup.sh
+#   QSHARD_BUILD_DIR=build-cpu bash scripts/setup.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -14,31 +16,10 @@ packages=(
   libboost-program-options-dev
   libopenblas-dev liblapacke-dev
   nlohmann-json3-dev
-  libgtest-dev
-  python3 python3-venv
-  python3-doc  # real English text for the SmolLM2 tables (scripts/get-models.sh)
-  shellcheck gnuplot-nox
-  clang libclang-rt-14-dev llvm  # scripts/sanitize.sh: ASan/UBSan, libFuzzer, llvm-symbolizer
+  libgtest-dev  # the default build builds the tests too (QSHARD_BUILD_TESTS)
+  gnuplot-nox   # qshard-sweep --report draws its plot with gnuplot
 )
-
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "setup: installing ${missing[*]}"
-  sudo_cmd=()
-  [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
-  "${sudo_cmd[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
-else
-  echo "setup: all Debian packages present"
-fi
-
-# Python tools for the interoperability tests (never used by the main job).
-if [[ -f scripts/python-requirements.txt ]]; then
-  bash scripts/setup-python.sh
-fi
+bash scripts/install-debian-packages.sh setup "${packages[@]}"
 
 build_dir=${QSHARD_BUILD_DIR:-build}
 jobs=${QSHARD_JOBS:-$(nproc)}

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <iomanip>
+#include <map>
 #include <set>
 
 #include "qshard/core/error.hpp"
@@ -79,6 +80,33 @@ void print_tensor_table(std::ostream& out, const std::vector<TensorRow>& rows) {
       << " bytes\n";
 }
 
+void print_tensor_summary(std::ostream& out, const std::vector<TensorRow>& rows,
+                          std::int64_t stored_layers) {
+  struct Totals {
+    std::int64_t tensors = 0, parameters = 0, bytes = 0;
+  };
+  Totals all;
+  std::map<std::string, Totals> by_dtype;
+  std::set<std::string> files;
+  for (const TensorRow& row : rows) {
+    const std::int64_t count = element_count(row.shape);
+    const std::int64_t bytes = count * static_cast<std::int64_t>(dtype_size(row.dtype));
+    for (Totals* t : {&all, &by_dtype[std::string(dtype_name(row.dtype))]}) {
+      t->tensors += 1;
+      t->parameters += count;
+      t->bytes += bytes;
+    }
+    files.insert(row.file);
+  }
+  out << "total: " << all.tensors << " tensors, " << all.parameters << " parameters, " << all.bytes
+      << " bytes\n";
+  for (const auto& [dtype, t] : by_dtype)
+    out << "  " << std::left << std::setw(6) << dtype << t.tensors << " tensors, " << t.bytes
+        << " bytes\n";
+  out << "  files: " << files.size() << ", decoder layers: " << stored_layers << '\n'
+      << "(--tensors lists every tensor)\n";
+}
+
 std::vector<std::string> expected_tensor_names(const ModelConfig& c) {
   std::vector<std::string> names{std::string(kEmbedName)};
   for (std::int64_t layer = 0; layer < c.num_hidden_layers; ++layer) {
@@ -97,7 +125,7 @@ std::vector<std::string> expected_tensor_names(const ModelConfig& c) {
   return names;
 }
 
-void inspect_model(const std::filesystem::path& directory, std::ostream& out) {
+void inspect_model(const std::filesystem::path& directory, std::ostream& out, bool list_tensors) {
   const ModelConfig config = parse_model_config(directory / "config.json");
   const SafetensorsModel model(directory);
   model.check_all();
@@ -117,12 +145,14 @@ void inspect_model(const std::filesystem::path& directory, std::ostream& out) {
     if (!parse_tensor_name(name) && (packed.empty() || !parse_tensor_name(packed)))
       unrecognised.push_back(name);
   }
-  print_tensor_table(out, rows);
-
   // Layers the files hold bound the list (a config may claim thousands more).
   std::int64_t stored_layers = 0;
   for (const std::string& name : model.names())
     if (const auto layer = layer_of_name(name)) stored_layers = std::max(stored_layers, *layer + 1);
+  if (list_tensors)
+    print_tensor_table(out, rows);
+  else
+    print_tensor_summary(out, rows, stored_layers);
   ModelConfig listed = config;
   if (config.num_hidden_layers > stored_layers) {
     out << "\nconfig.json's num_hidden_layers " << config.num_hidden_layers << " is more than the "

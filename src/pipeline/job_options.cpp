@@ -1,12 +1,11 @@
 #include "qshard/pipeline/job_options.hpp"
 
 #include <boost/program_options.hpp>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <utility>
 
-#include "qshard/core/cli.hpp"
+#include "qshard/core/app.hpp"
 #include "qshard/core/error.hpp"
 #include "qshard/core/utf8.hpp"
 
@@ -42,7 +41,9 @@ struct Raw {
 
 po::options_description describe_options(JobOptions& o, Raw& raw) {
   po::options_description d(
-      "qshard-quantize options (every key also works in an INI --config file)");
+      str("qshard-quantize: GPTQ of a whole model over MPI ranks\n", kOptionConventions,
+          "\nEvery key also works in an INI --config file (key = value; the command line wins).\n\n"
+          "Options"));
   auto add = d.add_options();
   add("help,h", "print this help");
   add("config", po::value<std::string>(), "INI file of key = value lines (the command line wins)");
@@ -51,8 +52,7 @@ po::options_description describe_options(JobOptions& o, Raw& raw) {
       "llama3-405b) or synthetic:PATH/config.json");
   add("model_seed", po::value(&o.model_seed)->default_value(o.model_seed),
       "seed of synthetic weights");
-  add("allow_extra_tensors",
-      po::value(&o.allow_extra_tensors)->default_value(false)->implicit_value(true),
+  add("allow_extra_tensors", switch_value(&o.allow_extra_tensors),
       "ignore tensors of the model directory that its config.json does not account for (more "
       "layers than num_hidden_layers, unknown names, undeclared biases) instead of refusing them");
   add("calib", po::value(&o.calib)->default_value(o.calib),
@@ -69,32 +69,29 @@ po::options_description describe_options(JobOptions& o, Raw& raw) {
   add("bits", po::value(&o.gptq.quant.bits)->default_value(o.gptq.quant.bits), "2, 3, 4 or 8");
   add("group_size", po::value(&o.gptq.quant.group_size)->default_value(o.gptq.quant.group_size),
       "-1 (one group per row) or a positive size");
-  add("sym", po::value(&o.gptq.quant.sym)->default_value(false)->implicit_value(true),
-      "symmetric quantization");
-  add("mse", po::value(&o.gptq.quant.mse)->default_value(false)->implicit_value(true),
-      "grid search of the clipping range");
+  add("sym", switch_value(&o.gptq.quant.sym), "symmetric quantization");
+  add("mse", switch_value(&o.gptq.quant.mse), "grid search of the clipping range");
   add("damp_percent", po::value(&o.gptq.damp_percent)->default_value(o.gptq.damp_percent),
       "damping as a fraction of mean(diag H)");
   add("block_size", po::value(&o.gptq.block_size)->default_value(o.gptq.block_size),
       "GPTQ lazy batch size in columns");
-  add("act_order", po::value(&o.gptq.act_order)->default_value(false)->implicit_value(true),
+  add("act_order", switch_value(&o.gptq.act_order),
       "desc_act: quantize columns by descending diag(H), record g_idx");
-  add("static_groups", po::value(&o.gptq.static_groups)->default_value(false)->implicit_value(true),
+  add("static_groups", switch_value(&o.gptq.static_groups),
       "group scales from the original weights before the solve");
   add("group_rule", po::value(&raw.group_rule)->default_value(raw.group_rule),
       "exact (block-size independent) or reference (as the public GPTQ code)");
   add("max_damp_steps", po::value(&o.gptq.max_damp_steps)->default_value(o.gptq.max_damp_steps),
       "how often damping is raised x10 when H is not positive definite");
-  add("true_sequential", po::value(&o.true_sequential)->default_value(true)->implicit_value(true),
+  add("true_sequential", switch_value(&o.true_sequential),
       "solve (q,k,v) -> o -> (gate,up) -> down, each on inputs through the quantized modules");
   add("modules", po::value(&raw.modules)->default_value(raw.modules),
       "modules to quantize: all, or a comma list of q,k,v,o,gate,up,down");
   add("out", po::value(&o.out)->default_value(o.out),
       "HDF5 checkpoint to write (written as OUT.tmp and renamed when complete)");
-  add("force", po::value(&o.force)->default_value(false)->implicit_value(true),
+  add("force", switch_value(&o.force),
       "replace an existing OUT (when the new checkpoint is complete); never an input of the job");
-  add("resume", po::value(&o.resume)->default_value(false)->implicit_value(true),
-      "continue an interrupted job from its parts_dir");
+  add("resume", switch_value(&o.resume), "continue an interrupted job from its parts_dir");
   add("parts_dir", po::value(&o.parts_dir)->default_value(""),
       "where the finished layers wait until the checkpoint is assembled (default OUT.parts; "
       "e.g. node-local scratch when OUT is on a shared file system: both hold the quantized "
@@ -112,8 +109,7 @@ po::options_description describe_options(JobOptions& o, Raw& raw) {
       "it ends the job, naming the layer and the stage; 0: wait forever (NCCL has its own)");
   add("stop_after_layers", po::value(&o.stop_after_layers)->default_value(o.stop_after_layers),
       "testing: stop (exit 3, as if killed) after this many layers");
-  add("quiet", po::value(&o.quiet)->default_value(false)->implicit_value(true),
-      "no progress lines");
+  add("quiet", switch_value(&o.quiet), "no progress lines (as --progress none)");
   add("progress",
       po::value(&o.progress)->default_value(o.progress)->notifier([](const std::string& v) {
         require(v == "lines" || v == "bar" || v == "none",
@@ -205,24 +201,7 @@ ParsedOptions parse_job_options(const std::vector<std::string>& args) {
   const po::options_description description = describe_options(options, raw);
   std::ostringstream help;
   help << description;
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(normalise_option_names(args)).options(description).run(), vm);
-    if (vm.count("help")) return {std::nullopt, help.str()};
-    if (vm.count("config")) {
-      const std::string path = vm["config"].as<std::string>();
-      std::ifstream file(path);
-      require(file.good(), "cannot read config file '", path, "'");
-      std::stringstream text;
-      text << file.rdbuf();
-      check_option_text(text.str(), str("config file '", path, "'"));
-      // Stored after the command line: values already given there win.
-      po::store(po::parse_config_file(text, description, /*allow_unregistered=*/false), vm);
-    }
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw Error(str(e.what(), " (see --help)"));
-  }
+  if (!parse_command_line(description, args)) return {std::nullopt, help.str()};
   options.modules = parse_modules(raw.modules);
   options.gptq.group_rule = parse_rule(raw.group_rule);
   options.validate();

@@ -8,7 +8,7 @@
 #include <sstream>
 
 #include "qshard/backend/backend.hpp"
-#include "qshard/core/cli.hpp"
+#include "qshard/core/app.hpp"
 #include "qshard/core/error.hpp"
 #include "qshard/sweep/process.hpp"
 #include "qshard/sweep/report.hpp"
@@ -30,38 +30,42 @@ struct CliOptions {
   std::string out_dir;
   std::optional<std::string> launcher;
   std::string quantize_bin;
-  std::string eval_backend = "cpu";
+  std::string eval_backend = "auto";
   std::vector<std::string> extra_args;  // after "--": appended to qshard-quantize's arguments
 };
 
 po::options_description describe(CliOptions& o, std::optional<std::int64_t>& index,
                                  std::optional<std::string>& launcher) {
-  po::options_description d(
+  po::options_description d(str(
       "qshard-sweep: grids of qshard-quantize settings (configs/sweep-*.ini)\n\n"
       "  qshard-sweep --sweep FILE --list            the grid: point index and settings\n"
       "  qshard-sweep --sweep FILE --count           the number of points (for --array=0-(N-1))\n"
       "  qshard-sweep --sweep FILE --index N [-- ARGS] quantize point N, evaluate it, append its\n"
       "                                              line to OUT_DIR/results.jsonl (ARGS go to\n"
       "                                              qshard-quantize)\n"
-      "  qshard-sweep --report --results FILE --out-dir DIR   report.md/.csv/.png/.svg\n\n"
-      "Options (- or _ both work: --out-dir or --out_dir)");
+      "  qshard-sweep --report --results FILE --out_dir DIR   report.md, report.csv, report.gp\n"
+      "                                              (the gnuplot script) and the plot it draws,\n"
+      "                                              report.png and report.svg\n\n",
+      kOptionConventions, "\n\nOptions"));
   d.add_options()("help,h", "print this help")("sweep", po::value(&o.sweep), "the sweep file")(
-      "list", po::bool_switch(&o.list), "print the grid")("count", po::bool_switch(&o.count),
-                                                          "print the number of grid points")(
+      "list", switch_value(&o.list), "print the grid")("count", switch_value(&o.count),
+                                                       "print the number of grid points")(
       "index", po::value<std::int64_t>()->notifier([&](std::int64_t v) { index = v; }),
       "run grid point N (e.g. $SLURM_ARRAY_TASK_ID)")(
       "launcher", po::value<std::string>()->notifier([&](const std::string& v) { launcher = v; }),
       "command that starts qshard-quantize's ranks, split at spaces (\"mpirun -np 2\", \"srun "
       "--mpi=pmix\"); default: $QSHARD_LAUNCHER, else none (one process)")(
       "eval_backend", po::value(&o.eval_backend)->default_value(o.eval_backend),
-      "--index: where the evaluation's decoder layers run: cpu (the reference figures), cuda or "
-      "auto (GPU 0 when present)")("quantize_bin", po::value(&o.quantize_bin),
-                                   "the qshard-quantize executable (default: beside qshard-sweep)")(
+      "--index: where the evaluation's decoder layers run: cpu, cuda or auto (GPU 0 when the build "
+      "has CUDA and a GPU is visible, else the CPU; the CPU gives the reference figures)")(
+      "quantize_bin", po::value(&o.quantize_bin),
+      "the qshard-quantize executable (default: beside qshard-sweep)")(
       "out_dir", po::value(&o.out_dir),
       "--index: overrides the sweep's out_dir; --report: where the report goes")(
-      "report", po::bool_switch(&o.report), "write the report of a results file")(
-      "results", po::value(&o.results),
-      "--report: the results.jsonl (default OUT_DIR/results.jsonl)");
+      "report", switch_value(&o.report),
+      "write the report of a results file: report.md, report.csv, report.gp, report.png, "
+      "report.svg")("results", po::value(&o.results),
+                    "--report: the results.jsonl (default OUT_DIR/results.jsonl)");
   return d;
 }
 
@@ -83,14 +87,7 @@ int run(const std::vector<std::string>& all_args, const fs::path& self, std::ost
   const auto separator = std::find(all_args.begin(), all_args.end(), "--");
   const std::vector<std::string> args(all_args.begin(), separator);
   if (separator != all_args.end()) o.extra_args.assign(separator + 1, all_args.end());
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(normalise_option_names(args)).options(description).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw Error(str(e.what(), " (see --help)"));
-  }
-  if (vm.count("help")) {
+  if (!parse_command_line(description, args)) {
     out << description << '\n';
     return 0;
   }
@@ -105,7 +102,8 @@ int run(const std::vector<std::string>& all_args, const fs::path& self, std::ost
     const fs::path out_dir = o.out_dir.empty() ? results.parent_path() : fs::path(o.out_dir);
     const ReportFiles files = write_report(results, out_dir.empty() ? fs::path(".") : out_dir);
     out << "qshard-sweep: wrote " << files.markdown.string() << ", " << files.csv.string() << ", "
-        << files.png.string() << ", " << files.svg.string() << '\n';
+        << files.script.string() << ", " << files.png.string() << ", " << files.svg.string()
+        << '\n';
     return 0;
   }
   require(!o.sweep.empty(), "give the sweep file with --sweep FILE");
@@ -125,9 +123,10 @@ int run(const std::vector<std::string>& all_args, const fs::path& self, std::ost
       o.quantize_bin.empty() ? self.parent_path() / "qshard-quantize" : fs::path(o.quantize_bin);
   run_options.out_dir = o.out_dir;
   run_options.extra_args = o.extra_args;
+  // The CPU backend's layers are the evaluation's own forward: only another backend runs them.
   std::unique_ptr<Backend> eval_backend;
-  if (o.eval_backend != "cpu") {
-    eval_backend = make_backend(o.eval_backend, 0);
+  if (o.eval_backend != "cpu") eval_backend = make_backend(o.eval_backend, 0);
+  if (eval_backend && eval_backend->name() != "cpu") {
     run_options.eval_runner = [&eval_backend](const ModelConfig& c, const LayerWeights& w,
                                               const RotaryTable& rope, const MatrixF& hidden,
                                               std::int64_t seq_len) {
@@ -141,16 +140,9 @@ int run(const std::vector<std::string>& all_args, const fs::path& self, std::ost
 }  // namespace
 
 int run_sweep_cli(const std::vector<std::string>& args, const fs::path& self, std::ostream& out,
-                  std::ostream& err) {
-  try {
-    return run(args, self, out);
-  } catch (const std::exception& e) {  // std::bad_alloc too: one line
-    err << "qshard-sweep: error: " << e.what() << std::endl;
-    return 1;
-  } catch (...) {
-    err << "qshard-sweep: error: unknown exception" << std::endl;
-    return 1;
-  }
+                  std::ostream& err, const App& app) {
+  return run_app(
+      app, [&] { return run(args, self, out); }, err);
 }
 
 }  // namespace qshard

@@ -181,9 +181,10 @@ nlohmann::json run_point(const SweepSpec& spec, std::int64_t index, const PointR
   append_result_line(results, record);
   log << std::fixed << std::setprecision(4) << "qshard-sweep: point " << index << ": perplexity "
       << record["perplexity"].get<double>() << " (fp32 " << record["fp32_perplexity"].get<double>()
-      << "), KL " << record["kl"].get<double>() << ", top-1 " << record["top1"].get<double>()
-      << ", " << record["bits_per_weight"].get<double>() << " bits/weight, hash "
-      << record["checkpoint_hash"].get<std::string>() << " -> " << results.string() << std::endl;
+      << "), KL " << record["kl"].get<double>() << ", top-1 "
+      << 100.0 * record["top1"].get<double>() << " %, " << record["bits_per_weight"].get<double>()
+      << " bits/weight, hash " << record["checkpoint_hash"].get<std::string>() << " -> "
+      << results.string() << std::endl;
   return record;
 }
 

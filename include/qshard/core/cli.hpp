@@ -1,10 +1,18 @@
 #pragma once
 // Command-line conventions shared by the apps.
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace qshard {
+
+// An app's options parsed from its command line, or only its help text when --help was given.
+template <class Options>
+struct ParsedCommandLine {
+  std::optional<Options> options;  // empty when --help was asked for
+  std::string help;
+};
 
 // Option names are spelled with underscores (as the INI keys); "--seq-len" is accepted as
 // "--seq_len". Values (after '=' or in their own argument) are left alone. Arguments are checked

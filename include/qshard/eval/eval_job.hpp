@@ -25,8 +25,9 @@ struct EvalOptions {
   int rtn_bits = 0;  // > 0: evaluate `model` quantized with RTN at these bits
   std::int64_t rtn_group_size = -1;
   bool json = false;
-  std::string logits_out;       // raw float32 logits of the evaluated model, when given
-  std::string backend = "cpu";  // cpu, cuda or auto: where the apps run the decoder layers
+  std::string logits_out;        // raw float32 logits of the evaluated model, when given
+  std::string backend = "auto";  // cpu, cuda or auto: where the apps run the decoder layers
+  int threads = 0;               // BLAS threads; 0: OpenBLAS's own choice
   // Ignore tensors of a model directory that its config does not account for.
   bool allow_extra_tensors = false;
 };

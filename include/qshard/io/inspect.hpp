@@ -25,6 +25,10 @@ void print_config(std::ostream& out, const ModelConfig& config);
 // An aligned table of the rows (name, shape, dtype, file) followed by the totals: tensor count,
 // parameter count and bytes.
 void print_tensor_table(std::ostream& out, const std::vector<TensorRow>& rows);
+// The totals of print_tensor_table, then per dtype (tensors, bytes), the file count and
+// `stored_layers`: what a model holds in a few lines, whatever its size.
+void print_tensor_summary(std::ostream& out, const std::vector<TensorRow>& rows,
+                          std::int64_t stored_layers);
 // The names the config implies (embeddings, norms, every linear and its biases, lm_head unless
 // tied), in layer order.
 std::vector<std::string> expected_tensor_names(const ModelConfig& config);
@@ -37,10 +41,12 @@ std::string packed_weight_name(const std::string& name);
 void print_gptq_summary(std::ostream& out, const GptqConfig& gptq, const SafetensorsModel& model,
                         const ModelConfig& config);
 
-// `qshard-inspect --model DIR`: config.json, every tensor of the safetensors files (all shards
-// opened and cross-checked), the totals, and the tensors the config expects but the files lack
-// or the files hold but no LLaMA-family name matches; for a GPTQ directory also the quantization
-// config and the packing of every module. Throws qshard::Error on a broken model.
-void inspect_model(const std::filesystem::path& directory, std::ostream& out);
+// `qshard-inspect --model DIR`: config.json, a summary of the safetensors files' tensors (all
+// shards opened and cross-checked; with `list_tensors` every tensor and the totals), and the
+// tensors the config expects but the files lack or the files hold but no LLaMA-family name matches;
+// for a GPTQ directory also the quantization config and the packing of every module. Throws
+// qshard::Error on a broken model.
+void inspect_model(const std::filesystem::path& directory, std::ostream& out,
+                   bool list_tensors = false);
 
 }  // namespace qshard

@@ -87,7 +87,7 @@ TEST(SlurmScripts, PassBashSyntaxCheck) {
 
 TEST(SlurmScripts, PassShellcheck) {
   if (sh("command -v shellcheck").code != 0) {
-    GTEST_SKIP() << "shellcheck is not installed (scripts/setup.sh installs it): not checked";
+    GTEST_SKIP() << "shellcheck is not installed (scripts/test.sh installs it): not checked";
   }
   for (const fs::path& script : sbatch_scripts()) {
     const Ran r = sh("shellcheck " + script.string());
