@@ -49,9 +49,8 @@ void write_quantized(const QuantizedWeight& q, std::vector<std::byte>& out) {
 }
 
 QuantizedWeight read_quantized(std::span<const std::byte> bytes, std::size_t& offset) {
-  QuantizedWeight q;
-  q.bits = get<std::int32_t>(bytes, offset);
-  q.group_size = get<std::int64_t>(bytes, offset);
+  const auto bits = get<std::int32_t>(bytes, offset);
+  const auto group_size = get<std::int64_t>(bytes, offset);
   const auto rows = get<std::int64_t>(bytes, offset);
   const auto cols = get<std::int64_t>(bytes, offset);
   const auto groups = get<std::int64_t>(bytes, offset);
@@ -59,10 +58,8 @@ QuantizedWeight read_quantized(std::span<const std::byte> bytes, std::size_t& of
       rows >= 0 && cols >= 0 && groups >= 0 &&
           static_cast<std::size_t>(rows * (cols + 8 * groups) + 4 * cols) <= bytes.size() - offset,
       "tile exchange: corrupt message ([", rows, ", ", cols, "], ", groups, " groups)");
-  q.codes = Matrix<std::uint8_t>(rows, cols);
-  q.scales = MatrixF(rows, groups);
-  q.zeros = Matrix<std::int32_t>(rows, groups);
-  q.g_idx.resize(static_cast<std::size_t>(cols));
+  // g_idx is read over the sequential one allocate() starts with.
+  QuantizedWeight q = QuantizedWeight::allocate(bits, group_size, rows, cols, groups);
   get_span<std::uint8_t>(bytes, offset, q.codes.values());
   get_span<float>(bytes, offset, q.scales.values());
   get_span<std::int32_t>(bytes, offset, q.zeros.values());

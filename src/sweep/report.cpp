@@ -172,17 +172,32 @@ std::string csv_table(const std::vector<json>& sorted) {
   return out.str();
 }
 
+// The nominal setting a point is labelled with: "w4 g32", "w3 row" (its bits per weight on the
+// x axis is larger: scales, zeros and g_idx).
+std::string point_label(const json& r) {
+  const std::int64_t g = r.at("group_size").get<std::int64_t>();
+  return "w" + std::to_string(r.at("bits").get<int>()) +
+         (g < 0 ? " row" : " g" + std::to_string(g));
+}
+
 std::string gnuplot_script(const std::vector<json>& sorted, const fs::path& png,
                            const fs::path& svg) {
   // One series per (group size, other grid keys, method); one colour per group size (and other
-  // grid keys); RTN dashed with open points, GPTQ solid with filled points.
+  // grid keys) when there are several, else one per method; RTN dashed with open points, GPTQ
+  // solid with filled points; every point labelled with its nominal bits and group.
   const std::vector<std::string> extras = extra_keys(sorted);
+  struct Point {
+    double bits_per_weight, perplexity;
+    std::string label;
+    bool operator<(const Point& o) const { return bits_per_weight < o.bits_per_weight; }
+  };
   struct Series {
     std::string colour_key, method, title;
-    std::vector<std::pair<double, double>> points;  // (bits per weight, perplexity)
+    std::vector<Point> points;
   };
   std::vector<Series> series;
   std::vector<std::string> colour_keys;
+  double low = 0.0, high = 0.0;   // the perplexities' range, for the y axis
   for (const json& r : sorted) {  // sorted: group size, method, bits
     std::string colour_key = "group " + group_label(r);
     for (const std::string& key : extras) colour_key += ", " + key + "=" + setting(r, key);
@@ -196,9 +211,12 @@ std::string gnuplot_script(const std::vector<json>& sorted, const fs::path& png,
       series.push_back({colour_key, method, colour_key + " " + method_label(method), {}});
       it = series.end() - 1;
     }
-    it->points.emplace_back(r.at("bits_per_weight").get<double>(),
-                            r.at("perplexity").get<double>());
+    const double ppl = r.at("perplexity").get<double>();
+    it->points.push_back({r.at("bits_per_weight").get<double>(), ppl, point_label(r)});
+    low = low == 0.0 ? ppl : std::min(low, ppl);
+    high = std::max(high, ppl);
   }
+  const bool one_colour_key = colour_keys.size() == 1;
   const char* palette[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd",
                            "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
   std::ostringstream out;
@@ -206,33 +224,48 @@ std::string gnuplot_script(const std::vector<json>& sorted, const fs::path& png,
   for (std::size_t i = 0; i < series.size(); ++i) {
     std::sort(series[i].points.begin(), series[i].points.end());
     out << "$s" << i << " << EOD\n";
-    for (const auto& [x, y] : series[i].points)
-      out << format("%.6f", x) << ' ' << format("%.6g", y) << '\n';
+    for (const Point& p : series[i].points)
+      out << format("%.6f", p.bits_per_weight) << ' ' << format("%.6g", p.perplexity) << " \""
+          << p.label << "\"\n";
     out << "EOD\n";
+  }
+  const bool has_fp = !sorted.empty() && sorted.front().contains("fp32_perplexity");
+  const double fp = has_fp ? sorted.front().at("fp32_perplexity").get<double>() : 0.0;
+  if (has_fp) {
+    low = low == 0.0 ? fp : std::min(low, fp);
+    high = std::max(high, fp);
   }
   const std::string model = sorted.empty()
                                 ? std::string()
                                 : fs::path(sorted.front().value("model", "")).filename().string();
   out << "set title "
       << gnuplot_string("perplexity vs bits per weight" + (model.empty() ? "" : ": " + model))
-      << "\nset xlabel 'bits per weight (codes + scales + zeros + g\\_idx)'\nset ylabel "
+      << " noenhanced\nset xlabel 'bits per weight (codes + scales + zeros + g\\_idx)'\nset ylabel "
          "'perplexity'\n"
          "set logscale y\nset grid\nset key top right\n";
+  if (high > 0.0)  // the data's range with a margin (labels sit above their points)
+    out << "set yrange [" << format("%.6g", low / 1.15) << ":" << format("%.6g", high * 1.6)
+        << "]\n";
   std::ostringstream plot;
   plot << "plot ";
   for (std::size_t i = 0; i < series.size(); ++i) {
     const Series& s = series[i];
-    const auto colour = static_cast<std::size_t>(
-        std::find(colour_keys.begin(), colour_keys.end(), s.colour_key) - colour_keys.begin());
     const bool rtn = s.method == "rtn";
+    const auto colour = one_colour_key
+                            ? std::size_t{rtn ? 1u : 0u}
+                            : static_cast<std::size_t>(
+                                  std::find(colour_keys.begin(), colour_keys.end(), s.colour_key) -
+                                  colour_keys.begin());
+    const char* rgb = palette[colour % std::size(palette)];
     plot << (i ? ", \\\n     " : "") << "$s" << i << " using 1:2 with linespoints lw 2 lc rgb '"
-         << palette[colour % std::size(palette)] << "' dt " << (rtn ? 2 : 1) << " pt "
-         << (rtn ? 6 : 7) << " title " << gnuplot_string(s.title)
-         << " noenhanced";  // act_order: an underscore, not a subscript
+         << rgb << "' dt " << (rtn ? 2 : 1) << " pt " << (rtn ? 6 : 7) << " title "
+         << gnuplot_string(s.title) << " noenhanced";  // act_order: an underscore, not a subscript
+    plot << ", \\\n     $s" << i << " using 1:2:3 with labels offset 0,0.9 font ',8' tc rgb '"
+         << rgb << "' notitle noenhanced";
   }
-  if (!sorted.empty() && sorted.front().contains("fp32_perplexity")) {
-    plot << ", \\\n     " << format("%.6g", sorted.front().at("fp32_perplexity").get<double>())
-         << " with lines lw 1 lc rgb 'black' dt 3 title 'FP32'";
+  if (has_fp) {
+    plot << ", \\\n     " << format("%.6g", fp) << " with lines lw 1 lc rgb 'black' dt 3 title "
+         << gnuplot_string("floating point: " + format("%.4g", fp));
   }
   out << "set terminal pngcairo size 960,640 font ',11'\nset output "
       << gnuplot_string(png.string()) << '\n'

@@ -87,8 +87,17 @@ TEST_F(SweepReport, PlotHasOneLinePerGroupSizeRtnDashedGptqSolid) {
   const auto sorted = sorted_results(read_result_lines(dir_ / "results.jsonl"));
   const std::string script = gnuplot_script(sorted, "out/r.png", "out/r.svg");
   // Series in report order: g32 RTN, g32 GPTQ, per-row RTN, per-row GPTQ; same colour per group.
-  EXPECT_NE(script.find("$s0 << EOD\n5.500000 270.9\n10.500000 51.99\nEOD"), std::string::npos)
+  EXPECT_NE(script.find("$s0 << EOD\n5.500000 270.9 \"w4 g32\"\n10.500000 51.99 \"w8 g32\"\nEOD"),
+            std::string::npos)
       << script;
+  // Each point labelled with its nominal setting, in its series' colour.
+  EXPECT_NE(script.find("$s0 using 1:2:3 with labels offset 0,0.9 font ',8' tc rgb '#1f77b4'"),
+            std::string::npos)
+      << script;
+  EXPECT_NE(script.find("\"w4 row\""), std::string::npos);
+  // The y range fits the data (51.05 .. 900) with margins; the FP value is in its title.
+  EXPECT_NE(script.find("set yrange [44.3913:1440]"), std::string::npos) << script;
+  EXPECT_NE(script.find("title 'floating point: 51.05'"), std::string::npos);
   EXPECT_NE(
       script.find(
           "$s1 using 1:2 with linespoints lw 2 lc rgb '#1f77b4' dt 1 pt 7 title 'group 32 GPTQ'"),
@@ -101,6 +110,16 @@ TEST_F(SweepReport, PlotHasOneLinePerGroupSizeRtnDashedGptqSolid) {
   EXPECT_NE(script.find("lc rgb '#d62728' dt 2 pt 6 title 'group per row RTN' noenhanced"),
             std::string::npos);  // titles as written: act_order's underscore is no subscript
   EXPECT_NE(script.find("51.05 with lines"), std::string::npos);
+}
+
+TEST_F(SweepReport, OneGroupSizeIsColouredByMethod) {
+  auto records = read_result_lines(dir_ / "results.jsonl");
+  std::erase_if(records, [](const auto& r) { return r.at("group_size").template get<int>() < 0; });
+  const std::string script = gnuplot_script(sorted_results(records), "p.png", "p.svg");
+  EXPECT_NE(script.find("lc rgb '#d62728' dt 2 pt 6 title 'group 32 RTN'"), std::string::npos)
+      << script;
+  EXPECT_NE(script.find("lc rgb '#1f77b4' dt 1 pt 7 title 'group 32 GPTQ'"), std::string::npos)
+      << script;
   EXPECT_NE(script.find("set output 'out/r.png'"), std::string::npos);
   EXPECT_NE(script.find("set output 'out/r.svg'"), std::string::npos);
   EXPECT_NE(script.find("stories260k"), std::string::npos);
