@@ -12,6 +12,7 @@
 #include "qshard/core/signal_messages.hpp"
 #include "qshard/eval/eval_cli.hpp"
 #include "qshard/io/hdf5_app.hpp"
+#include "qshard/pipeline/backend_factory.hpp"
 
 int main(int argc, char** argv) {
   return qshard::run_app(
@@ -29,17 +30,8 @@ int main(int argc, char** argv) {
         if (o.threads > 0) openblas_set_num_threads(o.threads);
         // The CPU backend's layers are the evaluation's own forward: only another backend runs
         // them.
-        std::unique_ptr<qshard::Backend> backend;
-        qshard::LayerRunner runner;
-        if (o.backend != "cpu") backend = qshard::make_backend(o.backend, 0);
-        if (backend && backend->name() != "cpu") {
-          runner = [&backend](const qshard::ModelConfig& c, const qshard::LayerWeights& w,
-                              const qshard::RotaryTable& rope, const qshard::MatrixF& hidden,
-                              std::int64_t seq_len) {
-            return backend->forward_layer(c, w, rope, hidden, seq_len);
-          };
-        }
-        const qshard::EvalReport report = qshard::run_eval(o, runner);
+        const qshard::EvaluationBackend backend = qshard::make_evaluation_backend(o.backend);
+        const qshard::EvalReport report = qshard::run_eval(o, backend.runner);
         qshard::print_report(report, o.json, std::cout);
         // A non-finite result (NaN/Inf weights or scales) is a failure, not a figure.
         qshard::require(std::isfinite(report.evaluated.perplexity),

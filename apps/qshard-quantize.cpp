@@ -5,10 +5,11 @@
 #include <string>
 
 #include "qshard/backend/backend.hpp"
+#include "qshard/comm/mpi.hpp"
 #include "qshard/core/error.hpp"
 #include "qshard/core/signal_messages.hpp"
-#include "qshard/dist/mpi.hpp"
 #include "qshard/io/hdf5_app.hpp"
+#include "qshard/pipeline/backend_factory.hpp"
 #include "qshard/pipeline/quantize_job.hpp"
 
 namespace {

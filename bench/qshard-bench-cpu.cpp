@@ -12,6 +12,7 @@
 #include <random>
 
 #include "bench_util.hpp"
+#include "qshard/backend/cpu_backend.hpp"
 #include "qshard/quant/hessian.hpp"
 #include "qshard/quant/solver.hpp"
 

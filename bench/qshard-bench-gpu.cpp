@@ -22,10 +22,10 @@
 #include <string>
 #include <vector>
 
+#include "cuda_hessian.hpp"
+#include "cuda_solver.hpp"
+#include "device.hpp"
 #include "hessian_kernels.hpp"
-#include "qshard/backend/cuda/cuda_hessian.hpp"
-#include "qshard/backend/cuda/cuda_solver.hpp"
-#include "qshard/backend/cuda/device.hpp"
 #include "qshard/backend/cuda_backend.hpp"
 #include "qshard/quant/solver.hpp"
 #include "random_kernels.hpp"

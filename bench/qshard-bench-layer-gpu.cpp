@@ -24,11 +24,11 @@
 #include <string>
 #include <vector>
 
+#include "cuda_layer.hpp"
+#include "device.hpp"
 #include "forward_kernels.hpp"
-#include "qshard/backend/cuda/cuda_layer.hpp"
-#include "qshard/backend/cuda/device.hpp"
 #include "qshard/backend/cuda_backend.hpp"
-#include "qshard/dist/mpi.hpp"
+#include "qshard/comm/mpi.hpp"
 #include "qshard/model/synthetic_source.hpp"
 #include "qshard/pipeline/layer_quantizer.hpp"
 #include "random_kernels.hpp"

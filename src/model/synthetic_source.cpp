@@ -228,12 +228,4 @@ std::unique_ptr<WeightSource> open_synthetic_model(const std::string& spec, std:
   return std::make_unique<SyntheticSource>(synthetic_config(spec), spec, seed);
 }
 
-std::unique_ptr<WeightSource> open_model(const std::string& spec, std::uint64_t seed,
-                                         const ModelOpenOptions& options) {
-  if (spec.starts_with(kPrefix)) return open_synthetic_model(spec.substr(kPrefix.size()), seed);
-  require(std::filesystem::is_directory(spec), "model directory '", spec,
-          "' does not exist (give a Hugging Face model directory or synthetic:NAME)");
-  return open_hf_model(spec, options);
-}
-
 }  // namespace qshard

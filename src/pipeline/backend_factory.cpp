@@ -1,7 +1,8 @@
-#include "qshard/backend/backend.hpp"
+#include "qshard/pipeline/backend_factory.hpp"
+
+#include "qshard/backend/cpu_backend.hpp"
 #include "qshard/core/error.hpp"
 #if defined(QSHARD_WITH_CUDA)
-#include "qshard/backend/cuda/nccl_communicator.hpp"
 #include "qshard/backend/cuda_backend.hpp"
 #endif
 
@@ -27,11 +28,24 @@ std::unique_ptr<Backend> make_backend(const std::string& kind, int local_rank, b
   return make_cpu_backend();
 }
 
+EvaluationBackend make_evaluation_backend(const std::string& kind) {
+  EvaluationBackend e;
+  if (kind == "cpu") return e;
+  e.backend = make_backend(kind, 0);
+  if (e.backend->name() == "cpu") return e;
+  const Backend* backend = e.backend.get();
+  e.runner = [backend](const ModelConfig& c, const LayerWeights& w, const RotaryTable& rope,
+                       const MatrixF& hidden, std::int64_t seq_len) {
+    return backend->forward_layer(c, w, rope, hidden, seq_len);
+  };
+  return e;
+}
+
 std::unique_ptr<Communicator> make_device_communicator(Communicator& host, const Backend& backend,
                                                        int local_rank) {
 #if defined(QSHARD_WITH_CUDA)
   if (backend.name() == "cuda")
-    return std::make_unique<cuda::NcclCommunicator>(host, local_rank < 0 ? 0 : local_rank);
+    return make_nccl_communicator(host, local_rank < 0 ? 0 : local_rank);
 #else
   (void)host;
   (void)local_rank;

@@ -15,6 +15,7 @@
 #include <iomanip>
 #include <nlohmann/json.hpp>
 
+#include "qshard/comm/watched_communicator.hpp"
 #include "qshard/core/error.hpp"
 #include "qshard/core/file_lock.hpp"
 #include "qshard/core/fnv1a.hpp"
@@ -22,7 +23,6 @@
 #include "qshard/core/serial_worker.hpp"
 #include "qshard/core/text_file.hpp"
 #include "qshard/core/watchdog.hpp"
-#include "qshard/dist/watched_communicator.hpp"
 #include "qshard/io/checkpoint.hpp"
 #include "qshard/io/job_record.hpp"
 #include "qshard/model/causal_lm.hpp"

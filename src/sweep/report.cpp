@@ -176,8 +176,8 @@ std::string csv_table(const std::vector<json>& sorted) {
 // x axis is larger: scales, zeros and g_idx).
 std::string point_label(const json& r) {
   const std::int64_t g = r.at("group_size").get<std::int64_t>();
-  return "w" + std::to_string(r.at("bits").get<int>()) +
-         (g < 0 ? " row" : " g" + std::to_string(g));
+  const int bits = r.at("bits").get<int>();
+  return g < 0 ? str("w", bits, " row") : str("w", bits, " g", g);
 }
 
 std::string gnuplot_script(const std::vector<json>& sorted, const fs::path& png,

@@ -1,4 +1,5 @@
 #include "qshard/sweep/sweep_cli.hpp"
+#include "qshard/pipeline/backend_factory.hpp"
 
 #include <algorithm>
 #include <boost/program_options.hpp>
@@ -124,15 +125,8 @@ int run(const std::vector<std::string>& all_args, const fs::path& self, std::ost
   run_options.out_dir = o.out_dir;
   run_options.extra_args = o.extra_args;
   // The CPU backend's layers are the evaluation's own forward: only another backend runs them.
-  std::unique_ptr<Backend> eval_backend;
-  if (o.eval_backend != "cpu") eval_backend = make_backend(o.eval_backend, 0);
-  if (eval_backend && eval_backend->name() != "cpu") {
-    run_options.eval_runner = [&eval_backend](const ModelConfig& c, const LayerWeights& w,
-                                              const RotaryTable& rope, const MatrixF& hidden,
-                                              std::int64_t seq_len) {
-      return eval_backend->forward_layer(c, w, rope, hidden, seq_len);
-    };
-  }
+  const EvaluationBackend eval_backend = make_evaluation_backend(o.eval_backend);
+  run_options.eval_runner = eval_backend.runner;
   run_point(spec, *index, run_options, out);
   return 0;
 }

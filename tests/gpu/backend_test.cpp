@@ -8,9 +8,11 @@
 #include "gptq_problems.hpp"
 #include "gpu_test_support.hpp"
 #include "qshard/backend/backend.hpp"
+#include "qshard/backend/cpu_backend.hpp"
 #include "qshard/backend/cuda_backend.hpp"
 #include "qshard/model/decoder.hpp"
 #include "qshard/model/synthetic_source.hpp"
+#include "qshard/pipeline/backend_factory.hpp"
 
 namespace qshard {
 namespace {

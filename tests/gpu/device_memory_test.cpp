@@ -5,8 +5,8 @@
 
 #include <vector>
 
+#include "device.hpp"
 #include "gpu_test_support.hpp"
-#include "qshard/backend/cuda/device.hpp"
 #include "random_kernels.hpp"
 
 namespace qshard {

@@ -10,10 +10,11 @@
 #include <filesystem>
 #include <random>
 
+#include "cuda_hessian.hpp"
+#include "cuda_layer.hpp"
 #include "gpu_test_support.hpp"
 #include "qshard/backend/backend.hpp"
-#include "qshard/backend/cuda/cuda_hessian.hpp"
-#include "qshard/backend/cuda/cuda_layer.hpp"
+#include "qshard/backend/cpu_backend.hpp"
 #include "qshard/eval/metrics.hpp"
 #include "qshard/model/causal_lm.hpp"
 #include "qshard/model/synthetic_source.hpp"

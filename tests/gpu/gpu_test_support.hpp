@@ -8,7 +8,7 @@
 #include <string>
 
 #include "qshard/backend/cuda_backend.hpp"
-#include "qshard/dist/communicator.hpp"
+#include "qshard/comm/communicator.hpp"
 #include "qshard/quant/quantized_weight.hpp"
 
 namespace qshard::test {

@@ -6,11 +6,11 @@
 #include <cstdio>
 #include <random>
 
+#include "cuda_hessian.hpp"
+#include "device.hpp"
 #include "gpu_test_support.hpp"
 #include "hessian_kernels.hpp"
-#include "qshard/backend/cuda/cuda_hessian.hpp"
-#include "qshard/backend/cuda/device.hpp"
-#include "qshard/backend/cuda/nccl_communicator.hpp"
+#include "nccl_communicator.hpp"
 #include "qshard/core/dtype.hpp"
 #include "qshard/quant/hessian.hpp"
 

@@ -5,9 +5,10 @@
 #include <cmath>
 #include <cstdio>
 
+#include "cuda_solver.hpp"
 #include "gptq_problems.hpp"
 #include "gpu_test_support.hpp"
-#include "qshard/backend/cuda/cuda_solver.hpp"
+#include "qshard/backend/cpu_backend.hpp"
 #include "qshard/quant/solver.hpp"
 
 namespace qshard {

@@ -3,14 +3,15 @@
 // of tiles and install, the way quantize_layer drives them.
 #include <gtest/gtest.h>
 
+#include "cuda_layer.hpp"
+#include "cuda_solver.hpp"
 #include "cuda_tiles.hpp"
 #include "gptq_problems.hpp"
 #include "gpu_test_support.hpp"
-#include "qshard/backend/cuda/cuda_layer.hpp"
-#include "qshard/backend/cuda/cuda_solver.hpp"
+#include "qshard/backend/cpu_backend.hpp"
 #include "qshard/backend/cuda_backend.hpp"
 #include "qshard/backend/host_tiles.hpp"
-#include "qshard/dist/mpi.hpp"
+#include "qshard/comm/mpi.hpp"
 #include "qshard/model/synthetic_source.hpp"
 #include "qshard/pipeline/layer_quantizer.hpp"
 #include "tile_ranks.hpp"

@@ -5,7 +5,8 @@
 #include <random>
 
 #include "qshard/backend/backend.hpp"
-#include "qshard/dist/mpi.hpp"
+#include "qshard/backend/cpu_backend.hpp"
+#include "qshard/comm/mpi.hpp"
 #include "qshard/pipeline/calibration.hpp"
 
 namespace qshard {

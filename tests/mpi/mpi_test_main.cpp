@@ -1,7 +1,7 @@
 // GoogleTest under MPI: every rank runs every test; only rank 0 prints the results.
 #include <gtest/gtest.h>
 
-#include "qshard/dist/mpi.hpp"
+#include "qshard/comm/mpi.hpp"
 
 int main(int argc, char** argv) {
   qshard::MpiSession mpi(&argc, &argv);

@@ -8,7 +8,8 @@
 #include <iostream>
 
 #include "qshard/backend/backend.hpp"
-#include "qshard/dist/mpi.hpp"
+#include "qshard/backend/cpu_backend.hpp"
+#include "qshard/comm/mpi.hpp"
 #include "qshard/pipeline/quantize_job.hpp"
 
 namespace {

@@ -1,6 +1,6 @@
 #pragma once
-// What the quantization pipeline asks of a compute backend. The CPU backend (backends/cpu) and the
-// CUDA backend (backends/cuda) implement it; the pipeline never knows which one it drives.
+// What the quantization pipeline asks of a compute backend. The CPU backend (backend/cpu) and the
+// CUDA backend (backend/cuda) implement it; the pipeline never knows which one it drives.
 #include <array>
 #include <cstdint>
 #include <memory>
@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "qshard/comm/communicator.hpp"
 #include "qshard/core/matrix.hpp"
-#include "qshard/dist/communicator.hpp"
 #include "qshard/model/decoder.hpp"
 #include "qshard/quant/solver.hpp"
 
@@ -157,19 +157,5 @@ class Backend {
     return load_layer(config, weights, rope)->forward(hidden, seq_len, targets, stop_after);
   }
 };
-
-std::unique_ptr<Backend> make_cpu_backend();
-
-// "cpu", "cuda" or "auto" (cuda when this build has the CUDA backend and a GPU is visible).
-// `local_rank` picks the GPU of this rank on its node (one rank per GPU; with `share_gpus`, GPU
-// local_rank modulo the GPU count). Throws for "cuda" without a GPU.
-std::unique_ptr<Backend> make_backend(const std::string& kind, int local_rank,
-                                      bool share_gpus = false);
-
-// The communicator for a job on `backend`: with the CUDA backend, NCCL for device buffers (one rank
-// per GPU, GPU `local_rank`; host collectives still go through `host`); otherwise none (nullptr:
-// use `host`). Collective: every rank calls it.
-std::unique_ptr<Communicator> make_device_communicator(Communicator& host, const Backend& backend,
-                                                       int local_rank);
 
 }  // namespace qshard

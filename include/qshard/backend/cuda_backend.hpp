@@ -10,5 +10,7 @@ namespace qshard {
 int cuda_device_count();
 // The backend on GPU `device` of this node.
 std::unique_ptr<Backend> make_cuda_backend(int device);
+// NCCL among the ranks of `host`, one GPU each (GPU `device` of this node). Collective.
+std::unique_ptr<Communicator> make_nccl_communicator(Communicator& host, int device);
 
 }  // namespace qshard

@@ -18,8 +18,4 @@ ModelConfig synthetic_config(const std::string& preset);
 // `spec` is a preset name or the path of a config.json.
 std::unique_ptr<WeightSource> open_synthetic_model(const std::string& spec, std::uint64_t seed);
 
-// "synthetic:NAME" → a synthetic model; anything else → a Hugging Face directory.
-std::unique_ptr<WeightSource> open_model(const std::string& spec, std::uint64_t seed,
-                                         const ModelOpenOptions& options = {});
-
 }  // namespace qshard

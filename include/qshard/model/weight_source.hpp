@@ -34,4 +34,9 @@ struct ModelOpenOptions {
 std::unique_ptr<WeightSource> open_hf_model(const std::filesystem::path& directory,
                                             const ModelOpenOptions& options = {});
 
+// "synthetic:NAME" → a synthetic model (model/synthetic_source.hpp); anything else → a Hugging
+// Face directory (open_hf_model). Defined in model/open_model.cpp.
+std::unique_ptr<WeightSource> open_model(const std::string& spec, std::uint64_t seed,
+                                         const ModelOpenOptions& options = {});
+
 }  // namespace qshard

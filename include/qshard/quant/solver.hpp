@@ -1,5 +1,5 @@
 #pragma once
-// The GPTQ solver interface, implemented by the CPU backend (backends/cpu) and the CUDA backend.
+// The GPTQ solver interface, implemented by the CPU backend (backend/cpu) and the CUDA backend.
 //
 // A layer's Hessian is factorised once (dead inputs, damping, act_order permutation, the upper
 // Cholesky factor of H^-1) and then any number of row ranges of any weight matrices that share
@@ -80,8 +80,6 @@ class Solver {
   }
   double objective(const MatrixF& weight, const MatrixF& quantized, const MatrixD& hessian) const;
 };
-
-std::unique_ptr<Solver> make_cpu_solver();
 
 // Round-to-nearest with the same scales rule (min/max or mse over the original weights).
 QuantizedWeight quantize_rtn(const MatrixF& weight, const QuantConfig& config);

@@ -120,9 +120,9 @@ TEST_F(SweepReport, OneGroupSizeIsColouredByMethod) {
       << script;
   EXPECT_NE(script.find("lc rgb '#1f77b4' dt 1 pt 7 title 'group 32 GPTQ'"), std::string::npos)
       << script;
-  EXPECT_NE(script.find("set output 'out/r.png'"), std::string::npos);
-  EXPECT_NE(script.find("set output 'out/r.svg'"), std::string::npos);
-  EXPECT_NE(script.find("stories260k"), std::string::npos);
+  EXPECT_NE(script.find("set output 'p.png'"), std::string::npos) << script;
+  EXPECT_NE(script.find("set output 'p.svg'"), std::string::npos) << script;
+  EXPECT_NE(script.find("stories260k"), std::string::npos) << script;
 }
 
 TEST_F(SweepReport, WritesMarkdownCsvPngAndSvg) {

@@ -4,8 +4,9 @@
 
 #include "gptq_problems.hpp"
 #include "qshard/backend/backend.hpp"
+#include "qshard/backend/cpu_backend.hpp"
 #include "qshard/backend/host_tiles.hpp"
-#include "qshard/dist/mpi.hpp"
+#include "qshard/comm/mpi.hpp"
 #include "qshard/model/synthetic_source.hpp"
 #include "tile_ranks.hpp"
 

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "gptq_problems.hpp"
+#include "qshard/backend/cpu_backend.hpp"
 #include "qshard/quant/solver.hpp"
 #include "reference_gptq.hpp"
 

@@ -1,5 +1,5 @@
 #pragma once
-// GPTQ on one GPU: the same semantics as the CPU solver (backends/cpu/gptq_solver.cpp), with the
+// GPTQ on one GPU: the same semantics as the CPU solver (backend/cpu/gptq_solver.cpp), with the
 // factorisation in fp64 (cuSOLVER) and the solve in fp32.
 //
 // Factorisation: with J the reversal permutation and P the act_order permutation,
@@ -18,7 +18,7 @@
 #include <memory>
 #include <vector>
 
-#include "qshard/backend/cuda/device.hpp"
+#include "device.hpp"
 #include "qshard/quant/solver.hpp"
 
 namespace qshard::cuda {

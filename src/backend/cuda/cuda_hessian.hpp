@@ -14,8 +14,8 @@
 #include <cstdint>
 #include <memory>
 
+#include "device.hpp"
 #include "qshard/backend/backend.hpp"
-#include "qshard/backend/cuda/device.hpp"
 
 namespace qshard::cuda {
 

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "qshard/backend/cuda/nccl_communicator.hpp"
+#include "nccl_communicator.hpp"
 #include "qshard/backend/host_tiles.hpp"
 
 namespace qshard::cuda {

@@ -1,14 +1,14 @@
 // The CUDA GPTQ solver, host side: factorisation with cuSOLVER (fp64), the blocked solve with the
 // fused batch kernel and cuBLAS SGEMM trailing updates (fp32), RTN and objectives. The
-// semantics are the CPU solver's (backends/cpu/gptq_solver.cpp, quant/gptq_plan.cpp); see
+// semantics are the CPU solver's (backend/cpu/gptq_solver.cpp, quant/gptq_plan.cpp); see
 // backend/cuda/cuda_solver.hpp for the design.
 #include <algorithm>
 #include <cmath>
 #include <mutex>
 #include <numeric>
 
+#include "cuda_solver.hpp"
 #include "gptq_kernels.hpp"
-#include "qshard/backend/cuda/cuda_solver.hpp"
 #include "qshard/quant/gptq_plan.hpp"
 #include "qshard/quant/quantized_weight.hpp"
 

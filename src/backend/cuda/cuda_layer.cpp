@@ -1,14 +1,14 @@
 // The decoder layer forward on one GPU (see backend/cuda/cuda_layer.hpp).
-#include "qshard/backend/cuda/cuda_layer.hpp"
+#include "cuda_layer.hpp"
 
 #include <array>
 #include <cmath>
 #include <cstddef>
 
+#include "cuda_hessian.hpp"
 #include "cuda_tiles.hpp"
+#include "device.hpp"
 #include "forward_kernels.hpp"
-#include "qshard/backend/cuda/cuda_hessian.hpp"
-#include "qshard/backend/cuda/device.hpp"
 #include "qshard/backend/host_tiles.hpp"
 
 namespace qshard::cuda {
@@ -312,6 +312,10 @@ void CudaLayer::set_quantized(Linear linear, const DeviceQuantized& q,
   s.stream.synchronize();  // before `groups` is freed
 }
 
+// This rank's tiles of one module: rows stacked, Hessian resident, RTN, GPTQ, per-tile objectives.
+// Longer than 80 lines on purpose: every temporary device buffer here (stacked rows, an uploaded
+// Hessian, g_idx) is freed at the end of its scope, and each is preceded by the stream
+// synchronisation that makes that safe; one function keeps those pairs side by side.
 std::unique_ptr<SolvedTiles> CudaLayer::quantize_tiles(const TileJob& job) {
   State& s = *state_;
   require(s.solver != nullptr, "CudaLayer: loaded without a solver, cannot quantize");

@@ -1,15 +1,15 @@
 // The CUDA Hessian builder, host side (see backend/cuda/cuda_hessian.hpp).
-#include "qshard/backend/cuda/cuda_hessian.hpp"
-#include "qshard/backend/cuda/cuda_solver.hpp"
+#include "cuda_hessian.hpp"
+#include "cuda_solver.hpp"
 
 #include <mutex>
 #include <utility>
 #include <vector>
 
+#include "device.hpp"
 #include "forward_kernels.hpp"
 #include "hessian_kernels.hpp"
-#include "qshard/backend/cuda/device.hpp"
-#include "qshard/backend/cuda/nccl_communicator.hpp"
+#include "nccl_communicator.hpp"
 
 namespace qshard::cuda {
 namespace {

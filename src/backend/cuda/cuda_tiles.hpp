@@ -6,8 +6,8 @@
 #include <memory>
 #include <vector>
 
+#include "cuda_solver.hpp"
 #include "qshard/backend/backend.hpp"
-#include "qshard/backend/cuda/cuda_solver.hpp"
 
 namespace qshard::cuda {
 

@@ -1,5 +1,7 @@
 // NCCL collectives on device buffers beside a host communicator.
-#include "qshard/backend/cuda/nccl_communicator.hpp"
+#include "nccl_communicator.hpp"
+
+#include "qshard/backend/cuda_backend.hpp"
 
 #include <unistd.h>
 
@@ -103,3 +105,11 @@ void NcclCommunicator::check_async() const {
 }
 
 }  // namespace qshard::cuda
+
+namespace qshard {
+
+std::unique_ptr<Communicator> make_nccl_communicator(Communicator& host, int device) {
+  return std::make_unique<cuda::NcclCommunicator>(host, device);
+}
+
+}  // namespace qshard

@@ -3,6 +3,7 @@
 #include <optional>
 
 #include "qshard/backend/backend.hpp"
+#include "qshard/backend/cpu_backend.hpp"
 #include "qshard/backend/host_tiles.hpp"
 #include "qshard/core/error.hpp"
 #include "qshard/core/parallel.hpp"

@@ -1,6 +1,6 @@
 #pragma once
 // Collective operations between the ranks of a job. The MPI implementation moves host buffers;
-// the CUDA backend adds NCCL for device buffers (backends/cuda). A single-process job uses the
+// the CUDA backend adds NCCL for device buffers (backend/cuda). A single-process job uses the
 // same interface with one rank.
 #include <cstddef>
 #include <cstdint>
@@ -40,7 +40,7 @@ class Communicator {
   virtual bool any(bool failed) = 0;
 };
 
-// All ranks of MPI_COMM_WORLD (dist/mpi.hpp, where MpiSession initialises MPI).
+// All ranks of MPI_COMM_WORLD (comm/mpi.hpp, where MpiSession initialises MPI).
 class MpiCommunicator;
 
 }  // namespace qshard

@@ -7,8 +7,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "qshard/backend/cuda/device.hpp"
-#include "qshard/dist/communicator.hpp"
+#include "device.hpp"
+#include "qshard/comm/communicator.hpp"
 
 namespace qshard::cuda {
 

@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "qshard/dist/communicator.hpp"
+#include "qshard/comm/communicator.hpp"
 
 namespace qshard {
 

@@ -14,8 +14,8 @@
 #include <optional>
 #include <vector>
 
+#include "cuda_solver.hpp"
 #include "qshard/backend/backend.hpp"
-#include "qshard/backend/cuda/cuda_solver.hpp"
 #include "qshard/core/dtype.hpp"
 
 namespace qshard::cuda {

@@ -1,4 +1,4 @@
-#include "qshard/dist/mpi.hpp"
+#include "qshard/comm/mpi.hpp"
 
 #include <cstdlib>
 #include <limits>

@@ -8,8 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "qshard/comm/communicator.hpp"
 #include "qshard/core/watchdog.hpp"
-#include "qshard/dist/communicator.hpp"
 
 namespace qshard {
 

@@ -6,21 +6,6 @@
 #include "qshard/quant/quantized_weight_bytes.hpp"
 
 namespace qshard {
-namespace {
-
-void take(std::span<const std::byte> bytes, std::size_t& offset, void* dst, std::size_t n) {
-  require(offset + n <= bytes.size(), "tile exchange: truncated message");
-  std::memcpy(dst, bytes.data() + offset, n);
-  offset += n;
-}
-template <typename T>
-T get(std::span<const std::byte> bytes, std::size_t& offset) {
-  T value;
-  take(bytes, offset, &value, sizeof(T));
-  return value;
-}
-
-}  // namespace
 
 std::vector<std::size_t> tiles_of(const TileDeal& deal, int rank) {
   std::vector<std::size_t> mine;
@@ -63,12 +48,14 @@ void sum_tile_objectives(const SolvedTiles& mine, const TileDeal& deal, Communic
   const std::vector<std::byte> all = comm.all_gather(std::as_bytes(std::span(values)));
   require(all.size() == 2 * deal.size() * sizeof(double), "tile exchange: ", all.size(),
           " bytes of objectives for ", deal.size(), " tiles");
+  std::vector<double> gathered(2 * deal.size());
+  std::memcpy(gathered.data(), all.data(), all.size());
   std::vector<double> gptq(deal.size()), rtn(deal.size());
-  std::size_t offset = 0;
+  std::size_t k = 0;
   for (int r = 0; r < comm.size(); ++r) {
     const std::vector<std::size_t> tiles = tiles_of(deal, r);
-    for (const std::size_t t : tiles) gptq[t] = get<double>(all, offset);
-    for (const std::size_t t : tiles) rtn[t] = get<double>(all, offset);
+    for (const std::size_t t : tiles) gptq[t] = gathered[k++];
+    for (const std::size_t t : tiles) rtn[t] = gathered[k++];
   }
   module.objective_gptq = 0.0;
   module.objective_rtn = 0.0;

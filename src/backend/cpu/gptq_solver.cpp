@@ -20,6 +20,7 @@
 #include <cmath>
 #include <vector>
 
+#include "qshard/backend/cpu_backend.hpp"
 #include "qshard/core/error.hpp"
 #include "qshard/quant/gptq_plan.hpp"
 #include "qshard/quant/quantizer.hpp"

@@ -1,11 +1,11 @@
 // The CUDA backend: decoder forward, Hessian builder and GPTQ solver on one GPU.
 #include "qshard/backend/cuda_backend.hpp"
 
+#include "cuda_hessian.hpp"
+#include "cuda_layer.hpp"
+#include "cuda_solver.hpp"
 #include "cuda_tiles.hpp"
-#include "qshard/backend/cuda/cuda_hessian.hpp"
-#include "qshard/backend/cuda/cuda_layer.hpp"
-#include "qshard/backend/cuda/cuda_solver.hpp"
-#include "qshard/backend/cuda/device.hpp"
+#include "device.hpp"
 
 namespace qshard {
 namespace {

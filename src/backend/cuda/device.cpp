@@ -1,5 +1,5 @@
 // Checked CUDA calls and the RAII wrappers of backend/cuda/device.hpp.
-#include "qshard/backend/cuda/device.hpp"
+#include "device.hpp"
 
 #include <limits>
 

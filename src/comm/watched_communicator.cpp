@@ -1,4 +1,4 @@
-#include "qshard/dist/watched_communicator.hpp"
+#include "qshard/comm/watched_communicator.hpp"
 
 #include <cstdlib>
 
