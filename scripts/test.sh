@@ -2,7 +2,7 @@
 # Installs what only the tests need (idempotent: fast when present): the Debian packages below and
 # the Python interop venv (scripts/setup-python.sh), fetches SmolLM2-135M and its text
 # (scripts/get-models.sh), runs the whole test suite (unit, mpi, integration, sweep, readme,
-# python; gpu tests skip without a GPU) with CTest, then (with no arguments, unless
+# cluster, python; gpu tests skip without a GPU) with CTest, then (with no arguments, unless
 # QSHARD_SANITIZE=0) scripts/sanitize.sh: the unit tests built with AddressSanitizer +
 # UndefinedBehaviorSanitizer and the fuzzers, QSHARD_FUZZ_SECONDS (60) each.
 # Arguments go to CTest (e.g. -L unit) and run only that selection. Run scripts/setup.sh first.
@@ -13,6 +13,8 @@ test_packages=(
   python3 python3-venv           # the interop venv, the README test
   python3-doc                    # real English text for the SmolLM2 tests (scripts/get-models.sh)
   shellcheck                     # the sbatch scripts' test
+  munge slurmctld slurmd slurm-client  # a real one-node Slurm cluster (scripts/slurm-local.sh)
+  iproute2                       # network-namespace hosts for multi-host MPI (scripts/netns-hosts.sh)
   clang libclang-rt-14-dev llvm  # scripts/sanitize.sh: ASan/UBSan, libFuzzer, llvm-symbolizer
 )
 bash scripts/install-debian-packages.sh test "${test_packages[@]}"

@@ -349,8 +349,7 @@ JobInputs open_inputs(const JobOptions& o, Communicator& comm, JobProgress& prog
   } catch (const std::exception& e) {
     error = e.what();
   }
-  if (comm.any(!error.empty()))
-    throw CollectiveError(error.empty() ? "another rank failed to set up the job" : error);
+  throw_if_any_failed(comm, error);
   return inputs;
 }
 
@@ -600,8 +599,7 @@ void assemble_checkpoint(const JobContext& job, Communicator& job_comm, const To
       error = e.what();
     }
   }
-  if (job_comm.any(!error.empty()))
-    throw CollectiveError(error.empty() ? "rank 0 failed to write the checkpoint" : error);
+  throw_if_any_failed(job_comm, error);
 }
 
 // Seconds of the job's three parts, for its last line.

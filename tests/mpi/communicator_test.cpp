@@ -45,6 +45,27 @@ TEST(MpiCommunicator, BroadcastAndAny) {
   EXPECT_TRUE(comm.any(comm.rank() == comm.size() - 1));
 }
 
+// Every rank gets the message of the lowest failing rank, named by its rank; no error, no throw.
+TEST(MpiCommunicator, ThrowIfAnyFailedNamesTheLowestFailingRankOnEveryRank) {
+  MpiCommunicator comm;
+  EXPECT_NO_THROW(throw_if_any_failed(comm, ""));
+  const int last = comm.size() - 1;
+  // The last rank and (with 3 or more ranks) rank 1 fail; the message is the lower one's.
+  const bool fails = comm.rank() == last || (comm.size() > 2 && comm.rank() == 1);
+  const std::string mine =
+      fails ? str("cannot read /data/model-", comm.rank(), ".safetensors") : "";
+  const int named = comm.size() > 2 ? 1 : last;
+  try {
+    throw_if_any_failed(comm, mine);
+    ADD_FAILURE() << "no error on rank " << comm.rank();
+  } catch (const CollectiveError& e) {
+    const std::string expected =
+        comm.size() > 1 ? str("rank ", named, ": cannot read /data/model-", named, ".safetensors")
+                        : "cannot read /data/model-0.safetensors";
+    EXPECT_EQ(std::string(e.what()), expected);
+  }
+}
+
 TEST(MpiCommunicator, LocalRankIsWithinTheNode) {
   MpiCommunicator comm;
   EXPECT_GE(comm.local_rank(), 0);

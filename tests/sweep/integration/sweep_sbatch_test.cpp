@@ -3,16 +3,14 @@
 // that runs mpirun with 2 ranks) end to end on stories260k, then the report and reproducibility.
 #include <gtest/gtest.h>
 
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <random>
 #include <string>
 
 #include "qshard/io/checkpoint.hpp"
 #include "qshard/sweep/results.hpp"
+#include "shell.hpp"
 
 namespace qshard {
 namespace {
@@ -22,47 +20,10 @@ const fs::path kSource = QSHARD_SOURCE_DIR;
 const fs::path kApps = QSHARD_APPS_DIR;
 const fs::path kShared = QSHARD_SHARED_DIR;
 
-struct Ran {
-  int code = -1;
-  std::string output;
-};
-
-// Runs a shell command with a time limit, stdout and stderr together.
-Ran sh(const std::string& command, int timeout_s = 600) {
-  const std::string full =
-      "timeout " + std::to_string(timeout_s) + " bash -c '" + command + "' 2>&1";
-  Ran ran;
-  FILE* pipe = popen(full.c_str(), "r");
-  if (pipe == nullptr) return ran;
-  std::array<char, 4096> buffer{};
-  while (fgets(buffer.data(), buffer.size(), pipe) != nullptr) ran.output += buffer.data();
-  const int status = pclose(pipe);
-  ran.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return ran;
-}
-
-class Scratch {
- public:
-  explicit Scratch(const std::string& name) {
-    std::random_device rd;
-    path_ = fs::temp_directory_path() / (name + "-" + std::to_string(rd()));
-    fs::create_directories(path_);
-  }
-  ~Scratch() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-void write_file(const fs::path& path, const std::string& text) {
-  std::ofstream out(path);
-  out << text;
-}
+using test::Ran;
+using test::Scratch;
+using test::sh;
+using test::write_file;
 
 // No Slurm variables from an enclosing job leak into the simulated one.
 const std::string kClean =
@@ -89,7 +50,12 @@ TEST(SlurmScripts, PassShellcheck) {
   if (sh("command -v shellcheck").code != 0) {
     GTEST_SKIP() << "shellcheck is not installed (scripts/test.sh installs it): not checked";
   }
-  for (const fs::path& script : sbatch_scripts()) {
+  std::vector<fs::path> scripts = sbatch_scripts();
+  // The local cluster the real-Slurm and multi-host tests run on (tests/cluster).
+  for (const char* script :
+       {"scripts/slurm-local.sh", "scripts/netns-hosts.sh", "tests/cluster/fixture.sh"})
+    scripts.push_back(kSource / script);
+  for (const fs::path& script : scripts) {
     const Ran r = sh("shellcheck " + script.string());
     EXPECT_EQ(r.code, 0) << script << "\n" << r.output;
   }
@@ -152,7 +118,9 @@ TEST(SlurmScripts, SweepArrayEndToEndOnStories260k) {
                  "/eval_256x256.i32\neval_seq_len = 256\neval_rows = 32\n"
                  "[grid]\ngroup_size = 32\nbits = 4,8\nmethod = rtn,gptq\n");
   const auto task = [&](int index, const std::string& args = "") {
-    return sh(kClean + "SLURM_JOB_ID=" + std::to_string(1000 + index) +
+    // Slurm starts the script in the job's working folder (here the submission folder).
+    return sh("cd " + dir.path().string() + " && " + kClean +
+              "SLURM_JOB_ID=" + std::to_string(1000 + index) +
               " SLURM_ARRAY_JOB_ID=999 SLURM_ARRAY_TASK_ID=" + std::to_string(index) +
               " SLURM_SUBMIT_DIR=" + dir.path().string() + " QSHARD_BIN=" + kApps.string() +
               " PATH=" + dir / "bin" + ":$PATH bash " + (kSource / "slurm/sweep.sbatch").string() +

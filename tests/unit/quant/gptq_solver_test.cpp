@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <iostream>
 #include <random>
 
@@ -21,8 +22,10 @@ double agreement(const QuantizedWeight& a, const QuantizedWeight& b) {
   return static_cast<double>(same) / static_cast<double>(a.codes.size());
 }
 
-std::uint64_t fresh_seed() {
-  return std::random_device{}() * 0x9e3779b97f4a7c15ull + std::random_device{}();
+// A fixed problem, so a failure reproduces; QSHARD_TEST_SEED=N tries another one.
+std::uint64_t problem_seed() {
+  const char* seed = std::getenv("QSHARD_TEST_SEED");
+  return seed != nullptr ? std::stoull(seed) : 20261204;
 }
 
 struct Combination {
@@ -39,7 +42,7 @@ std::string name(const Combination& c) {
 }
 
 TEST(GptqSolver, MatchesColumnByColumnReferenceForEveryOption) {
-  const std::uint64_t seed = fresh_seed();
+  const std::uint64_t seed = problem_seed();
   SCOPED_TRACE(str("seed ", seed));
   const test::Problem p = test::make_problem(seed, 64, 256);
   const auto solver = make_cpu_solver();
@@ -80,14 +83,17 @@ TEST(GptqSolver, MatchesColumnByColumnReferenceForEveryOption) {
               EXPECT_EQ(blocked.g_idx, ref.g_idx);
               const double rtn = reconstruction_objective(
                   p.weight, quantize_rtn(p.weight, o.quant).dequantize(), p.hessian);
-              EXPECT_LT(ob, rtn);
+              // At 2 bits with groups chosen during the solve (not static), a group's range is
+              // taken from weights the earlier columns' errors have moved, and GPTQ's objective can
+              // exceed RTN's: it did on 5 of 80 random problems (an 80-seed hunt on 2026-12-04).
+              if (bits > 2 || group < 0 || static_groups) EXPECT_LT(ob, rtn);
               ++checked;
             }
   EXPECT_EQ(checked, 192);
 }
 
 TEST(GptqSolver, LargeProblemMatchesReference) {
-  const std::uint64_t seed = fresh_seed();
+  const std::uint64_t seed = problem_seed();
   SCOPED_TRACE(str("seed ", seed));
   const test::Problem p = test::make_problem(seed, 512, 1024);
   const auto solver = make_cpu_solver();
@@ -111,7 +117,7 @@ TEST(GptqSolver, LargeProblemMatchesReference) {
 }
 
 TEST(GptqSolver, ExactRuleIsIndependentOfBlockSize) {
-  const std::uint64_t seed = fresh_seed();
+  const std::uint64_t seed = problem_seed();
   SCOPED_TRACE(str("seed ", seed));
   const test::Problem p = test::make_problem(seed, 48, 200);  // groups straddle batches too
   const auto solver = make_cpu_solver();
@@ -140,7 +146,7 @@ TEST(GptqSolver, GptqRatioAtFourBitsGroup128OnCorrelatedProblems) {
   for (const bool act_order : {false, true}) {
     std::vector<double> ratios;
     for (int trial = 0; trial < 3; ++trial) {
-      const std::uint64_t seed = fresh_seed();
+      const std::uint64_t seed = problem_seed();
       SCOPED_TRACE(str("seed ", seed));
       const test::Problem p = test::make_problem(seed, 128, 512);
       GptqOptions o;
@@ -167,7 +173,7 @@ TEST(GptqSolver, GptqRatioAtFourBitsGroup128OnCorrelatedProblems) {
 }
 
 TEST(GptqSolver, IdentityHessianWithoutDampingIsRtn) {
-  const test::Problem p = test::make_problem(fresh_seed(), 32, 96);
+  const test::Problem p = test::make_problem(problem_seed(), 32, 96);
   MatrixD identity(96, 96);
   for (std::int64_t i = 0; i < 96; ++i) identity(i, i) = 1.0;
   const auto solver = make_cpu_solver();
@@ -191,7 +197,7 @@ TEST(GptqSolver, IdentityHessianWithoutDampingIsRtn) {
 
 TEST(GptqSolver, RankDeficientHessianRaisesDampingAndReportsIt) {
   const test::Problem p =
-      test::make_problem(fresh_seed(), 16, 64, true, /*tokens=*/20);  // rank 20 < 64
+      test::make_problem(problem_seed(), 16, 64, true, /*tokens=*/20);  // rank 20 < 64
   const auto solver = make_cpu_solver();
   GptqOptions o;
   o.damp_percent = 0.0;
@@ -203,7 +209,7 @@ TEST(GptqSolver, RankDeficientHessianRaisesDampingAndReportsIt) {
 
   // Duplicated input channels (X has enough tokens): singular H, one damping step suffices.
   {
-    const std::uint64_t seed = fresh_seed();
+    const std::uint64_t seed = problem_seed();
     SCOPED_TRACE(str("seed ", seed));
     std::mt19937_64 rng(seed);
     std::normal_distribution<double> normal;
@@ -255,7 +261,7 @@ TEST(GptqSolver, RefusesNonFiniteHessianAndDeadColumnsAreZero) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("(2, 1)"), std::string::npos) << e.what();
   }
-  test::Problem p = test::make_problem(fresh_seed(), 8, 32);
+  test::Problem p = test::make_problem(problem_seed(), 8, 32);
   for (std::int64_t i = 0; i < 32; ++i) p.hessian(5, i) = p.hessian(i, 5) = 0.0;
   GptqOptions o;
   o.quant.group_size = 16;
@@ -266,7 +272,7 @@ TEST(GptqSolver, RefusesNonFiniteHessianAndDeadColumnsAreZero) {
 }
 
 TEST(GptqSolver, RowsAreSolvedIndependentlyOfTheirNeighbours) {
-  const test::Problem p = test::make_problem(fresh_seed(), 128, 160);
+  const test::Problem p = test::make_problem(problem_seed(), 128, 160);
   const auto solver = make_cpu_solver();
   GptqOptions o;
   o.quant.group_size = 32;
@@ -310,7 +316,7 @@ TEST(GptqSolver, RowsAreSolvedIndependentlyOfTheirNeighbours) {
 TEST(GptqSolver, ReferenceGroupRuleDependsOnBlockSizeExactRuleDoesNot) {
   const auto solver = make_cpu_solver();
   for (int trial = 0; trial < 8; ++trial) {
-    const std::uint64_t seed = fresh_seed();
+    const std::uint64_t seed = problem_seed();
     SCOPED_TRACE(str("seed ", seed));
     const test::Problem p = test::make_problem(seed, 48, 96);
     GptqOptions o;
@@ -331,7 +337,7 @@ TEST(GptqSolver, ReferenceGroupRuleDependsOnBlockSizeExactRuleDoesNot) {
 // over 2000 problems (the mean log ratio is then ~5 standard errors below 0, the win count >10).
 TEST(GptqSolver, ExactGroupRuleIsLowerThanReferenceOnAverage) {
   const auto solver = make_cpu_solver();
-  const std::uint64_t base = fresh_seed();
+  const std::uint64_t base = problem_seed();
   SCOPED_TRACE(str("seeds ", base, " + 0..1999"));
   constexpr int kProblems = 2000;
   double exact_sum = 0.0, reference_sum = 0.0, log_ratio_sum = 0.0;
