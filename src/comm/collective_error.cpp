@@ -1,4 +1,5 @@
 // throw_if_any_failed: one agreed error for every rank, naming the rank that failed first.
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -14,17 +15,21 @@ void throw_if_any_failed(Communicator& comm, const std::string& local_error) {
   std::memcpy(local.data(), &length, sizeof length);
   std::memcpy(local.data() + sizeof length, local_error.data(), local_error.size());
   const std::vector<std::byte> all = comm.all_gather(local);
-  std::size_t at = 0;
-  for (int rank = 0; rank < comm.size() && at + sizeof length <= all.size(); ++rank) {
+  std::vector<std::string> messages;
+  for (std::size_t at = 0; at + sizeof length <= all.size();) {
     std::uint64_t n = 0;
     std::memcpy(&n, all.data() + at, sizeof n);
     at += sizeof n;
-    if (n > 0 && at + n <= all.size()) {
-      const std::string message(reinterpret_cast<const char*>(all.data() + at), n);
-      throw CollectiveError(comm.size() > 1 ? str("rank ", rank, ": ", message) : message);
-    }
+    require(at + n <= all.size(), "throw_if_any_failed: a truncated message from rank ",
+            messages.size());
+    messages.emplace_back(reinterpret_cast<const char*>(all.data() + at), n);
     at += n;
   }
+  const bool everywhere_alike = std::all_of(messages.begin(), messages.end(),
+                                            [&](const std::string& m) { return m == messages[0]; });
+  if (everywhere_alike) throw CollectiveError(messages.at(0));
+  for (std::size_t rank = 0; rank < messages.size(); ++rank)
+    if (!messages[rank].empty()) throw CollectiveError(str("rank ", rank, ": ", messages[rank]));
   throw CollectiveError("a rank failed without a message");
 }
 

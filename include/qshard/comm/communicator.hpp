@@ -41,9 +41,9 @@ class Communicator {
 };
 
 // Every rank calls it with its own error message ("" when it did well). When any rank failed, every
-// rank throws the same CollectiveError: the message of the lowest failing rank, prefixed with
-// "rank R: " when the job has several ranks, so the error is named wherever rank 0 prints it (a
-// file that only another host's rank could not read, for instance).
+// rank throws the same CollectiveError: the message when all ranks failed alike, else the lowest
+// failing rank's, prefixed with "rank R: ", so rank 0 prints an error that only another rank saw
+// (a file that only another host could not read, for instance).
 void throw_if_any_failed(Communicator& comm, const std::string& local_error);
 
 // All ranks of MPI_COMM_WORLD (comm/mpi.hpp, where MpiSession initialises MPI).
