@@ -121,6 +121,10 @@ class Exporter {
       shards.add(input_norm_name(l), exact_tensor(layer.input_norm, {config.hidden_size}, dtype));
       shards.add(post_attention_norm_name(l),
                  exact_tensor(layer.post_norm, {config.hidden_size}, dtype));
+      if (config.qk_norm) {
+        shards.add(q_norm_name(l), exact_tensor(layer.q_norm, {config.head_dim}, dtype));
+        shards.add(k_norm_name(l), exact_tensor(layer.k_norm, {config.head_dim}, dtype));
+      }
       for (const ModuleRecord& m : layer.modules) add_module(shards, l, m, dtype);
     }
     const std::string norm(kFinalNormName);

@@ -112,6 +112,10 @@ std::vector<std::string> expected_tensor_names(const ModelConfig& c) {
   for (std::int64_t layer = 0; layer < c.num_hidden_layers; ++layer) {
     names.push_back(input_norm_name(layer));
     names.push_back(post_attention_norm_name(layer));
+    if (c.qk_norm) {
+      names.push_back(q_norm_name(layer));
+      names.push_back(k_norm_name(layer));
+    }
     for (const Linear linear : kAllLinears) {
       names.push_back(linear_weight_name(layer, linear));
       const bool qkv = linear == Linear::Q || linear == Linear::K || linear == Linear::V;

@@ -1,4 +1,4 @@
-// config.json <-> ModelConfig for the LLaMA family (llama, mistral, qwen2).
+// config.json <-> ModelConfig for the LLaMA family (llama, mistral, qwen2, qwen3).
 #include "qshard/io/model_config.hpp"
 
 #include <array>
@@ -16,9 +16,10 @@ struct Family {
   std::string_view model_type;
   std::string_view architecture;
 };
-constexpr std::array<Family, 3> kFamilies = {{{"llama", "LlamaForCausalLM"},
+constexpr std::array<Family, 4> kFamilies = {{{"llama", "LlamaForCausalLM"},
                                               {"mistral", "MistralForCausalLM"},
-                                              {"qwen2", "Qwen2ForCausalLM"}}};
+                                              {"qwen2", "Qwen2ForCausalLM"},
+                                              {"qwen3", "Qwen3ForCausalLM"}}};
 
 const Family* family_by_type(std::string_view model_type) {
   for (const Family& f : kFamilies) {
@@ -93,7 +94,7 @@ std::string resolve_model_type(const json& root, std::string_view source) {
   if (!model_type.empty()) {
     family = family_by_type(model_type);
     require(family != nullptr, source, ": unsupported model_type '", model_type,
-            "' (supported: llama, mistral, qwen2)");
+            "' (supported: llama, mistral, qwen2, qwen3)");
   }
   if (const json* architectures = fields.find("architectures")) {
     require(architectures->is_array(), source, ": field 'architectures' must be an array");
@@ -102,7 +103,8 @@ std::string resolve_model_type(const json& root, std::string_view source) {
       const std::string name = item.get<std::string>();
       const Family* by_architecture = family_by_architecture(name);
       require(by_architecture != nullptr, source, ": unsupported architecture '", name,
-              "' (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)");
+              "' (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, "
+              "Qwen3ForCausalLM)");
       if (family != nullptr && family != by_architecture) {
         throw Error(str(source, ": architecture '", name, "' does not match model_type '",
                         family->model_type, "'"));
@@ -239,7 +241,14 @@ ModelConfig parse_model_config_text(const std::string_view json_text,
     c.attention_bias = fields.boolean("attention_bias", false);
     c.o_proj_bias = c.attention_bias;
     c.mlp_bias = fields.boolean("mlp_bias", false);
+  } else if (c.model_type == "qwen3") {  // q/k/v and o share attention_bias; q/k RMSNorm per head
+    c.attention_bias = fields.boolean("attention_bias", false);
+    c.o_proj_bias = c.attention_bias;
+    c.qk_norm = true;
   }
+  // Qwen2/3 can window some layers' attention; qshard's attention is full causal attention.
+  require(!fields.boolean("use_sliding_window", false), source,
+          ": field 'use_sliding_window' is true: sliding-window attention is not supported");
   try {
     // transformers 5 spells it "dtype".
     c.torch_dtype =
@@ -277,6 +286,7 @@ std::string to_json(const ModelConfig& c) {
     root["attention_bias"] = c.attention_bias;
     root["mlp_bias"] = c.mlp_bias;
   }
+  if (c.model_type == "qwen3") root["attention_bias"] = c.attention_bias;
   if (c.rope_scaling.type.empty()) {
     root["rope_scaling"] = nullptr;
   } else if (c.rope_scaling.type == "llama3") {

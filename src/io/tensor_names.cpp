@@ -91,6 +91,14 @@ std::string post_attention_norm_name(const std::int64_t layer) {
   return str(layer_prefix(layer), "post_attention_layernorm.weight");
 }
 
+std::string q_norm_name(const std::int64_t layer) {
+  return str(layer_prefix(layer), "self_attn.q_norm.weight");
+}
+
+std::string k_norm_name(const std::int64_t layer) {
+  return str(layer_prefix(layer), "self_attn.k_norm.weight");
+}
+
 std::optional<std::int64_t> layer_of_name(std::string_view name) {
   if (!consume(name, kLayerPrefix)) return std::nullopt;
   return consume_index(name);
@@ -107,6 +115,11 @@ std::optional<TensorRef> parse_tensor_name(std::string_view name) {
     if (name.starts_with(norm) && name.substr(norm.size()) == ".weight") {
       return TensorRef{*layer, std::nullopt, std::string(norm)};
     }
+  }
+  for (const std::string_view norm : {"q_norm", "k_norm"}) {
+    std::string_view rest = name;
+    if (consume(rest, "self_attn.") && consume(rest, norm) && rest == ".weight")
+      return TensorRef{*layer, std::nullopt, std::string(norm)};
   }
   for (const Linear linear : kAllLinears) {
     std::string_view rest = name;

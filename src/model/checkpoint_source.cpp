@@ -34,6 +34,8 @@ class CheckpointSource final : public WeightSource {
     if (!ref->linear) {
       if (name == input_norm_name(ref->layer)) return record.input_norm;
       if (name == post_attention_norm_name(ref->layer)) return record.post_norm;
+      if (name == q_norm_name(ref->layer) && !record.q_norm.empty()) return record.q_norm;
+      if (name == k_norm_name(ref->layer) && !record.k_norm.empty()) return record.k_norm;
       throw Error(str(describe(), ": no tensor '", name, "'"));
     }
     const ModuleRecord& m = record.module(*ref->linear);

@@ -144,6 +144,10 @@ LayerWeights LayerWeights::load(const WeightSource& source, std::int64_t layer) 
   LayerWeights w;
   w.input_norm = load(input_norm_name(layer), "input_layernorm");
   w.post_norm = load(post_attention_norm_name(layer), "post_attention_layernorm");
+  if (source.config().qk_norm) {
+    w.q_norm = load(q_norm_name(layer), "q_norm");
+    w.k_norm = load(k_norm_name(layer), "k_norm");
+  }
   // The modules concurrently (sources are read-only): the serial parts of one tensor's load
   // (allocation, first touch of its pages, checks) overlap with the others'.
   std::vector<std::future<void>> modules;
@@ -207,16 +211,21 @@ MatrixF linear_forward_blocks(const MatrixF& x, const MatrixF& weight,
   return y;
 }
 
+void rms_norm_rows(float* x, std::int64_t rows, std::int64_t cols, const float* weight,
+                   double eps) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    float* row = x + r * cols;
+    double sum = 0.0;
+    for (std::int64_t c = 0; c < cols; ++c) sum += static_cast<double>(row[c]) * row[c];
+    const auto inv = static_cast<float>(1.0 / std::sqrt(sum / static_cast<double>(cols) + eps));
+    for (std::int64_t c = 0; c < cols; ++c) row[c] = weight[c] * (row[c] * inv);
+  }
+}
+
 void rms_norm(MatrixF& x, const MatrixF& weight, double eps) {
   require(weight.size() == static_cast<std::size_t>(x.cols()), "rms_norm: weight of ",
           weight.size(), " for ", x.cols(), " features");
-  for (std::int64_t r = 0; r < x.rows(); ++r) {
-    float* row = x.data() + r * x.cols();
-    double sum = 0.0;
-    for (std::int64_t c = 0; c < x.cols(); ++c) sum += static_cast<double>(row[c]) * row[c];
-    const auto inv = static_cast<float>(1.0 / std::sqrt(sum / static_cast<double>(x.cols()) + eps));
-    for (std::int64_t c = 0; c < x.cols(); ++c) row[c] = weight.data()[c] * (row[c] * inv);
-  }
+  rms_norm_rows(x.data(), x.rows(), x.cols(), weight.data(), eps);
 }
 
 MatrixF forward_layer(const ModelConfig& config, const LayerWeights& w, const RotaryTable& rope,
@@ -243,6 +252,16 @@ MatrixF forward_layer(const ModelConfig& config, const LayerWeights& w, const Ro
   MatrixF q = linear(x, Linear::Q);
   MatrixF k = linear(x, Linear::K);
   const MatrixF v = linear(x, Linear::V);
+  if (config.qk_norm) {  // Qwen3: each head's d values normalised, before the rotary embedding
+    require(w.q_norm.size() == static_cast<std::size_t>(d) &&
+                w.k_norm.size() == static_cast<std::size_t>(d),
+            "forward: q_norm/k_norm of ", w.q_norm.size(), "/", w.k_norm.size(),
+            " values for head_dim ", d);
+    rms_norm_rows(q.data(), q.rows() * config.num_attention_heads, d, w.q_norm.data(),
+                  config.rms_norm_eps);
+    rms_norm_rows(k.data(), k.rows() * config.num_key_value_heads, d, w.k_norm.data(),
+                  config.rms_norm_eps);
+  }
   for (std::int64_t row = 0; row < q.rows(); ++row) {
     const std::int64_t position = row % seq_len;
     for (std::int64_t h = 0; h < config.num_attention_heads; ++h)

@@ -18,7 +18,8 @@ Shape expected_shape(const ModelConfig& c, const std::string& name) {
   if (!ref) return {};
   if (name == kEmbedName || name == kLmHeadName) return {c.vocab_size, c.hidden_size};
   if (name == kFinalNormName) return {c.hidden_size};
-  if (!ref->linear) return {c.hidden_size};  // the layer norms
+  if (ref->field == "q_norm" || ref->field == "k_norm") return {c.head_dim};  // per head
+  if (!ref->linear) return {c.hidden_size};                                   // the layer norms
   const auto [rows, cols] = linear_shape(c, *ref->linear);
   if (ref->field == "bias") return {rows};
   return {rows, cols};

@@ -122,11 +122,13 @@ class SyntheticSource final : public WeightSource {
     if (name == kLmHeadName) return !config_.tie_word_embeddings;
     if (ref->layer >= config_.num_hidden_layers) return false;
     if (ref->linear && ref->field == "bias") return has_bias(*ref->linear);
+    if (ref->field == "q_norm" || ref->field == "k_norm") return config_.qk_norm;
     return true;
   }
   // The tensor as a checkpoint of the config's dtype holds it: values rounded to bf16/fp16, so
   // that the model written to disk (qshard-inspect --write-synthetic) is the same model.
   MatrixF load(const std::string& name) const override {
+    if (name == kLmHeadName && config_.tie_word_embeddings) return load(std::string(kEmbedName));
     const auto ref = parse_tensor_name(name);
     require(ref.has_value() && contains(name), describe(), ": no tensor '", name, "'");
     const std::uint64_t key = hash_name(name, seed_);
@@ -139,10 +141,12 @@ class SyntheticSource final : public WeightSource {
       return linear(key, rows, cols, *ref->linear, ref->layer);
     }
     // RMSNorm weights: around 1, with a few large channels that become large-variance inputs.
-    MatrixF norm(1, hidden);
+    const bool per_head = ref->field == "q_norm" || ref->field == "k_norm";
+    const std::int64_t width = per_head ? config_.head_dim : hidden;
+    MatrixF norm(1, width);
     const auto forced =
-        static_cast<std::int64_t>(splitmix64(key) % static_cast<std::uint64_t>(hidden));
-    for (std::int64_t c = 0; c < hidden; ++c) {
+        static_cast<std::int64_t>(splitmix64(key) % static_cast<std::uint64_t>(width));
+    for (std::int64_t c = 0; c < width; ++c) {
       const bool outlier =
           c == forced || uniform(key ^ 0x5bd1e995ull, static_cast<std::uint64_t>(c)) < 0.01;
       const float value =
@@ -208,16 +212,33 @@ class SyntheticSource final : public WeightSource {
 }  // namespace
 
 std::vector<std::string> synthetic_presets() {
-  return {"tiny", "llama2-7b", "llama3-8b", "llama3-70b", "llama3-405b"};
+  return {"tiny", "qwen3-tiny", "llama2-7b", "llama3-8b", "llama3-70b", "llama3-405b"};
 }
+
+namespace {
+
+// Qwen3's shape rules on a preset: q/k RMSNorm per head, head_dim set on its own (q_proj may be
+// wider than the hidden size, as in Qwen3-0.6B: 16 heads of 128 on a hidden size of 1024).
+ModelConfig qwen3(ModelConfig c, std::int64_t head_dim) {
+  c.model_type = "qwen3";
+  c.qk_norm = true;
+  c.head_dim = head_dim;
+  c.rms_norm_eps = 1e-6;
+  c.tie_word_embeddings = true;
+  return c;
+}
+
+}  // namespace
 
 ModelConfig synthetic_config(const std::string& name) {
   if (name == "tiny") return preset(128, 352, 4, 4, 2, 1024, 10000.0);
+  if (name == "qwen3-tiny") return qwen3(preset(128, 352, 4, 4, 2, 1024, 1000000.0), 64);
   if (name == "llama2-7b") return preset(4096, 11008, 32, 32, 32, 32000, 10000.0);
   if (name == "llama3-8b") return preset(4096, 14336, 32, 32, 8, 128256, 500000.0);
   if (name == "llama3-70b") return preset(8192, 28672, 80, 64, 8, 128256, 500000.0);
   if (name == "llama3-405b") return preset(16384, 53248, 126, 128, 8, 128256, 500000.0);
-  throw Error(str("unknown synthetic model '", name, "' (presets: tiny, llama2-7b, llama3-8b, ",
+  throw Error(str("unknown synthetic model '", name,
+                  "' (presets: tiny, qwen3-tiny, llama2-7b, llama3-8b, ",
                   "llama3-70b, llama3-405b, or the path of a config.json)"));
 }
 

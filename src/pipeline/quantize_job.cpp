@@ -495,6 +495,8 @@ LayerRecord quantize_loaded(const JobContext& job, std::int64_t l, LoadedLayer& 
   record.index = l;
   record.input_norm = loaded.weights->input_norm;
   record.post_norm = loaded.weights->post_norm;
+  record.q_norm = loaded.weights->q_norm;
+  record.k_norm = loaded.weights->k_norm;
   job.watched.set_layer(l);
   try {
     record.modules = quantize_layer(context, *loaded.weights, *loaded.resident, hidden, timings,

@@ -39,6 +39,7 @@ struct LayerRecord {
   std::int64_t index = 0;
   MatrixF input_norm;  // [1, hidden]
   MatrixF post_norm;
+  MatrixF q_norm, k_norm;             // [1, head_dim] for Qwen3 (config qk_norm); empty otherwise
   std::vector<ModuleRecord> modules;  // the seven linear modules
   double seconds = 0.0;
 

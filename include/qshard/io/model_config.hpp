@@ -30,7 +30,7 @@ inline constexpr std::int64_t kMaxVocab = std::int64_t{1} << 24;
 inline constexpr std::int64_t kMaxPositions = std::int64_t{1} << 28;
 
 struct ModelConfig {
-  std::string model_type = "llama";  // llama, mistral, qwen2
+  std::string model_type = "llama";  // llama, mistral, qwen2, qwen3
   std::int64_t hidden_size = 0;
   std::int64_t intermediate_size = 0;
   std::int64_t num_hidden_layers = 0;
@@ -46,6 +46,8 @@ struct ModelConfig {
   bool attention_bias = false;  // q/k/v (and o for Llama) bias; Qwen2 has q/k/v bias only
   bool o_proj_bias = false;
   bool mlp_bias = false;
+  bool qk_norm =
+      false;  // Qwen3: RMSNorm over each query and key head (q_norm, k_norm) before rotary
   DType torch_dtype = DType::F32;
 
   std::int64_t q_dim() const { return num_attention_heads * head_dim; }
@@ -74,6 +76,8 @@ std::string linear_weight_name(std::int64_t layer, Linear linear);
 std::string linear_bias_name(std::int64_t layer, Linear linear);
 std::string input_norm_name(std::int64_t layer);           // ...input_layernorm.weight
 std::string post_attention_norm_name(std::int64_t layer);  // ...post_attention_layernorm.weight
+std::string q_norm_name(std::int64_t layer);               // ...self_attn.q_norm.weight (Qwen3)
+std::string k_norm_name(std::int64_t layer);               // ...self_attn.k_norm.weight (Qwen3)
 inline constexpr std::string_view kEmbedName = "model.embed_tokens.weight";
 inline constexpr std::string_view kFinalNormName = "model.norm.weight";
 inline constexpr std::string_view kLmHeadName = "lm_head.weight";

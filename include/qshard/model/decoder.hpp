@@ -1,6 +1,7 @@
 #pragma once
-// One LLaMA-family decoder layer on the CPU: RMSNorm, q/k/v (+bias), rotary (HF rotate-half,
-// Llama-3 scaling), grouped-query causal attention, o, residual, RMSNorm, SwiGLU MLP, residual.
+// One LLaMA-family decoder layer on the CPU: RMSNorm, q/k/v (+bias), Qwen3's RMSNorm of each
+// query and key head, rotary (HF rotate-half, Llama-3 scaling), grouped-query causal attention, o,
+// residual, RMSNorm, SwiGLU MLP, residual.
 #include <array>
 #include <cstdint>
 #include <functional>
@@ -16,6 +17,7 @@ namespace qshard {
 struct LayerWeights {
   MatrixF input_norm;                      // [1, hidden]
   MatrixF post_norm;                       // [1, hidden]
+  MatrixF q_norm, k_norm;                  // [1, head_dim] when the config has qk_norm (Qwen3)
   std::array<MatrixF, 7> linear;           // indexed by Linear: [out, in] as HF stores them
   std::array<std::vector<float>, 7> bias;  // empty when the module has none
 
@@ -71,5 +73,8 @@ MatrixF linear_forward(const MatrixF& x, const MatrixF& weight,
 MatrixF linear_forward_blocks(const MatrixF& x, const MatrixF& weight,
                               const std::vector<float>& bias, std::int64_t block_rows);
 void rms_norm(MatrixF& x, const MatrixF& weight, double eps);
+// The same over `rows` contiguous rows of `cols` values (Qwen3's per-head q/k norms: one row per
+// token and head).
+void rms_norm_rows(float* x, std::int64_t rows, std::int64_t cols, const float* weight, double eps);
 
 }  // namespace qshard

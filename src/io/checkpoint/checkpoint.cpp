@@ -205,6 +205,10 @@ void write_layer_file(const std::filesystem::path& path, const LayerRecord& laye
       g.set_attr("seconds", layer.seconds);
       write_float(g, "input_layernorm.weight", layer.input_norm, float_dtype);
       write_float(g, "post_attention_layernorm.weight", layer.post_norm, float_dtype);
+      if (!layer.q_norm.empty())
+        write_float(g, "self_attn.q_norm.weight", layer.q_norm, float_dtype);
+      if (!layer.k_norm.empty())
+        write_float(g, "self_attn.k_norm.weight", layer.k_norm, float_dtype);
       for (const ModuleRecord& m : layer.modules) write_module(g, m, float_dtype);
     }
     file.close();
@@ -226,6 +230,10 @@ LayerRecord read_layer(const h5::File& file, std::int64_t index) {
   layer.seconds = g.attr_double("seconds");
   layer.input_norm = read_float(g, "input_layernorm.weight");
   layer.post_norm = read_float(g, "post_attention_layernorm.weight");
+  if (g.contains("self_attn.q_norm.weight"))
+    layer.q_norm = read_float(g, "self_attn.q_norm.weight");
+  if (g.contains("self_attn.k_norm.weight"))
+    layer.k_norm = read_float(g, "self_attn.k_norm.weight");
   for (const Linear l : kAllLinears) layer.modules.push_back(read_module(g, l));
   return layer;
 }

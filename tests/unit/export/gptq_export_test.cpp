@@ -94,7 +94,9 @@ TEST(GptqExport, ModulesClientsCannotPackAreDequantizedAndExcludedForEveryClient
       EXPECT_EQ(model.contains(name + ".weight"), mlp) << name;
       EXPECT_EQ(model.contains(name + ".qweight"), !mlp) << name;
       (mlp ? floats : packed).insert(name);
-      if (mlp) EXPECT_EQ(model.view(name + ".weight").dtype, DType::F32);
+      if (mlp) {
+        EXPECT_EQ(model.view(name + ".weight").dtype, DType::F32);
+      }
     }
   const nlohmann::json config = read_json(dir / "out/config.json").at("quantization_config");
   EXPECT_EQ(config, read_json(dir / "out/quantize_config.json"));

@@ -120,6 +120,45 @@ TEST(ModelConfig, Qwen2HasQkvBiasButNoOutputBias) {
   EXPECT_FALSE(c.mlp_bias);
 }
 
+// Qwen3 (as Qwen3-0.6B's config.json has it): q/k norms per head, head_dim on its own (q_proj
+// 2048 wide on a hidden size of 1024), attention_bias for q/k/v and o; a sliding window refused.
+TEST(ModelConfig, Qwen3HasPerHeadQkNormsAndItsOwnHeadDim) {
+  const nlohmann::json qwen3 = {{"architectures", {"Qwen3ForCausalLM"}},
+                                {"model_type", "qwen3"},
+                                {"hidden_size", 1024},
+                                {"intermediate_size", 3072},
+                                {"num_attention_heads", 16},
+                                {"num_key_value_heads", 8},
+                                {"head_dim", 128},
+                                {"attention_bias", false},
+                                {"use_sliding_window", false},
+                                {"sliding_window", nullptr},
+                                {"max_window_layers", 28},
+                                {"tie_word_embeddings", true}};
+  const ModelConfig c = parse_model_config_text(config_text(qwen3), "qwen3.json");
+  EXPECT_EQ(c.model_type, "qwen3");
+  EXPECT_TRUE(c.qk_norm);
+  EXPECT_EQ(c.q_dim(), 2048);
+  EXPECT_EQ(c.kv_dim(), 1024);
+  EXPECT_EQ(linear_shape(c, Linear::O), (std::pair<std::int64_t, std::int64_t>{1024, 2048}));
+  EXPECT_FALSE(c.attention_bias);
+  EXPECT_FALSE(c.o_proj_bias);
+  nlohmann::json biased = qwen3;
+  biased["attention_bias"] = true;
+  const ModelConfig b = parse_model_config_text(config_text(biased), "qwen3-bias.json");
+  EXPECT_TRUE(b.attention_bias);
+  EXPECT_TRUE(b.o_proj_bias);
+  EXPECT_FALSE(parse_model_config_text(config_text(), "llama.json").qk_norm);
+  nlohmann::json windowed = qwen3;
+  windowed["use_sliding_window"] = true;
+  expect_error([&] { parse_model_config_text(config_text(windowed), "window.json"); },
+               {"window.json", "use_sliding_window", "not supported"});
+  const ModelConfig back = parse_model_config_text(to_json(b), "round trip");
+  EXPECT_TRUE(back.qk_norm);
+  EXPECT_TRUE(back.attention_bias);
+  EXPECT_EQ(back.head_dim, 128);
+}
+
 TEST(ModelConfig, LlamaAttentionBiasIncludesOutput) {
   const ModelConfig c = parse_model_config_text(
       config_text({{"attention_bias", true}, {"mlp_bias", true}}), "b.json");
@@ -318,6 +357,18 @@ TEST(TensorNames, BuildAndParse) {
   EXPECT_FALSE(parse_linear("qkv_proj").has_value());
   EXPECT_EQ(linear_parent(Linear::O), "self_attn");
   EXPECT_EQ(linear_parent(Linear::Up), "mlp");
+
+  EXPECT_EQ(q_norm_name(5), "model.layers.5.self_attn.q_norm.weight");
+  EXPECT_EQ(k_norm_name(0), "model.layers.0.self_attn.k_norm.weight");
+  for (const auto& [name, field] :
+       {std::pair{q_norm_name(5), "q_norm"}, {k_norm_name(5), "k_norm"}}) {
+    const auto ref = parse_tensor_name(name);
+    ASSERT_TRUE(ref.has_value()) << name;
+    EXPECT_EQ(ref->layer, 5);
+    EXPECT_FALSE(ref->linear.has_value());
+    EXPECT_EQ(ref->field, field);
+  }
+  EXPECT_FALSE(parse_tensor_name("model.layers.5.self_attn.q_norm.bias").has_value());
 
   const auto norm = parse_tensor_name("model.layers.4.post_attention_layernorm.weight");
   ASSERT_TRUE(norm.has_value());

@@ -72,6 +72,45 @@ inline TinyModel make_tiny(std::uint64_t seed) {
   return m;
 }
 
+// A tiny random Qwen3: q/k RMSNorm per head, 4 query heads of 16 over 2 kv heads (q_proj wider
+// than the hidden size of 32), no biases, no rope scaling, the head tied to the embedding.
+inline TinyModel make_tiny_qwen3(std::uint64_t seed) {
+  TinyModel m = make_tiny(seed);
+  ModelConfig& c = m.config;
+  c.model_type = "qwen3";
+  c.head_dim = 16;
+  c.rope_theta = 1000.0;
+  c.rope_scaling = {};
+  c.tie_word_embeddings = true;
+  c.attention_bias = false;
+  c.o_proj_bias = false;
+  c.qk_norm = true;
+  c.rms_norm_eps = 1e-6;
+  std::mt19937_64 rng(seed ^ 0x5157454eull);
+  std::normal_distribution<double> normal;
+  const auto random = [&](std::int64_t rows, std::int64_t cols, double scale, double offset) {
+    Mat t(static_cast<std::size_t>(rows), Vec(static_cast<std::size_t>(cols)));
+    for (Vec& row : t)
+      for (double& v : row) v = static_cast<float>(offset + scale * normal(rng));
+    return t;
+  };
+  std::map<std::string, Mat> tensors;
+  tensors[std::string(kEmbedName)] = m.tensors.at(std::string(kEmbedName));
+  tensors[std::string(kFinalNormName)] = m.tensors.at(std::string(kFinalNormName));
+  for (std::int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    tensors[input_norm_name(l)] = m.tensors.at(input_norm_name(l));
+    tensors[post_attention_norm_name(l)] = m.tensors.at(post_attention_norm_name(l));
+    tensors[q_norm_name(l)] = random(1, c.head_dim, 0.2, 1.0);
+    tensors[k_norm_name(l)] = random(1, c.head_dim, 0.2, 1.0);
+    for (const Linear linear : kAllLinears) {
+      const auto [rows, cols] = linear_shape(c, linear);
+      tensors[linear_weight_name(l, linear)] = random(rows, cols, 0.3, 0.0);
+    }
+  }
+  m.tensors = std::move(tensors);
+  return m;
+}
+
 inline void write_model(const TinyModel& m, const std::filesystem::path& dir) {
   std::filesystem::create_directories(dir);
   std::ofstream(dir / "config.json") << to_json(m.config);
