@@ -17,9 +17,10 @@ namespace {
 // Every decoder linear of `source` quantized with RTN and dequantized, in memory.
 std::unique_ptr<WeightSource> rtn_model(const WeightSource& source, const QuantConfig& config) {
   std::map<std::string, MatrixF> replaced;
-  for (std::int64_t l = 0; l < source.config().num_hidden_layers; ++l)
-    for (const Linear linear : kAllLinears) {
-      const std::string name = linear_weight_name(l, linear);
+  const ModelConfig& model = source.config();
+  for (std::int64_t l = 0; l < model.num_hidden_layers; ++l)
+    for (const ModuleId module : layer_modules(model, l)) {
+      const std::string name = module_weight_name(model, l, module);
       replaced[name] = quantize_rtn(source.load(name), config).dequantize();
     }
   return with_overrides(source, std::move(replaced));

@@ -125,6 +125,13 @@ class Exporter {
         shards.add(q_norm_name(l), exact_tensor(layer.q_norm, {config.head_dim}, dtype));
         shards.add(k_norm_name(l), exact_tensor(layer.k_norm, {config.head_dim}, dtype));
       }
+      if (config.sparse_layer(l)) {
+        shards.add(router_name(config, l),
+                   exact_tensor(layer.router, {config.moe.num_experts, config.hidden_size}, dtype));
+        if (config.moe.shared_expert_intermediate > 0)
+          shards.add(shared_expert_gate_name(l),
+                     exact_tensor(layer.shared_expert_gate, {1, config.hidden_size}, dtype));
+      }
       for (const ModuleRecord& m : layer.modules) add_module(shards, l, m, dtype);
     }
     const std::string norm(kFinalNormName);
@@ -150,12 +157,14 @@ class Exporter {
 
  private:
   void add_module(ShardWriter& shards, std::int64_t l, const ModuleRecord& m, DType dtype) {
-    const std::string name = gptq_module_name(l, m.linear);
-    const auto [rows, cols] = linear_shape(checkpoint_.model_config(), m.linear);
+    const ModelConfig& config = checkpoint_.model_config();
+    const std::string path = module_path(config, m.module);
+    const std::string name = gptq_module_name(l, path);
+    const auto [rows, cols] = module_shape(config, m.module);
     if (m.method == "none") {
       shards.add(name + ".weight", exact_tensor(m.float_weight, {rows, cols}, dtype));
       if (o_.format == ExportFormat::Gptq)
-        exclude(l, m.linear, "the checkpoint keeps it in floating point (method none)");
+        exclude(l, path, "the checkpoint keeps it in floating point (method none)");
       ++summary_.float_modules;
     } else if (o_.format == ExportFormat::Float) {
       shards.add(name + ".weight", Tensor::from_f32(m.weight.dequantize().values(), {rows, cols}));
@@ -165,7 +174,7 @@ class Exporter {
       if (const auto reason =
               gptq_unpackable_reason(cols, rows, m.weight.bits, m.weight.group_size)) {
         shards.add(name + ".weight", exact_tensor(m.weight.dequantize(), {rows, cols}, dtype));
-        exclude(l, m.linear, str("dequantized: ", *reason));
+        exclude(l, path, str("dequantized: ", *reason));
         ++summary_.float_modules;
       } else {
         GptqModuleTensors t = pack_gptq_module(m.weight, o_.zero_format, name);
@@ -182,9 +191,9 @@ class Exporter {
     }
   }
 
-  void exclude(std::int64_t layer, Linear linear, std::string reason) {
-    excluded_[{linear, reason}].insert(layer);
-    settings_excluded_.push_back({layer, linear, std::move(reason)});
+  void exclude(std::int64_t layer, const std::string& path, std::string reason) {
+    excluded_[{path, reason}].insert(layer);
+    settings_excluded_.push_back({layer, path, std::move(reason)});
   }
 
   void write_configs(const fs::path& dir, json hf_config) const {
@@ -206,6 +215,7 @@ class Exporter {
     s.damp_percent = job_.damp_percent;
     s.format = o_.zero_format;
     s.layers = checkpoint_.layer_count();
+    s.groups = sequential_groups(checkpoint_.model_config());
     s.excluded = settings_excluded_;
     s.quantizer = str("qshard:", kVersion);
     const json quantization = gptq_quantization_config(s);
@@ -228,9 +238,9 @@ class Exporter {
 
   void report_float_modules() const {
     for (const auto& [key, layers] : excluded_) {
-      const auto& [linear, reason] = key;
-      log_ << "qshard-export: " << linear_parent(linear) << '.' << linear_name(linear)
-           << " of layer" << (layers.size() == 1 ? " " : "s ") << layer_list(layers)
+      const auto& [path, reason] = key;
+      log_ << "qshard-export: " << path << " of layer" << (layers.size() == 1 ? " " : "s ")
+           << layer_list(layers)
            << ": written in floating point, excluded in the quantization config; " << reason
            << '\n';
     }
@@ -240,7 +250,7 @@ class Exporter {
   std::ostream& log_;
   Checkpoint checkpoint_;
   RecordedSettings job_;
-  std::map<std::pair<Linear, std::string>, std::set<std::int64_t>> excluded_;
+  std::map<std::pair<std::string, std::string>, std::set<std::int64_t>> excluded_;
   std::vector<ExcludedModule> settings_excluded_;
   ExportSummary summary_;
 };

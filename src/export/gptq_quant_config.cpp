@@ -1,6 +1,7 @@
 // quantization_config of exported GPTQ directories.
 #include "qshard/export/gptq_quant_config.hpp"
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <sstream>
@@ -10,17 +11,19 @@
 namespace qshard {
 namespace {
 
-// Linear modules in the order transformers/optimum quantizes them with true_sequential.
-const std::vector<std::vector<Linear>> kSequentialGroups = {
-    {Linear::Q, Linear::K, Linear::V}, {Linear::O}, {Linear::Gate, Linear::Up}, {Linear::Down}};
-
-std::string relative_name(Linear linear) {
-  return str(linear_parent(linear), ".", linear_name(linear));
+// "mlp\.experts\.3\.up_proj": a module path as a regular expression.
+std::string escaped(const std::string& path) {
+  std::string out;
+  for (const char c : path) {
+    if (c == '.') out += '\\';
+    out += c;
+  }
+  return out;
 }
 
-// "-:model\.layers\.(?:0|3)\.mlp\.gate_proj$" (all layers: "\d+"), matched from the start of a
-// module name by GPTQModel.
-std::string exclusion_pattern(Linear linear, const std::set<std::int64_t>& layers,
+// "-:model\.layers\.(?:0|3)\.mlp\.gate_proj$" (all layers: "\d+"), matched from the start
+// of a module name by GPTQModel.
+std::string exclusion_pattern(const std::string& path, const std::set<std::int64_t>& layers,
                               std::int64_t layer_count) {
   std::ostringstream which;
   if (static_cast<std::int64_t>(layers.size()) == layer_count) {
@@ -31,14 +34,28 @@ std::string exclusion_pattern(Linear linear, const std::set<std::int64_t>& layer
       which << (it == layers.begin() ? "" : "|") << *it;
     if (layers.size() > 1) which << ')';
   }
-  return str("-:model\\.layers\\.", which.str(), "\\.", linear_parent(linear), "\\.",
-             linear_name(linear), "$");
+  return str("-:model\\.layers\\.", which.str(), "\\.", escaped(path), "$");
 }
 
 }  // namespace
 
-std::string gptq_module_name(std::int64_t layer, Linear linear) {
-  return str("model.layers.", layer, ".", linear_parent(linear), ".", linear_name(linear));
+std::string gptq_module_name(std::int64_t layer, const std::string& path) {
+  return str("model.layers.", layer, ".", path);
+}
+
+std::vector<std::vector<std::string>> sequential_groups(const ModelConfig& config) {
+  std::vector<std::vector<std::string>> groups(4);
+  for (std::int64_t l = 0; l < config.num_hidden_layers; ++l)
+    for (const ModuleId m : layer_modules(config, l)) {
+      const std::size_t stage = m.linear == Linear::O                                ? 1
+                                : m.linear == Linear::Down                           ? 3
+                                : m.linear == Linear::Gate || m.linear == Linear::Up ? 2
+                                                                                     : 0;
+      std::vector<std::string>& group = groups[stage];
+      const std::string path = module_path(config, m);
+      if (std::find(group.begin(), group.end(), path) == group.end()) group.push_back(path);
+    }
+  return groups;
 }
 
 nlohmann::json gptq_quantization_config(const GptqExportSettings& s) {
@@ -62,25 +79,25 @@ nlohmann::json gptq_quantization_config(const GptqExportSettings& s) {
     c["modules_in_block_to_quantize"] = nullptr;
     return c;
   }
-  std::map<Linear, std::set<std::int64_t>> excluded_layers;
-  for (const ExcludedModule& m : s.excluded) excluded_layers[m.linear].insert(m.layer);
+  std::map<std::string, std::set<std::int64_t>> excluded_layers;
+  for (const ExcludedModule& m : s.excluded) excluded_layers[m.path].insert(m.layer);
   nlohmann::json dynamic = nlohmann::json::object();
-  for (const auto& [linear, layers] : excluded_layers)
-    dynamic[exclusion_pattern(linear, layers, s.layers)] = nlohmann::json::object();
+  for (const auto& [path, layers] : excluded_layers)
+    dynamic[exclusion_pattern(path, layers, s.layers)] = nlohmann::json::object();
   c["dynamic"] = dynamic;
   // optimum replaces a block's linear by a quantized one when its full name ends with an entry:
   // modules quantized in every layer are named relative to the block, the others per layer.
   nlohmann::json in_block = nlohmann::json::array();
-  for (const std::vector<Linear>& group : kSequentialGroups) {
+  for (const std::vector<std::string>& group : s.groups) {
     nlohmann::json names = nlohmann::json::array();
-    for (const Linear linear : group) {
-      const auto it = excluded_layers.find(linear);
+    for (const std::string& path : group) {
+      const auto it = excluded_layers.find(path);
       if (it == excluded_layers.end()) {
-        names.push_back(relative_name(linear));
+        names.push_back(path);
         continue;
       }
       for (std::int64_t l = 0; l < s.layers; ++l)
-        if (!it->second.contains(l)) names.push_back(gptq_module_name(l, linear));
+        if (!it->second.contains(l)) names.push_back(gptq_module_name(l, path));
     }
     if (!names.empty()) in_block.push_back(names);
   }

@@ -116,12 +116,18 @@ std::vector<std::string> expected_tensor_names(const ModelConfig& c) {
       names.push_back(q_norm_name(layer));
       names.push_back(k_norm_name(layer));
     }
-    for (const Linear linear : kAllLinears) {
-      names.push_back(linear_weight_name(layer, linear));
+    if (c.sparse_layer(layer)) {
+      names.push_back(router_name(c, layer));
+      if (c.moe.shared_expert_intermediate > 0) names.push_back(shared_expert_gate_name(layer));
+    }
+    for (const ModuleId module : layer_modules(c, layer)) {
+      names.push_back(module_weight_name(c, layer, module));
+      const Linear linear = module.linear;
       const bool qkv = linear == Linear::Q || linear == Linear::K || linear == Linear::V;
-      const bool bias = (qkv && c.attention_bias) || (linear == Linear::O && c.o_proj_bias) ||
-                        (linear_parent(linear) == "mlp" && c.mlp_bias);
-      if (bias) names.push_back(linear_bias_name(layer, linear));
+      const bool bias =
+          module.dense() && ((qkv && c.attention_bias) || (linear == Linear::O && c.o_proj_bias) ||
+                             (linear_parent(linear) == "mlp" && c.mlp_bias));
+      if (bias) names.push_back(module_bias_name(c, layer, module));
     }
   }
   names.emplace_back(kFinalNormName);

@@ -55,9 +55,9 @@ void print_gptq_summary(std::ostream& out, const GptqConfig& c, const Safetensor
 
   std::vector<std::pair<std::string, std::pair<std::int64_t, std::int64_t>>> modules;
   for (std::int64_t l = 0; l < config.num_hidden_layers; ++l)
-    for (const Linear linear : kAllLinears) {
-      const std::string weight = linear_weight_name(l, linear);
-      modules.push_back({weight.substr(0, weight.size() - 7), linear_shape(config, linear)});
+    for (const ModuleId module : layer_modules(config, l)) {
+      const std::string weight = module_weight_name(config, l, module);
+      modules.push_back({weight.substr(0, weight.size() - 7), module_shape(config, module)});
     }
   modules.push_back({"lm_head", {config.vocab_size, config.hidden_size}});
   std::size_t width = 6;

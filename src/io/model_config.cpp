@@ -1,4 +1,5 @@
-// config.json <-> ModelConfig for the LLaMA family (llama, mistral, qwen2, qwen3).
+// config.json <-> ModelConfig for the LLaMA family (llama, mistral, qwen2, qwen3) and its
+// mixture-of-experts relatives (mixtral, qwen2_moe, qwen3_moe).
 #include "qshard/io/model_config.hpp"
 
 #include <array>
@@ -16,10 +17,21 @@ struct Family {
   std::string_view model_type;
   std::string_view architecture;
 };
-constexpr std::array<Family, 4> kFamilies = {{{"llama", "LlamaForCausalLM"},
+constexpr std::array<Family, 7> kFamilies = {{{"llama", "LlamaForCausalLM"},
                                               {"mistral", "MistralForCausalLM"},
                                               {"qwen2", "Qwen2ForCausalLM"},
-                                              {"qwen3", "Qwen3ForCausalLM"}}};
+                                              {"qwen3", "Qwen3ForCausalLM"},
+                                              {"mixtral", "MixtralForCausalLM"},
+                                              {"qwen2_moe", "Qwen2MoeForCausalLM"},
+                                              {"qwen3_moe", "Qwen3MoeForCausalLM"}}};
+
+// "llama, mistral, ..." or "LlamaForCausalLM, ...": for errors.
+std::string supported(bool architectures) {
+  std::string out;
+  for (const Family& f : kFamilies)
+    out += str(out.empty() ? "" : ", ", architectures ? f.architecture : f.model_type);
+  return out;
+}
 
 const Family* family_by_type(std::string_view model_type) {
   for (const Family& f : kFamilies) {
@@ -94,7 +106,7 @@ std::string resolve_model_type(const json& root, std::string_view source) {
   if (!model_type.empty()) {
     family = family_by_type(model_type);
     require(family != nullptr, source, ": unsupported model_type '", model_type,
-            "' (supported: llama, mistral, qwen2, qwen3)");
+            "' (supported: ", supported(false), ")");
   }
   if (const json* architectures = fields.find("architectures")) {
     require(architectures->is_array(), source, ": field 'architectures' must be an array");
@@ -103,8 +115,7 @@ std::string resolve_model_type(const json& root, std::string_view source) {
       const std::string name = item.get<std::string>();
       const Family* by_architecture = family_by_architecture(name);
       require(by_architecture != nullptr, source, ": unsupported architecture '", name,
-              "' (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, "
-              "Qwen3ForCausalLM)");
+              "' (supported: ", supported(true), ")");
       if (family != nullptr && family != by_architecture) {
         throw Error(str(source, ": architecture '", name, "' does not match model_type '",
                         family->model_type, "'"));
@@ -140,6 +151,38 @@ RopeScaling parse_rope_scaling(const json& value, std::string_view source) {
     out.original_max_position_embeddings = fields.integer("original_max_position_embeddings");
   }
   return out;
+}
+
+// The mixture-of-experts fields of the mixtral, qwen2_moe and qwen3_moe families.
+MoeConfig parse_moe(const json& root, const ModelConfig& c, std::string_view source) {
+  const Fields fields(root, source);
+  MoeConfig moe;
+  // Mixtral calls it num_local_experts; Qwen num_experts (transformers 5 saves Qwen3-MoE's as
+  // num_local_experts too).
+  const bool mixtral = c.model_type == "mixtral";
+  const char* experts =
+      fields.find("num_experts") != nullptr && !mixtral ? "num_experts" : "num_local_experts";
+  moe.num_experts = fields.integer(experts);
+  moe.experts_per_token = fields.integer("num_experts_per_tok");
+  if (mixtral) {
+    moe.expert_intermediate = c.intermediate_size;
+    moe.norm_topk_prob = true;  // Mixtral always renormalises the chosen probabilities
+    return moe;
+  }
+  moe.expert_intermediate = fields.integer("moe_intermediate_size");
+  moe.norm_topk_prob = fields.boolean("norm_topk_prob", false);
+  moe.decoder_sparse_step = fields.integer("decoder_sparse_step", 1);
+  if (c.model_type == "qwen2_moe")
+    moe.shared_expert_intermediate = fields.integer("shared_expert_intermediate_size");
+  if (const json* dense = fields.find("mlp_only_layers")) {
+    require(dense->is_array(), source, ": field 'mlp_only_layers' must be an array of integers");
+    for (const json& layer : *dense) {
+      require(layer.is_number_integer(), source, ": 'mlp_only_layers' must hold integers, found ",
+              layer.dump());
+      moe.mlp_only_layers.push_back(layer.get<std::int64_t>());
+    }
+  }
+  return moe;
 }
 
 std::string architecture_of(std::string_view model_type) {
@@ -187,6 +230,20 @@ void ModelConfig::validate(const std::string_view source) const {
   }
   require(is_float(torch_dtype) && torch_dtype != DType::F64, source,
           ": torch_dtype must be float32, float16 or bfloat16");
+  const bool moe_family = model_type == "mixtral" || model_type.ends_with("_moe");
+  require(moe_family == is_moe(), source, ": model_type '", model_type, "' ",
+          moe_family ? "needs a positive number of experts" : "has no experts");
+  if (is_moe()) {
+    size(moe.num_experts, "the number of experts", kMaxExperts);
+    size(moe.experts_per_token, "num_experts_per_tok", moe.num_experts);
+    size(moe.expert_intermediate, "the experts' intermediate size", kMaxWidth);
+    require(moe.shared_expert_intermediate >= 0 && moe.shared_expert_intermediate <= kMaxWidth,
+            source, ": shared_expert_intermediate_size is ", moe.shared_expert_intermediate);
+    size(moe.decoder_sparse_step, "decoder_sparse_step", kMaxLayers);
+    for (const std::int64_t layer : moe.mlp_only_layers)
+      require(layer >= 0 && layer < num_hidden_layers, source, ": mlp_only_layers holds ", layer,
+              ", not a layer of ", num_hidden_layers);
+  }
 }
 
 ModelConfig parse_model_config_text(const std::string_view json_text,
@@ -234,18 +291,22 @@ ModelConfig parse_model_config_text(const std::string_view json_text,
       c.rope_scaling = parse_rope_scaling(*parameters, source);
   }
   c.tie_word_embeddings = fields.boolean("tie_word_embeddings", false);
-  if (c.model_type == "qwen2") {  // Qwen2 always has q/k/v biases and never an o_proj bias
-    c.attention_bias = true;
+  if (c.model_type == "qwen2" || c.model_type == "qwen2_moe") {
+    // Qwen2 always has q/k/v biases and never an o_proj bias (transformers 5 may say qkv_bias)
+    c.attention_bias = fields.boolean("qkv_bias", true);
     c.o_proj_bias = false;
   } else if (c.model_type == "llama") {
     c.attention_bias = fields.boolean("attention_bias", false);
     c.o_proj_bias = c.attention_bias;
     c.mlp_bias = fields.boolean("mlp_bias", false);
-  } else if (c.model_type == "qwen3") {  // q/k/v and o share attention_bias; q/k RMSNorm per head
+  } else if (c.model_type == "qwen3" || c.model_type == "qwen3_moe") {
+    // q/k/v and o share attention_bias; q/k RMSNorm per head
     c.attention_bias = fields.boolean("attention_bias", false);
     c.o_proj_bias = c.attention_bias;
     c.qk_norm = true;
   }
+  if (c.model_type == "mixtral" || c.model_type.ends_with("_moe"))
+    c.moe = parse_moe(root, c, source);
   // Qwen2/3 can window some layers' attention; qshard's attention is full causal attention.
   require(!fields.boolean("use_sliding_window", false), source,
           ": field 'use_sliding_window' is true: sliding-window attention is not supported");
@@ -286,7 +347,21 @@ std::string to_json(const ModelConfig& c) {
     root["attention_bias"] = c.attention_bias;
     root["mlp_bias"] = c.mlp_bias;
   }
-  if (c.model_type == "qwen3") root["attention_bias"] = c.attention_bias;
+  if (c.model_type == "qwen3" || c.model_type == "qwen3_moe")
+    root["attention_bias"] = c.attention_bias;
+  if (c.model_type == "mixtral") {
+    root["num_local_experts"] = c.moe.num_experts;
+    root["num_experts_per_tok"] = c.moe.experts_per_token;
+  } else if (c.is_moe()) {
+    root["num_experts"] = c.moe.num_experts;
+    root["num_experts_per_tok"] = c.moe.experts_per_token;
+    root["moe_intermediate_size"] = c.moe.expert_intermediate;
+    root["norm_topk_prob"] = c.moe.norm_topk_prob;
+    root["decoder_sparse_step"] = c.moe.decoder_sparse_step;
+    root["mlp_only_layers"] = c.moe.mlp_only_layers;
+    if (c.model_type == "qwen2_moe")
+      root["shared_expert_intermediate_size"] = c.moe.shared_expert_intermediate;
+  }
   if (c.rope_scaling.type.empty()) {
     root["rope_scaling"] = nullptr;
   } else if (c.rope_scaling.type == "llama3") {
@@ -300,6 +375,17 @@ std::string to_json(const ModelConfig& c) {
     root["rope_scaling"] = {{"rope_type", c.rope_scaling.type}, {"factor", c.rope_scaling.factor}};
   }
   return root.dump(2) + "\n";
+}
+
+std::pair<std::int64_t, std::int64_t> module_shape(const ModelConfig& c, const ModuleId module) {
+  if (module.dense()) return linear_shape(c, module.linear);
+  const std::int64_t width =
+      module.expert == kSharedExpert ? c.moe.shared_expert_intermediate : c.moe.expert_intermediate;
+  require(
+      module.linear == Linear::Gate || module.linear == Linear::Up || module.linear == Linear::Down,
+      "an expert has no ", linear_name(module.linear));
+  if (module.linear == Linear::Down) return {c.hidden_size, width};
+  return {width, c.hidden_size};
 }
 
 std::pair<std::int64_t, std::int64_t> linear_shape(const ModelConfig& c, Linear linear) {

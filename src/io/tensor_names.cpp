@@ -1,4 +1,5 @@
-// Hugging Face tensor names of the LLaMA family and their parsing.
+// Hugging Face tensor names of the LLaMA family and its mixture-of-experts relatives, and their
+// parsing.
 #include <charconv>
 
 #include "qshard/core/error.hpp"
@@ -33,7 +34,102 @@ std::optional<std::int64_t> consume_index(std::string_view& text) {
 
 std::string layer_prefix(const std::int64_t layer) { return str(kLayerPrefix, layer, "."); }
 
+bool is_mixtral(const ModelConfig& c) { return c.model_type == "mixtral"; }
+
+// Mixtral's expert modules: w1 = gate, w3 = up, w2 = down.
+std::string_view mixtral_name(const Linear linear) {
+  switch (linear) {
+    case Linear::Gate:
+      return "w1";
+    case Linear::Up:
+      return "w3";
+    case Linear::Down:
+      return "w2";
+    default:
+      throw Error(str("Mixtral experts have no ", linear_name(linear)));
+  }
+}
+
+constexpr Linear kMlpLinears[] = {Linear::Gate, Linear::Up, Linear::Down};
+
+// "experts.N.<name>.weight|bias" after "mlp." or "block_sparse_moe.", with either spelling.
+std::optional<TensorRef> parse_expert(std::string_view rest, std::int64_t layer, bool mixtral) {
+  std::int32_t expert = kSharedExpert;
+  if (consume(rest, "experts.")) {
+    const std::optional<std::int64_t> index = consume_index(rest);
+    if (!index || *index > (std::int64_t{1} << 20)) return std::nullopt;
+    expert = static_cast<std::int32_t>(*index);
+  } else if (mixtral || !consume(rest, "shared_expert.")) {
+    return std::nullopt;
+  }
+  for (const Linear linear : kMlpLinears) {
+    std::string_view tail = rest;
+    const bool mixtral_name_only = mixtral && expert >= 0;
+    if (consume(tail, mixtral_name_only ? mixtral_name(linear) : linear_name(linear)) &&
+        (tail == ".weight" || tail == ".bias"))
+      return TensorRef{layer, ModuleId{linear, expert}, std::string(tail.substr(1))};
+  }
+  return std::nullopt;
+}
+
 }  // namespace
+
+bool ModelConfig::sparse_layer(const std::int64_t layer) const {
+  if (!is_moe()) return false;
+  for (const std::int64_t dense : moe.mlp_only_layers)
+    if (dense == layer) return false;
+  return (layer + 1) % moe.decoder_sparse_step == 0;
+}
+
+std::vector<ModuleId> layer_modules(const ModelConfig& config, const std::int64_t layer) {
+  std::vector<ModuleId> modules;
+  for (const Linear linear : {Linear::Q, Linear::K, Linear::V, Linear::O})
+    modules.push_back({linear, kDense});
+  if (!config.sparse_layer(layer)) {
+    for (const Linear linear : kMlpLinears) modules.push_back({linear, kDense});
+    return modules;
+  }
+  for (std::int64_t e = 0; e < config.moe.num_experts; ++e)
+    for (const Linear linear : kMlpLinears)
+      modules.push_back({linear, static_cast<std::int32_t>(e)});
+  if (config.moe.shared_expert_intermediate > 0)
+    for (const Linear linear : kMlpLinears) modules.push_back({linear, kSharedExpert});
+  return modules;
+}
+
+std::string module_path(const ModelConfig& config, const ModuleId module) {
+  if (module.dense()) return str(linear_parent(module.linear), ".", linear_name(module.linear));
+  if (module.expert == kSharedExpert) return str("mlp.shared_expert.", linear_name(module.linear));
+  if (is_mixtral(config))
+    return str("block_sparse_moe.experts.", module.expert, ".", mixtral_name(module.linear));
+  return str("mlp.experts.", module.expert, ".", linear_name(module.linear));
+}
+
+std::string checkpoint_module_name(const ModelConfig& config, const ModuleId module) {
+  return module.dense() ? std::string(linear_name(module.linear)) : module_path(config, module);
+}
+
+std::string module_weight_name(const ModelConfig& config, const std::int64_t layer,
+                               const ModuleId module) {
+  return str(layer_prefix(layer), module_path(config, module), ".weight");
+}
+
+std::string module_bias_name(const ModelConfig& config, const std::int64_t layer,
+                             const ModuleId module) {
+  return str(layer_prefix(layer), module_path(config, module), ".bias");
+}
+
+std::string router_path(const ModelConfig& config) {
+  return is_mixtral(config) ? "block_sparse_moe.gate.weight" : "mlp.gate.weight";
+}
+
+std::string router_name(const ModelConfig& config, const std::int64_t layer) {
+  return str(layer_prefix(layer), router_path(config));
+}
+
+std::string shared_expert_gate_name(const std::int64_t layer) {
+  return str(layer_prefix(layer), kSharedExpertGatePath);
+}
 
 std::string_view linear_name(const Linear linear) {
   switch (linear) {
@@ -125,9 +221,15 @@ std::optional<TensorRef> parse_tensor_name(std::string_view name) {
     std::string_view rest = name;
     if (consume(rest, linear_parent(linear)) && consume(rest, ".") &&
         consume(rest, linear_name(linear)) && (rest == ".weight" || rest == ".bias")) {
-      return TensorRef{*layer, linear, std::string(rest.substr(1))};
+      return TensorRef{*layer, ModuleId{linear, kDense}, std::string(rest.substr(1))};
     }
   }
+  if (name == "mlp.gate.weight" || name == "block_sparse_moe.gate.weight")
+    return TensorRef{*layer, std::nullopt, "router"};
+  if (name == kSharedExpertGatePath) return TensorRef{*layer, std::nullopt, "shared_expert_gate"};
+  std::string_view rest = name;
+  if (consume(rest, "mlp.")) return parse_expert(rest, *layer, false);
+  if (consume(rest, "block_sparse_moe.")) return parse_expert(rest, *layer, true);
   return std::nullopt;
 }
 

@@ -17,8 +17,10 @@ class CheckpointSource final : public WeightSource {
     if (!ref) return false;
     if (ref->layer < 0) return checkpoint_.has_model_tensor(name);
     if (ref->layer >= checkpoint_.layer_count()) return false;
-    if (ref->linear && ref->field == "bias")
-      return !layer(ref->layer).module(*ref->linear).bias.empty();
+    if (ref->module && ref->field == "bias")
+      return !layer(ref->layer).module(*ref->module).bias.empty();
+    if (ref->field == "router") return !layer(ref->layer).router.empty();
+    if (ref->field == "shared_expert_gate") return !layer(ref->layer).shared_expert_gate.empty();
     return true;
   }
   MatrixF load(const std::string& name) const override {
@@ -31,14 +33,17 @@ class CheckpointSource final : public WeightSource {
       return checkpoint_.model_tensor(name);
     }
     const LayerRecord& record = layer(ref->layer);
-    if (!ref->linear) {
+    if (!ref->module) {
       if (name == input_norm_name(ref->layer)) return record.input_norm;
+      if (ref->field == "router" && !record.router.empty()) return record.router;
+      if (ref->field == "shared_expert_gate" && !record.shared_expert_gate.empty())
+        return record.shared_expert_gate;
       if (name == post_attention_norm_name(ref->layer)) return record.post_norm;
       if (name == q_norm_name(ref->layer) && !record.q_norm.empty()) return record.q_norm;
       if (name == k_norm_name(ref->layer) && !record.k_norm.empty()) return record.k_norm;
       throw Error(str(describe(), ": no tensor '", name, "'"));
     }
-    const ModuleRecord& m = record.module(*ref->linear);
+    const ModuleRecord& m = record.module(*ref->module);
     if (ref->field == "bias") {
       require(!m.bias.empty(), describe(), ": ", name, " has no bias");
       return MatrixF(1, static_cast<std::int64_t>(m.bias.size()), m.bias);

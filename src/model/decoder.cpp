@@ -5,10 +5,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <exception>
 #include <future>
 #include <numbers>
+#include <utility>
 
 #include "qshard/core/error.hpp"
+#include "qshard/core/parallel.hpp"
+#include "qshard/model/moe.hpp"
 
 namespace qshard {
 namespace {
@@ -119,6 +123,16 @@ LinearInput input_of(Linear linear) {
   throw Error("invalid linear module");
 }
 
+InputId input_of(ModuleId module) { return {input_of(module.linear), module.expert}; }
+
+std::int64_t input_features(const ModelConfig& c, InputId input) {
+  if (input.expert == kDense) return input_features(c, input.kind);
+  if (input.kind == LinearInput::Mlp) return c.hidden_size;
+  require(input.kind == LinearInput::MlpDown, "an expert has no attention input");
+  return input.expert == kSharedExpert ? c.moe.shared_expert_intermediate
+                                       : c.moe.expert_intermediate;
+}
+
 std::int64_t input_features(const ModelConfig& c, LinearInput input) {
   switch (input) {
     case LinearInput::Attention:
@@ -132,6 +146,34 @@ std::int64_t input_features(const ModelConfig& c, LinearInput input) {
   throw Error("invalid linear input");
 }
 
+const MatrixF& LayerWeights::operator[](ModuleId module) const {
+  if (module.dense()) return (*this)[module.linear];
+  const bool routed = module.expert >= 0;
+  require(!routed || static_cast<std::size_t>(module.expert) < experts.size(), "layer has ",
+          experts.size(), " experts, no expert ", module.expert);
+  const ExpertWeights& e =
+      routed ? experts[static_cast<std::size_t>(module.expert)] : shared_expert;
+  switch (module.linear) {
+    case Linear::Gate:
+      return e.gate;
+    case Linear::Up:
+      return e.up;
+    case Linear::Down:
+      return e.down;
+    default:
+      throw Error(str("an expert has no ", linear_name(module.linear)));
+  }
+}
+
+MatrixF& LayerWeights::operator[](ModuleId module) {
+  return const_cast<MatrixF&>(std::as_const(*this)[module]);
+}
+
+const std::vector<float>& LayerWeights::bias_of(ModuleId module) const {
+  static const std::vector<float> kNone;
+  return module.dense() ? bias[static_cast<std::size_t>(module.linear)] : kNone;
+}
+
 LayerWeights LayerWeights::load(const WeightSource& source, std::int64_t layer) {
   // Errors name the layer and module: "layer 3: up_proj: FILE: tensor ... non-finite ...".
   const auto load = [&source, layer](const std::string& name, std::string_view module) {
@@ -141,25 +183,40 @@ LayerWeights LayerWeights::load(const WeightSource& source, std::int64_t layer) 
       throw Error(str("layer ", layer, ": ", module, ": ", e.what()));
     }
   };
+  const ModelConfig& config = source.config();
   LayerWeights w;
   w.input_norm = load(input_norm_name(layer), "input_layernorm");
   w.post_norm = load(post_attention_norm_name(layer), "post_attention_layernorm");
-  if (source.config().qk_norm) {
+  if (config.qk_norm) {
     w.q_norm = load(q_norm_name(layer), "q_norm");
     w.k_norm = load(k_norm_name(layer), "k_norm");
   }
+  if (config.sparse_layer(layer)) {
+    w.router = load(router_name(config, layer), "router");
+    w.experts.resize(static_cast<std::size_t>(config.moe.num_experts));
+    if (config.moe.shared_expert_intermediate > 0)
+      w.shared_expert_gate = load(shared_expert_gate_name(layer), "shared_expert_gate");
+  }
   // The modules concurrently (sources are read-only): the serial parts of one tensor's load
-  // (allocation, first touch of its pages, checks) overlap with the others'.
-  std::vector<std::future<void>> modules;
-  for (const Linear l : kAllLinears)
-    modules.push_back(std::async(std::launch::async, [&source, &load, &w, layer, l] {
-      w[l] = load(linear_weight_name(layer, l), linear_name(l));
-      const std::string bias = linear_bias_name(layer, l);
-      if (source.contains(bias))
-        w.bias[static_cast<std::size_t>(l)] = load(bias, linear_name(l)).values();
-    }));
-  for (std::future<void>& m : modules) m.wait();
-  for (std::future<void>& m : modules) m.get();  // the first failure, in module order
+  // (allocation, first touch of its pages, checks) overlap with the others'. Errors come back in
+  // module order.
+  const std::vector<ModuleId> modules = layer_modules(config, layer);
+  std::vector<std::exception_ptr> errors(modules.size());
+  parallel_for(modules.size(), 8, [&](std::size_t i) {
+    const ModuleId m = modules[i];
+    const std::string path =
+        checkpoint_module_name(config, m);  // "up_proj", "mlp.experts.3.up_proj"
+    try {
+      w[m] = load(module_weight_name(config, layer, m), path);
+      const std::string bias = module_bias_name(config, layer, m);
+      if (m.dense() && source.contains(bias))
+        w.bias[static_cast<std::size_t>(m.linear)] = load(bias, path).values();
+    } catch (...) {
+      errors[i] = std::current_exception();
+    }
+  });
+  for (const std::exception_ptr& e : errors)
+    if (e) std::rethrow_exception(e);
   return w;
 }
 
@@ -230,7 +287,7 @@ void rms_norm(MatrixF& x, const MatrixF& weight, double eps) {
 
 MatrixF forward_layer(const ModelConfig& config, const LayerWeights& w, const RotaryTable& rope,
                       const MatrixF& hidden, std::int64_t seq_len, const CaptureFn& capture,
-                      std::optional<LinearInput> stop_after) {
+                      std::optional<LinearInput> stop_after, ExpertCapture expert_capture) {
   require(seq_len > 0 && hidden.rows() % seq_len == 0, "forward: ", hidden.rows(),
           " rows are not whole samples of ", seq_len, " tokens");
   require(seq_len <= rope.max_positions(), "forward: seq_len ", seq_len,
@@ -238,7 +295,7 @@ MatrixF forward_layer(const ModelConfig& config, const LayerWeights& w, const Ro
   require(hidden.cols() == config.hidden_size, "forward: hidden states have ", hidden.cols(),
           " features, the model ", config.hidden_size);
   const auto emit = [&](LinearInput input, const MatrixF& x) {
-    if (capture) capture(input, x);
+    if (capture) capture(InputId{input, kDense}, x);
     return stop_after && *stop_after == input;
   };
   const auto linear = [&](const MatrixF& x, Linear l) {
@@ -281,6 +338,12 @@ MatrixF forward_layer(const ModelConfig& config, const LayerWeights& w, const Ro
 
   MatrixF m = h;
   rms_norm(m, w.post_norm, config.rms_norm_eps);
+  if (w.sparse()) {
+    const MatrixF moe = moe_forward(config, w, m, seq_len, capture, stop_after, expert_capture);
+    if (stop_after == LinearInput::Mlp || stop_after == LinearInput::MlpDown) return {};
+    add_in_place(h, moe);
+    return h;
+  }
   if (emit(LinearInput::Mlp, m)) return {};
   MatrixF gate = linear(m, Linear::Gate);
   const MatrixF up = linear(m, Linear::Up);

@@ -38,8 +38,8 @@ struct ModuleRef {
 std::optional<ModuleRef> module_of(const ModelConfig& c, const std::string& name) {
   if (name == kLmHeadName) return ModuleRef{"lm_head", c.vocab_size, c.hidden_size};
   const auto ref = parse_tensor_name(name);
-  if (!ref || !ref->linear || ref->field != "weight") return std::nullopt;
-  const auto [out, in] = linear_shape(c, *ref->linear);
+  if (!ref || !ref->module || ref->field != "weight") return std::nullopt;
+  const auto [out, in] = module_shape(c, *ref->module);
   return ModuleRef{name.substr(0, name.size() - std::string_view(".weight").size()), out, in};
 }
 

@@ -19,8 +19,10 @@ Shape expected_shape(const ModelConfig& c, const std::string& name) {
   if (name == kEmbedName || name == kLmHeadName) return {c.vocab_size, c.hidden_size};
   if (name == kFinalNormName) return {c.hidden_size};
   if (ref->field == "q_norm" || ref->field == "k_norm") return {c.head_dim};  // per head
-  if (!ref->linear) return {c.hidden_size};                                   // the layer norms
-  const auto [rows, cols] = linear_shape(c, *ref->linear);
+  if (ref->field == "router") return {c.moe.num_experts, c.hidden_size};
+  if (ref->field == "shared_expert_gate") return {1, c.hidden_size};
+  if (!ref->module) return {c.hidden_size};  // the layer norms
+  const auto [rows, cols] = module_shape(c, *ref->module);
   if (ref->field == "bias") return {rows};
   return {rows, cols};
 }

@@ -121,8 +121,19 @@ class SyntheticSource final : public WeightSource {
     if (!ref) return false;
     if (name == kLmHeadName) return !config_.tie_word_embeddings;
     if (ref->layer >= config_.num_hidden_layers) return false;
-    if (ref->linear && ref->field == "bias") return has_bias(*ref->linear);
+    if (ref->module) {
+      const std::vector<ModuleId> modules = layer_modules(config_, ref->layer);
+      if (std::find(modules.begin(), modules.end(), *ref->module) == modules.end()) return false;
+      if (ref->field == "bias") return ref->module->dense() && has_bias(ref->module->linear);
+      // Mixtral's and Qwen's expert spellings name the same module: only the family's own is here.
+      return name == (ref->field == "bias" ? module_bias_name(config_, ref->layer, *ref->module)
+                                           : module_weight_name(config_, ref->layer, *ref->module));
+    }
     if (ref->field == "q_norm" || ref->field == "k_norm") return config_.qk_norm;
+    if (ref->field == "router")
+      return name == router_name(config_, ref->layer) && config_.sparse_layer(ref->layer);
+    if (ref->field == "shared_expert_gate")
+      return config_.sparse_layer(ref->layer) && config_.moe.shared_expert_intermediate > 0;
     return true;
   }
   // The tensor as a checkpoint of the config's dtype holds it: values rounded to bf16/fp16, so
@@ -135,11 +146,18 @@ class SyntheticSource final : public WeightSource {
     const std::int64_t hidden = config_.hidden_size;
     if (name == kEmbedName || name == kLmHeadName)
       return gaussian(key, config_.vocab_size, hidden, 1.0f);
-    if (ref->linear) {
-      const auto [rows, cols] = linear_shape(config_, *ref->linear);
+    if (ref->module) {
+      const auto [rows, cols] = module_shape(config_, *ref->module);
       if (ref->field == "bias") return gaussian(key, 1, rows, 0.02f);
-      return linear(key, rows, cols, *ref->linear, ref->layer);
+      return linear(key, rows, cols, *ref->module, ref->layer);
     }
+    // The router: logits of a few units' spread, so that tokens pick their experts decisively.
+    if (ref->field == "router")
+      return gaussian(key, config_.moe.num_experts, hidden,
+                      static_cast<float>(2.0 / std::sqrt(static_cast<double>(hidden))));
+    if (ref->field == "shared_expert_gate")
+      return gaussian(key, 1, hidden,
+                      static_cast<float>(1.0 / std::sqrt(static_cast<double>(hidden))));
     // RMSNorm weights: around 1, with a few large channels that become large-variance inputs.
     const bool per_head = ref->field == "q_norm" || ref->field == "k_norm";
     const std::int64_t width = per_head ? config_.head_dim : hidden;
@@ -176,13 +194,15 @@ class SyntheticSource final : public WeightSource {
   }
   // N(0, 1/in) scaled per row (log-normal) and on ~1% of input columns (x4); the residual
   // projections are scaled down by sqrt(2 * layers) so the residual stream stays bounded.
-  MatrixF linear(std::uint64_t key, std::int64_t rows, std::int64_t cols, Linear l,
+  MatrixF linear(std::uint64_t key, std::int64_t rows, std::int64_t cols, ModuleId module,
                  std::int64_t layer) const {
+    const Linear l = module.linear;
     const bool residual = l == Linear::O || l == Linear::Down;
     const double base =
         1.0 / std::sqrt(static_cast<double>(cols)) /
         (residual ? std::sqrt(2.0 * static_cast<double>(config_.num_hidden_layers)) : 1.0);
-    const std::uint64_t column_key = hash_name(str("columns.", layer, ".", linear_name(l)), seed_);
+    const std::uint64_t column_key =
+        hash_name(str("columns.", layer, ".", checkpoint_module_name(config_, module)), seed_);
     // ~1% of the columns, and always at least one.
     const auto forced =
         static_cast<std::int64_t>(splitmix64(column_key) % static_cast<std::uint64_t>(cols));
@@ -212,7 +232,9 @@ class SyntheticSource final : public WeightSource {
 }  // namespace
 
 std::vector<std::string> synthetic_presets() {
-  return {"tiny", "qwen3-tiny", "llama2-7b", "llama3-8b", "llama3-70b", "llama3-405b"};
+  return {"tiny",           "qwen3-tiny",   "mixtral-tiny",  "qwen2-moe-tiny",
+          "qwen3-moe-tiny", "llama2-7b",    "llama3-8b",     "llama3-70b",
+          "llama3-405b",    "mixtral-8x7b", "qwen3-30b-a3b", "qwen3-235b-a22b"};
 }
 
 namespace {
@@ -228,18 +250,62 @@ ModelConfig qwen3(ModelConfig c, std::int64_t head_dim) {
   return c;
 }
 
+// A mixture-of-experts family on a dense preset: `experts` routed experts of `width`, top-k.
+ModelConfig moe(ModelConfig c, std::string model_type, std::int64_t experts, std::int64_t k,
+                std::int64_t width, bool norm_topk_prob) {
+  c.model_type = std::move(model_type);
+  c.moe.num_experts = experts;
+  c.moe.experts_per_token = k;
+  c.moe.expert_intermediate = width;
+  c.moe.norm_topk_prob = norm_topk_prob;
+  return c;
+}
+
+// Qwen2-MoE's shape rules: q/k/v biases, a gated shared expert of `shared` in every sparse layer.
+ModelConfig qwen2_moe(ModelConfig c, std::int64_t shared, std::vector<std::int64_t> dense_layers) {
+  c.attention_bias = true;
+  c.moe.shared_expert_intermediate = shared;
+  c.moe.mlp_only_layers = std::move(dense_layers);
+  return c;
+}
+
 }  // namespace
 
 ModelConfig synthetic_config(const std::string& name) {
+  // Tiny mixtures for tests: 8 or 16 experts; Qwen2-MoE's layer 1 dense (mlp_only_layers).
+  if (name == "mixtral-tiny")
+    return moe(preset(128, 176, 4, 4, 2, 1024, 1000000.0), "mixtral", 8, 2, 176, true);
+  if (name == "qwen2-moe-tiny")
+    return qwen2_moe(moe(preset(128, 352, 4, 4, 2, 1024, 1000000.0), "qwen2_moe", 8, 2, 64, false),
+                     176, {1});
+  if (name == "qwen3-moe-tiny")
+    return moe(qwen3(preset(128, 352, 4, 4, 2, 1024, 1000000.0), 64), "qwen3_moe", 16, 4, 64, true);
+  // The published shapes (config.json of each model).
+  if (name == "mixtral-8x7b")
+    return moe(preset(4096, 14336, 32, 32, 8, 32000, 1000000.0), "mixtral", 8, 2, 14336, true);
+  if (name == "qwen3-30b-a3b") {
+    ModelConfig c = moe(qwen3(preset(2048, 6144, 48, 32, 4, 151936, 1000000.0), 128), "qwen3_moe",
+                        128, 8, 768, true);
+    c.tie_word_embeddings = false;
+    return c;
+  }
+  if (name == "qwen3-235b-a22b") {
+    ModelConfig c = moe(qwen3(preset(4096, 12288, 94, 64, 4, 151936, 1000000.0), 128), "qwen3_moe",
+                        128, 8, 1536, true);
+    c.tie_word_embeddings = false;
+    return c;
+  }
   if (name == "tiny") return preset(128, 352, 4, 4, 2, 1024, 10000.0);
   if (name == "qwen3-tiny") return qwen3(preset(128, 352, 4, 4, 2, 1024, 1000000.0), 64);
   if (name == "llama2-7b") return preset(4096, 11008, 32, 32, 32, 32000, 10000.0);
   if (name == "llama3-8b") return preset(4096, 14336, 32, 32, 8, 128256, 500000.0);
   if (name == "llama3-70b") return preset(8192, 28672, 80, 64, 8, 128256, 500000.0);
   if (name == "llama3-405b") return preset(16384, 53248, 126, 128, 8, 128256, 500000.0);
-  throw Error(str("unknown synthetic model '", name,
-                  "' (presets: tiny, qwen3-tiny, llama2-7b, llama3-8b, ",
-                  "llama3-70b, llama3-405b, or the path of a config.json)"));
+  std::string presets;
+  for (const std::string& preset_name : synthetic_presets())
+    presets += (presets.empty() ? "" : ", ") + preset_name;
+  throw Error(str("unknown synthetic model '", name, "' (presets: ", presets,
+                  ", or the path of a config.json)"));
 }
 
 std::unique_ptr<WeightSource> open_synthetic_model(const std::string& spec, std::uint64_t seed) {

@@ -8,6 +8,7 @@
 #include "qshard/core/app.hpp"
 #include "qshard/core/error.hpp"
 #include "qshard/core/utf8.hpp"
+#include "qshard/model/synthetic_source.hpp"
 
 namespace qshard {
 namespace po = boost::program_options;
@@ -47,9 +48,12 @@ po::options_description describe_options(JobOptions& o, Raw& raw) {
   auto add = d.add_options();
   add("help,h", "print this help");
   add("config", po::value<std::string>(), "INI file of key = value lines (the command line wins)");
-  add("model", po::value(&o.model)->default_value(o.model),
-      "Hugging Face model directory, or synthetic:NAME (tiny, llama2-7b, llama3-8b, llama3-70b, "
-      "llama3-405b) or synthetic:PATH/config.json");
+  std::string presets;
+  for (const std::string& name : synthetic_presets())
+    presets += (presets.empty() ? "" : ", ") + name;
+  const std::string model_help = str("Hugging Face model directory, or synthetic:NAME (", presets,
+                                     ") or synthetic:PATH/config.json");
+  add("model", po::value(&o.model)->default_value(o.model), model_help.c_str());
   add("model_seed", po::value(&o.model_seed)->default_value(o.model_seed),
       "seed of synthetic weights");
   add("allow_extra_tensors", switch_value(&o.allow_extra_tensors),
@@ -87,6 +91,13 @@ po::options_description describe_options(JobOptions& o, Raw& raw) {
       "solve (q,k,v) -> o -> (gate,up) -> down, each on inputs through the quantized modules");
   add("modules", po::value(&raw.modules)->default_value(raw.modules),
       "modules to quantize: all, or a comma list of q,k,v,o,gate,up,down");
+  add("moe_calibration", po::value(&o.moe_calibration)->default_value(o.moe_calibration),
+      "mixture-of-experts models: routed (an expert's Hessians from the tokens routed to it) or "
+      "all (from every calibration token, for the Hessians only: the layer's output still uses "
+      "the routing)");
+  add("expert_min_tokens", po::value(&o.expert_min_tokens)->default_value(o.expert_min_tokens),
+      "warn about each expert whose Hessian saw fewer calibration tokens (one that saw none is "
+      "quantized round-to-nearest)");
   add("out", po::value(&o.out)->default_value(o.out),
       "HDF5 checkpoint to write (written as OUT.tmp and renamed when complete)");
   add("force", switch_value(&o.force),
@@ -140,6 +151,10 @@ void JobOptions::validate() const {
           "collectives: expected auto, nccl or mpi (got '", collectives, "')");
   require(!out.empty(), "out: empty path");
   require(!modules.empty(), "modules: empty list");
+  require(moe_calibration == "routed" || moe_calibration == "all",
+          "moe_calibration: expected routed or all (got '", moe_calibration, "')");
+  require(expert_min_tokens >= 0, "expert_min_tokens must be 0 or positive (got ",
+          expert_min_tokens, ")");
   // The settings are recorded as JSON (job.json, @job_config), which holds only UTF-8 text.
   const std::pair<const char*, const std::string*> recorded[] = {
       {"model", &model}, {"calib", &calib}, {"out", &out}};
@@ -178,6 +193,7 @@ nlohmann::json result_fields(const JobOptions& o) {
   j["modules"] = modules;
   j["tile_rows"] = o.tile_rows;
   j["backend"] = o.backend;
+  j["moe_calibration"] = o.moe_calibration;
   return j;
 }
 }  // namespace
@@ -192,6 +208,7 @@ std::string JobOptions::to_json() const {
   j["threads"] = threads;
   j["allow_extra_tensors"] = allow_extra_tensors;
   j["collective_timeout"] = collective_timeout;
+  j["expert_min_tokens"] = expert_min_tokens;
   return j.dump(2);
 }
 

@@ -1,7 +1,9 @@
 #include "qshard/pipeline/layer_quantizer.hpp"
 
 #include <algorithm>
+#include <iostream>
 #include <map>
+#include <set>
 
 #include "qshard/core/error.hpp"
 #include "qshard/core/scoped_timer.hpp"
@@ -9,19 +11,31 @@
 namespace qshard {
 namespace {
 
-using Builders = std::map<LinearInput, std::unique_ptr<HessianBuilder>>;
-using Hessians = std::map<LinearInput, std::shared_ptr<const Hessian>>;
-using Factors = std::map<LinearInput, std::shared_ptr<const Factorization>>;
+using Builders = std::map<InputId, std::unique_ptr<HessianBuilder>>;
+using Hessians = std::map<InputId, std::shared_ptr<const Hessian>>;
+using Factors = std::map<InputId, std::shared_ptr<const Factorization>>;
+
+MatrixD identity(std::int64_t n) {
+  MatrixD m(n, n);
+  for (std::int64_t i = 0; i < n; ++i) m(i, i) = 1.0;
+  return m;
+}
 
 // The layer's results as its stages fill them.
 struct LayerResults {
-  std::vector<ModuleRecord> records;  // Linear order
+  std::vector<ModuleId> order;        // layer_modules()
+  std::vector<ModuleRecord> records;  // in that order
   QuantizedModules* modules = nullptr;
   std::int64_t solved = 0;  // modules solved and exchanged so far
   std::int64_t total = 0;   // modules the layer quantizes
+
+  std::size_t index(ModuleId m) const {
+    return static_cast<std::size_t>(std::find(order.begin(), order.end(), m) - order.begin());
+  }
 };
 
-// The linear inputs solved together: (q,k,v) -> o -> (gate,up) -> down when true-sequential.
+// The kinds of linear input solved together: (q,k,v) -> o -> (gate,up) -> down when
+// true-sequential (a sparse layer's gate/up stage holds every expert's).
 std::vector<std::vector<LinearInput>> stages_of(bool true_sequential) {
   if (!true_sequential)
     return {{LinearInput::Attention, LinearInput::AttentionOutput, LinearInput::Mlp,
@@ -36,22 +50,29 @@ bool selected(const JobOptions& o, Linear l) {
   return std::find(o.modules.begin(), o.modules.end(), l) != o.modules.end();
 }
 
-// The modules of a stage that the job quantizes, in Linear order.
-std::vector<Linear> stage_modules(const JobOptions& o, const std::vector<LinearInput>& inputs) {
-  std::vector<Linear> modules;
-  for (const Linear l : kAllLinears)
-    if (selected(o, l) && std::find(inputs.begin(), inputs.end(), input_of(l)) != inputs.end())
-      modules.push_back(l);
+// The modules of a stage that the job quantizes, in layer order.
+std::vector<ModuleId> stage_modules(const JobOptions& o, const std::vector<ModuleId>& layer,
+                                    const std::vector<LinearInput>& kinds) {
+  std::vector<ModuleId> modules;
+  for (const ModuleId m : layer)
+    if (selected(o, m.linear) &&
+        std::find(kinds.begin(), kinds.end(), input_of(m.linear)) != kinds.end())
+      modules.push_back(m);
   return modules;
 }
 
-// "q_proj, k_proj, v_proj": for progress reports.
-std::string names_of(const std::vector<Linear>& modules) {
+// "q_proj, k_proj, v_proj" (a sparse layer's experts counted: "gate_proj, up_proj of 8 experts"):
+// for progress reports.
+std::string names_of(const std::vector<ModuleId>& modules) {
   std::string names;
-  for (const Linear l : modules) {
+  std::set<std::int32_t> experts;
+  for (const ModuleId m : modules) {
+    if (m.expert >= 0) experts.insert(m.expert);
+    if (m.expert > 0 || m.expert == kSharedExpert) continue;  // named once, by expert 0's
     if (!names.empty()) names += ", ";
-    names += linear_name(l);
+    names += linear_name(m.linear);
   }
+  if (!experts.empty()) names += str(" of ", experts.size(), " experts");
   return names;
 }
 
@@ -64,42 +85,48 @@ void advance(const LayerContext& ctx, std::int64_t done) {
 }
 
 // Every module's record before any is quantized: left in float.
-LayerResults initial_results(const LayerWeights& weights, QuantizedModules* modules_out) {
+LayerResults initial_results(const LayerContext& ctx, const LayerWeights& weights,
+                             QuantizedModules* modules_out) {
   LayerResults results;
-  results.records.resize(std::size(kAllLinears));
+  results.order = layer_modules(ctx.config, ctx.layer);
+  results.records.resize(results.order.size());
   results.modules = modules_out;
-  if (modules_out != nullptr) modules_out->assign(std::size(kAllLinears), nullptr);
-  for (const Linear l : kAllLinears) {
-    ModuleRecord& r = results.records[static_cast<std::size_t>(l)];
-    r.linear = l;
+  if (modules_out != nullptr) modules_out->assign(results.order.size(), nullptr);
+  for (std::size_t i = 0; i < results.order.size(); ++i) {
+    ModuleRecord& r = results.records[i];
+    r.module = results.order[i];
     r.method = "none";
-    r.bias = weights.bias[static_cast<std::size_t>(l)];
+    r.bias = weights.bias_of(r.module);
   }
   return results;
 }
 
 // One builder per linear input of the stage's modules (allocating its limbs is Hessian work).
-Builders make_builders(const LayerContext& ctx, const std::vector<Linear>& modules,
+Builders make_builders(const LayerContext& ctx, const std::vector<ModuleId>& modules,
                        LayerTimings& timings) {
   const ScopedTimer timer(timings.hessian);
   Builders builders;
-  for (const Linear l : modules) {
-    const LinearInput input = input_of(l);
+  for (const ModuleId m : modules) {
+    const InputId input = input_of(m);
     if (builders.count(input) == 0)
       builders[input] = ctx.backend.make_hessian(input_features(ctx.config, input));
   }
   return builders;
 }
 
-// 1. Accumulate: forward this rank's units up to the stage's last input, adding each unit's
-// X^T X to the partial Hessians of the stage's inputs.
+// 1. Accumulate: forward this rank's units up to the stage's last kind of input, adding each
+// unit's X^T X to the partial Hessians of the stage's inputs.
 Builders accumulate(const LayerContext& ctx, ResidentLayer& layer, const UnitStore& hidden,
-                    const std::vector<Linear>& modules, LayerTimings& timings) {
+                    const std::vector<ModuleId>& modules, LayerTimings& timings) {
   Builders builders = make_builders(ctx, modules, timings);
   LayerTargets targets;
-  for (const auto& [input, builder] : builders)
-    targets.hessians[static_cast<std::size_t>(input)] = builder.get();
-  const LinearInput last = builders.rbegin()->first;
+  LinearInput last = LinearInput::Attention;
+  for (const auto& [input, builder] : builders) {
+    targets.hessians[input] = builder.get();
+    last = std::max(last, input.kind);
+  }
+  targets.experts =
+      ctx.options.moe_calibration == "all" ? ExpertCapture::All : ExpertCapture::Routed;
   const auto units = static_cast<std::int64_t>(hidden.size());
   begin(ctx, "forward for " + names_of(modules), "units", units);
   double seconds = 0.0;
@@ -118,26 +145,53 @@ Builders accumulate(const LayerContext& ctx, ResidentLayer& layer, const UnitSto
   return builders;
 }
 
-// 2. Reduce: the exact all-reduce of the partial Hessians; every rank holds the same H.
+// 2. Reduce: the exact all-reduce of the partial Hessians; every rank holds the same H. An
+// expert's input no calibration token reached has none: its modules are rounded to nearest, their
+// objectives taken against the identity (the squared error).
 Hessians reduce(const LayerContext& ctx, const Builders& builders, LayerTimings& timings) {
   begin(ctx, "all-reduce", "Hessians", static_cast<std::int64_t>(builders.size()));
   const ScopedTimer timer(timings.reduce);
   Hessians hessians;
   for (const auto& [input, builder] : builders) {
     builder->all_reduce(ctx.comm);
-    hessians[input] = builder->reduced();
+    hessians[input] = builder->tokens() > 0
+                          ? builder->reduced()
+                          : make_host_hessian(identity(input_features(ctx.config, input)));
     advance(ctx, static_cast<std::int64_t>(hessians.size()));
   }
   return hessians;
 }
 
-// 3. Factorise: one factorisation per input (GPTQ only), shared by its modules' tiles.
-Factors factorise(const LayerContext& ctx, const Hessians& hessians, LayerTimings& timings) {
+// Experts whose Hessians saw fewer than expert_min_tokens calibration tokens, in one line on rank
+// 0's standard error (also with --quiet).
+void report_rare_experts(const LayerContext& ctx, const Builders& builders) {
+  std::string rare;
+  std::int64_t count = 0;
+  for (const auto& [input, builder] : builders) {
+    if (input.expert == kDense || input.kind != LinearInput::Mlp) continue;
+    if (builder->tokens() >= ctx.options.expert_min_tokens && builder->tokens() > 0) continue;
+    ++count;
+    rare += str(rare.empty() ? "" : ", ",
+                input.expert == kSharedExpert ? std::string("shared") : str(input.expert), " (",
+                builder->tokens(), ")");
+  }
+  if (count > 0 && ctx.comm.is_root())
+    std::cerr << str("qshard-quantize: warning: layer ", ctx.layer, ": ", count,
+                     " expert(s) saw fewer than ", ctx.options.expert_min_tokens,
+                     " calibration tokens (those with 0 are rounded to nearest): ", rare,
+                     "; more calibration samples or --moe_calibration all help\n");
+}
+
+// 3. Factorise: one factorisation per input (GPTQ only), shared by its modules' tiles; none for
+// an input no token reached.
+Factors factorise(const LayerContext& ctx, const Builders& builders, const Hessians& hessians,
+                  LayerTimings& timings) {
   Factors factors;
   if (ctx.options.method != "gptq") return factors;
   begin(ctx, "factorise", "Hessians", static_cast<std::int64_t>(hessians.size()));
   const ScopedTimer timer(timings.factor);
   for (const auto& [input, h] : hessians) {
+    if (builders.at(input)->tokens() == 0) continue;
     factors[input] = ctx.backend.solver().factorize(*h, ctx.options.gptq);
     advance(ctx, static_cast<std::int64_t>(factors.size()));
   }
@@ -146,14 +200,14 @@ Factors factorise(const LayerContext& ctx, const Hessians& hessians, LayerTiming
 
 // 4. Plan tiles: fixed row tiles of every module of the stage, dealt round-robin over the ranks in
 // one sequence across the modules (the deal never changes a row's result, only who computes it).
-std::map<Linear, TileDeal> deal_tiles(const LayerContext& ctx, const LayerWeights& weights,
-                                      const std::vector<Linear>& modules) {
-  std::map<Linear, TileDeal> deals;
+std::map<ModuleId, TileDeal> deal_tiles(const LayerContext& ctx, const LayerWeights& weights,
+                                        const std::vector<ModuleId>& modules) {
+  std::map<ModuleId, TileDeal> deals;
   std::size_t next = 0;
   const std::int64_t tile_rows = ctx.options.tile_rows;
-  for (const Linear l : modules) {
-    const std::int64_t rows = weights[l].rows();
-    TileDeal& deal = deals[l];
+  for (const ModuleId m : modules) {
+    const std::int64_t rows = weights[m].rows();
+    TileDeal& deal = deals[m];
     for (std::int64_t b = 0; b < rows; b += tile_rows, ++next)
       deal.push_back({b, std::min(rows, b + tile_rows),
                       static_cast<int>(next % static_cast<std::size_t>(ctx.comm.size()))});
@@ -161,14 +215,15 @@ std::map<Linear, TileDeal> deal_tiles(const LayerContext& ctx, const LayerWeight
   return deals;
 }
 
-TileJob tile_job(const LayerContext& ctx, Linear l, const TileDeal& deal, const Hessians& hessians,
-                 const Factors& factors) {
-  const LinearInput input = input_of(l);
+TileJob tile_job(const LayerContext& ctx, ModuleId m, const TileDeal& deal,
+                 const Hessians& hessians, const Factors& factors) {
+  const InputId input = input_of(m);
   TileJob job;
-  job.linear = l;
+  job.module = m;
   job.deal = &deal;
   job.rank = ctx.comm.rank();
-  job.factor = factors.empty() ? nullptr : factors.at(input).get();  // null: RTN
+  const auto factor = factors.find(input);
+  job.factor = factor == factors.end() ? nullptr : factor->second.get();  // null: RTN
   job.hessian = hessians.at(input).get();
   job.options = &ctx.options.gptq;
   job.threads = ctx.options.threads;
@@ -176,24 +231,25 @@ TileJob tile_job(const LayerContext& ctx, Linear l, const TileDeal& deal, const 
 }
 
 // 5. Solve: this rank's tiles of one module; errors name the module of the weight at fault.
-std::unique_ptr<SolvedTiles> solve(ResidentLayer& layer, const TileJob& job,
-                                   LayerTimings& timings) {
+std::unique_ptr<SolvedTiles> solve(const LayerContext& ctx, ResidentLayer& layer,
+                                   const TileJob& job, LayerTimings& timings) {
   const ScopedTimer timer(timings.solve);
   try {
     return layer.quantize_tiles(job);
   } catch (const CollectiveError&) {
     throw;
   } catch (const Error& e) {
-    throw Error(str(linear_name(job.linear), ": ", e.what()));
+    throw Error(str(checkpoint_module_name(ctx.config, job.module), ": ", e.what()));
   }
 }
 
 // The module's record: method, objectives, damping used, and its weights where they go.
-void record_module(const LayerContext& ctx, const TileJob& job,
+void record_module(const LayerContext& ctx, const TileJob& job, std::int64_t tokens,
                    const std::shared_ptr<const QuantizedModule>& module, LayerResults& results) {
-  const auto index = static_cast<std::size_t>(job.linear);
+  const std::size_t index = results.index(job.module);
   ModuleRecord& r = results.records[index];
-  r.method = ctx.options.method;
+  r.method = job.factor != nullptr ? "gptq" : "rtn";
+  r.calibration_tokens = tokens;
   if (results.modules != nullptr)
     (*results.modules)[index] = module;
   else if (ctx.host_results)
@@ -208,12 +264,13 @@ void record_module(const LayerContext& ctx, const TileJob& job,
 
 // 6. Exchange: every rank's tiles gathered and installed, so every rank holds the whole module.
 void exchange(const LayerContext& ctx, ResidentLayer& layer, std::unique_ptr<SolvedTiles> mine,
-              const TileJob& job, LayerTimings& timings, LayerResults& results) {
+              const TileJob& job, std::int64_t tokens, LayerTimings& timings,
+              LayerResults& results) {
   const ScopedTimer timer(timings.exchange);
   const std::shared_ptr<const QuantizedModule> module =
       ctx.backend.gather_tiles(std::move(mine), *job.deal, ctx.comm);
-  layer.install(job.linear, *module);
-  record_module(ctx, job, module, results);
+  layer.install(job.module, *module);
+  record_module(ctx, job, tokens, module, results);
 }
 
 // The stage's Hessians and factorisations freed (on a GPU: device memory for the next stage).
@@ -227,16 +284,18 @@ void release(Factors& factors, Hessians& hessians, Builders& builders, LayerTimi
 // One stage of the layer: accumulate, reduce, factorise, plan tiles, then solve and exchange
 // module by module.
 void quantize_stage(const LayerContext& ctx, const LayerWeights& weights, ResidentLayer& layer,
-                    const UnitStore& hidden, const std::vector<Linear>& modules,
+                    const UnitStore& hidden, const std::vector<ModuleId>& modules,
                     LayerTimings& timings, LayerResults& results) {
   Builders builders = accumulate(ctx, layer, hidden, modules, timings);
   Hessians hessians = reduce(ctx, builders, timings);
-  Factors factors = factorise(ctx, hessians, timings);
-  const std::map<Linear, TileDeal> deals = deal_tiles(ctx, weights, modules);
+  report_rare_experts(ctx, builders);
+  Factors factors = factorise(ctx, builders, hessians, timings);
+  const std::map<ModuleId, TileDeal> deals = deal_tiles(ctx, weights, modules);
   begin(ctx, "solve and exchange " + names_of(modules), "modules", results.total, results.solved);
-  for (const Linear l : modules) {
-    const TileJob job = tile_job(ctx, l, deals.at(l), hessians, factors);
-    exchange(ctx, layer, solve(layer, job, timings), job, timings, results);
+  for (const ModuleId m : modules) {
+    const TileJob job = tile_job(ctx, m, deals.at(m), hessians, factors);
+    const std::int64_t tokens = builders.at(input_of(m))->tokens();
+    exchange(ctx, layer, solve(ctx, layer, job, timings), job, tokens, timings, results);
     advance(ctx, ++results.solved);
   }
   release(factors, hessians, builders, timings);
@@ -249,17 +308,17 @@ std::vector<ModuleRecord> quantize_layer(const LayerContext& ctx, const LayerWei
                                          LayerTimings& timings, std::unique_ptr<UnitStore>* next,
                                          QuantizedModules* modules_out) {
   const JobOptions& o = ctx.options;
-  LayerResults results = initial_results(weights, modules_out);
-  results.total = std::count_if(std::begin(kAllLinears), std::end(kAllLinears),
-                                [&o](Linear l) { return selected(o, l); });
+  LayerResults results = initial_results(ctx, weights, modules_out);
+  results.total = std::count_if(results.order.begin(), results.order.end(),
+                                [&o](ModuleId m) { return selected(o, m.linear); });
   for (const std::vector<LinearInput>& stage : stages_of(o.true_sequential)) {
-    const std::vector<Linear> modules = stage_modules(o, stage);
+    const std::vector<ModuleId> modules = stage_modules(o, results.order, stage);
     if (!modules.empty()) quantize_stage(ctx, weights, layer, hidden, modules, timings, results);
   }
   // Modules the job leaves in float are written as they are.
   if (ctx.host_results)
     for (ModuleRecord& r : results.records)
-      if (r.method == "none") r.float_weight = weights[r.linear];
+      if (r.method == "none") r.float_weight = weights[r.module];
   if (next != nullptr) {
     begin(ctx, "forward to the next layer's inputs");
     const ScopedTimer timer(timings.forward);

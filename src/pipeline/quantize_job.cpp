@@ -237,7 +237,7 @@ std::string utc_now() {
 
 void replace_linears(LayerWeights& weights, const LayerRecord& record) {
   for (const ModuleRecord& m : record.modules)
-    weights[m.linear] = m.method == "none" ? m.float_weight : m.weight.dequantize();
+    weights[m.module] = m.method == "none" ? m.float_weight : m.weight.dequantize();
 }
 
 std::unique_ptr<UnitStore> forward_units(const ModelConfig& config, const Backend& backend,
@@ -400,7 +400,7 @@ std::unique_ptr<UnitStore> replay_completed(const JobContext& job, std::int64_t 
   for (std::int64_t l = 0; l < done; ++l) {
     LayerWeights weights = LayerWeights::load(job.source, l);
     const h5::File part = h5::File::open_read(layer_file(o, l));
-    replace_linears(weights, read_layer(part, l));
+    replace_linears(weights, read_layer(part, job.config, l));
     hidden = forward_units(job.config, job.backend, weights, job.rope, *hidden, o.seq_len);
     job.progress.advance(l + 1);
   }
@@ -442,12 +442,12 @@ class LayerIo {
   // Rank 0: hands the layer to the writer once the previous layer's file is written.
   void write(std::int64_t l, LayerRecord record, QuantizedModules quantized) {
     written_ = writer_.submit([path = layer_file(job_.options, l), record = std::move(record),
-                               quantized = std::move(quantized),
+                               quantized = std::move(quantized), &config = job_.config,
                                dtype = job_.config.torch_dtype]() mutable {
       for (std::size_t m = 0; m < quantized.size(); ++m)
         if (quantized[m]) record.modules[m].weight = quantized[m]->to_host();
       quantized.clear();  // the device copies go as soon as they are on the host
-      write_layer_file(path, record, dtype);
+      write_layer_file(path, config, record, dtype);
     });
   }
   void wait_written() {
@@ -489,14 +489,16 @@ double seconds_since(Clock::time_point start) {
 LayerRecord quantize_loaded(const JobContext& job, std::int64_t l, LoadedLayer& loaded,
                             const UnitStore& hidden, LayerTimings& timings,
                             std::unique_ptr<UnitStore>& next, QuantizedModules& quantized) {
-  const LayerContext context{job.config, job.options,        job.backend,  job.comm,
-                             job.rope,   job.comm.is_root(), &job.progress};
+  const LayerContext context{job.config, job.options,        job.backend,   job.comm,
+                             job.rope,   job.comm.is_root(), &job.progress, l};
   LayerRecord record;
   record.index = l;
   record.input_norm = loaded.weights->input_norm;
   record.post_norm = loaded.weights->post_norm;
   record.q_norm = loaded.weights->q_norm;
   record.k_norm = loaded.weights->k_norm;
+  record.router = loaded.weights->router;
+  record.shared_expert_gate = loaded.weights->shared_expert_gate;
   job.watched.set_layer(l);
   try {
     record.modules = quantize_layer(context, *loaded.weights, *loaded.resident, hidden, timings,
@@ -551,10 +553,11 @@ void run_layer(const JobContext& job, LayerIo& io, std::int64_t l,
 }
 
 // Rank 0: the objectives of resumed layers, from their files.
-void add_resumed_objectives(const JobOptions& o, std::int64_t done, Objectives& objectives) {
+void add_resumed_objectives(const JobOptions& o, const ModelConfig& config, std::int64_t done,
+                            Objectives& objectives) {
   for (std::int64_t l = 0; l < done; ++l) {
     const h5::File part = h5::File::open_read(layer_file(o, l));
-    objectives.add(l, read_layer(part, l).modules);
+    objectives.add(l, read_layer(part, config, l).modules);
   }
 }
 
@@ -656,7 +659,7 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& job_comm, const Ba
   const auto loop_start = Clock::now();
   JobResult result;
   if (!run_layers(job, done, std::move(hidden), objectives)) return result;
-  if (comm.is_root()) add_resumed_objectives(o, done, objectives);
+  if (comm.is_root()) add_resumed_objectives(o, config, done, objectives);
   result.seconds = seconds_since(job_start);
   for (std::size_t l = 0; l < objectives.gptq.size(); ++l) {
     result.objective_gptq += objectives.gptq[l];

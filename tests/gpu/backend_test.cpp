@@ -63,12 +63,10 @@ TEST(CudaBackend, ForwardMatchesCpu) {
   const auto gpu = make_cuda_backend(0);
   const auto cpu = make_cpu_backend();
   std::vector<MatrixF> gpu_inputs, cpu_inputs;
-  const MatrixF a =
-      gpu->forward_layer(config, weights, rope, hidden, seq,
-                         [&](LinearInput, const MatrixF& x) { gpu_inputs.push_back(x); });
-  const MatrixF b =
-      cpu->forward_layer(config, weights, rope, hidden, seq,
-                         [&](LinearInput, const MatrixF& x) { cpu_inputs.push_back(x); });
+  const MatrixF a = gpu->forward_layer(config, weights, rope, hidden, seq,
+                                       [&](InputId, const MatrixF& x) { gpu_inputs.push_back(x); });
+  const MatrixF b = cpu->forward_layer(config, weights, rope, hidden, seq,
+                                       [&](InputId, const MatrixF& x) { cpu_inputs.push_back(x); });
   ASSERT_EQ(a.rows(), b.rows());
   ASSERT_EQ(gpu_inputs.size(), cpu_inputs.size());
   // The synthetic model is bf16, so the GPU forwards in bf16: compare within bf16 rounding.

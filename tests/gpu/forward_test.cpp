@@ -65,7 +65,7 @@ struct LayerRun {
 LayerRun run(ResidentLayer& layer, const MatrixF& hidden, std::int64_t seq) {
   LayerRun r;
   LayerTargets targets;
-  targets.capture = [&](LinearInput, const MatrixF& x) { r.inputs.push_back(x); };
+  targets.capture = [&](InputId, const MatrixF& x) { r.inputs.push_back(x); };
   r.out = layer.forward(hidden, seq, targets);
   return r;
 }
@@ -159,8 +159,8 @@ TEST(CudaForward, DeviceHessiansMatchCpuHessiansOfTheCpuCaptures) {
   for (std::size_t i = 0; i < 4; ++i) {
     on_gpu[i] = gpu_backend->make_hessian(features[i]);
     on_cpu[i] = cpu_backend->make_hessian(features[i]);
-    gpu_targets.hessians[i] = on_gpu[i].get();
-    cpu_targets.hessians[i] = on_cpu[i].get();
+    gpu_targets.hessians[static_cast<LinearInput>(i)] = on_gpu[i].get();
+    cpu_targets.hessians[static_cast<LinearInput>(i)] = on_cpu[i].get();
   }
   for (std::uint64_t unit = 0; unit < 3; ++unit) {
     const MatrixF hidden = random_hidden(20 + unit, samples * seq, t.config.hidden_size);
@@ -192,7 +192,7 @@ TEST(CudaForward, StopsAfterTheRequestedInputAndIsDeterministic) {
   cuda::CudaLayer gpu(0, t.config, t.weights, t.rope, DType::BF16);
   std::vector<LinearInput> seen;
   LayerTargets targets;
-  targets.capture = [&](LinearInput input, const MatrixF&) { seen.push_back(input); };
+  targets.capture = [&](InputId input, const MatrixF&) { seen.push_back(input.kind); };
   const MatrixF stopped = gpu.forward(hidden, seq, targets, LinearInput::Mlp);
   EXPECT_EQ(stopped.size(), 0u);
   ASSERT_EQ(seen.size(), 3u);
@@ -266,7 +266,7 @@ TEST(CudaForward, DeviceQuantizedPathEqualsTheHostPath) {
   cuda::CudaLayer host_layer(0, t.config, host, t.rope, DType::F32);
   auto builder = backend->make_hessian(t.config.hidden_size);
   LayerTargets targets;
-  targets.hessians[static_cast<std::size_t>(LinearInput::Attention)] = builder.get();
+  targets.hessians[LinearInput::Attention] = builder.get();
   for (std::uint64_t unit = 0; unit < 4; ++unit)
     device_layer.forward(random_hidden(40 + unit, 2 * seq, t.config.hidden_size), seq, targets,
                          LinearInput::Attention);
@@ -325,8 +325,8 @@ TEST(CudaForward, DeviceUnitsGiveTheSameResultsAsHostUnits) {
   auto builder = backend->make_hessian(t.config.q_dim());
   auto reference = backend->make_hessian(t.config.q_dim());
   LayerTargets on_store, on_host;
-  on_store.hessians[static_cast<std::size_t>(LinearInput::AttentionOutput)] = builder.get();
-  on_host.hessians[static_cast<std::size_t>(LinearInput::AttentionOutput)] = reference.get();
+  on_store.hessians[LinearInput::AttentionOutput] = builder.get();
+  on_host.hessians[LinearInput::AttentionOutput] = reference.get();
   for (std::size_t u = 0; u < host.size(); ++u) {
     // bf16 storage: the host unit rounded to bf16 is what the store holds.
     MatrixF rounded = host[u];

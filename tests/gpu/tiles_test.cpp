@@ -103,7 +103,7 @@ struct LayerFixture {
   TileJob job(Linear l, const TileDeal& deal, int rank, const Factorization* factor,
               const Hessian& h) const {
     TileJob j;
-    j.linear = l;
+    j.module = l;
     j.deal = &deal;
     j.rank = rank;
     j.factor = factor;

@@ -28,6 +28,7 @@ class StoppingHessian final : public qshard::HessianBuilder {
   }
   std::shared_ptr<const qshard::Hessian> reduced() const override { return inner_->reduced(); }
   double add_seconds() const override { return inner_->add_seconds(); }
+  std::int64_t tokens() const override { return inner_->tokens(); }
 
  private:
   std::unique_ptr<qshard::HessianBuilder> inner_;

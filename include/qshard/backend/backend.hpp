@@ -1,8 +1,8 @@
 #pragma once
 // What the quantization pipeline asks of a compute backend. The CPU backend (backend/cpu) and the
 // CUDA backend (backend/cuda) implement it; the pipeline never knows which one it drives.
-#include <array>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,19 +30,23 @@ class HessianBuilder {
   virtual std::shared_ptr<const Hessian> reduced() const = 0;
   // A host copy of the same (for checks and tests).
   MatrixD hessian() const { return reduced()->to_host(); }
+  // Calibration tokens added (after all_reduce: of all ranks).
+  virtual std::int64_t tokens() const = 0;
   // Seconds spent adding units so far: host time on the CPU, device time (CUDA events) on a GPU,
   // where the products run asynchronously (synchronises).
   virtual double add_seconds() const = 0;
 };
 
 // Where a layer forward delivers its linear inputs: the Hessian builders (of the same backend) to
-// add them to, indexed by LinearInput (null: not accumulated), and optionally host copies.
+// add them to (inputs without one are not accumulated), and optionally host copies.
 struct LayerTargets {
-  std::array<HessianBuilder*, 4> hessians{};
+  std::map<InputId, HessianBuilder*> hessians;
   CaptureFn capture;  // host copies [tokens, features] in fp32 (costly on a GPU: for checks)
+  ExpertCapture experts = ExpertCapture::Routed;  // which tokens reach the experts' Hessians
 
-  HessianBuilder* hessian(LinearInput input) const {
-    return hessians[static_cast<std::size_t>(input)];
+  HessianBuilder* hessian(InputId input) const {
+    const auto it = hessians.find(input);
+    return it == hessians.end() ? nullptr : it->second;
   }
 };
 
@@ -66,7 +70,7 @@ using TileDeal = std::vector<RowTile>;
 
 // What quantize_tiles needs besides the layer.
 struct TileJob {
-  Linear linear = Linear::Q;
+  ModuleId module;
   const TileDeal* deal = nullptr;         // the module's tiles; this rank solves those it owns
   int rank = 0;                           // this rank
   const Factorization* factor = nullptr;  // GPTQ against it; null: round-to-nearest
@@ -100,8 +104,8 @@ class QuantizedModule {
 class ResidentLayer {
  public:
   virtual ~ResidentLayer() = default;
-  // Module `linear` of the weights has changed (e.g. replaced by its quantized version).
-  virtual void refresh(Linear linear) = 0;
+  // Module `module` of the weights has changed (e.g. replaced by its quantized version).
+  virtual void refresh(ModuleId module) = 0;
   // The decoder layer forward (same contract as forward_layer in model/decoder.hpp): delivers each
   // linear input to `targets`; with `stop_after` returns an empty matrix after that input.
   virtual MatrixF forward(const MatrixF& hidden, std::int64_t seq_len,
@@ -115,12 +119,12 @@ class ResidentLayer {
   // Every unit through the whole layer: the next layer's inputs, in a store of the same backend.
   virtual std::unique_ptr<UnitStore> forward_all(const UnitStore& units, std::int64_t seq_len) = 0;
 
-  // Quantizes this rank's tiles of module job.linear (the weights the layer was loaded from):
+  // Quantizes this rank's tiles of module job.module (the weights the layer was loaded from):
   // GPTQ against job.factor, or round-to-nearest, and both objectives of every tile.
   virtual std::unique_ptr<SolvedTiles> quantize_tiles(const TileJob& job) = 0;
-  // Replaces module `linear` of the layer by the dequantized `module` (a module of the same
-  // backend) in the layer's own copy; the weights it was loaded from are left unchanged.
-  virtual void install(Linear linear, const QuantizedModule& module) = 0;
+  // Replaces module `id` of the layer by the dequantized `module` (a module of the same backend)
+  // in the layer's own copy; the weights it was loaded from are left unchanged.
+  virtual void install(ModuleId id, const QuantizedModule& module) = 0;
 };
 
 class Backend {

@@ -14,12 +14,17 @@
 
 namespace qshard {
 
-// "model.layers.3.mlp.down_proj"
-std::string gptq_module_name(std::int64_t layer, Linear linear);
+// "model.layers.3.mlp.down_proj" for module_path "mlp.down_proj" of layer 3.
+std::string gptq_module_name(std::int64_t layer, const std::string& path);
+
+// The module paths of `config`'s layers (module_path) in the groups transformers/optimum quantize
+// one after the other with true_sequential: [q, k, v], [o], [every MLP's and expert's gate, up],
+// [their down]; the union over the layers, in layer order.
+std::vector<std::vector<std::string>> sequential_groups(const ModelConfig& config);
 
 struct ExcludedModule {
   std::int64_t layer = 0;
-  Linear linear = Linear::Q;
+  std::string path;    // module_path: "mlp.down_proj", "mlp.experts.3.up_proj"
   std::string reason;  // printed by the export
 };
 
@@ -33,6 +38,7 @@ struct GptqExportSettings {
   std::optional<double> damp_percent;  // written when clients accept it: 0 < value < 1
   GptqZeroFormat format = GptqZeroFormat::V1;
   std::int64_t layers = 0;
+  std::vector<std::vector<std::string>> groups;  // sequential_groups() of the model
   std::vector<ExcludedModule> excluded;
   std::string quantizer;  // meta.quantizer entry, "qshard:VERSION"
 };

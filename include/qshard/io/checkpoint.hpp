@@ -23,13 +23,14 @@ inline constexpr const char* kCheckpointFormat = "qshard-gptq";
 inline constexpr std::int64_t kCheckpointFormatVersion = 2;
 
 struct ModuleRecord {
-  Linear linear = Linear::Q;
-  std::string method = "gptq";  // "gptq", "rtn" or "none" (kept in floating point)
-  QuantizedWeight weight;       // when quantized
-  MatrixF float_weight;         // when method == "none"
-  std::vector<float> bias;      // empty when the module has none
-  double objective_gptq = 0.0;  // tr((W - Q) H (W - Q)^T) of the stored weights
-  double objective_rtn = 0.0;   // the same for round-to-nearest with the same settings
+  ModuleId module;
+  std::string method = "gptq";          // "gptq", "rtn" or "none" (kept in floating point)
+  std::int64_t calibration_tokens = 0;  // tokens in its Hessian (an expert's: those routed to it)
+  QuantizedWeight weight;               // when quantized
+  MatrixF float_weight;                 // when method == "none"
+  std::vector<float> bias;              // empty when the module has none
+  double objective_gptq = 0.0;          // tr((W - Q) H (W - Q)^T) of the stored weights
+  double objective_rtn = 0.0;           // the same for round-to-nearest with the same settings
   double damp_percent_used = 0.0;
   std::int64_t damp_steps = 0;
   std::uint64_t content_hash = 0;  // read_layer: the module hash of the payload read
@@ -40,21 +41,25 @@ struct LayerRecord {
   MatrixF input_norm;  // [1, hidden]
   MatrixF post_norm;
   MatrixF q_norm, k_norm;             // [1, head_dim] for Qwen3 (config qk_norm); empty otherwise
-  std::vector<ModuleRecord> modules;  // the seven linear modules
+  MatrixF router;                     // [experts, hidden] of a sparse layer; empty otherwise
+  MatrixF shared_expert_gate;         // [1, hidden] of Qwen2-MoE's sparse layers
+  std::vector<ModuleRecord> modules;  // the linear modules in layer_modules() order
   double seconds = 0.0;
 
-  const ModuleRecord& module(Linear linear) const;
+  const ModuleRecord& module(ModuleId id) const;
 };
 
 // "layers/00003": the group of layer 3.
 std::string layer_group_name(std::int64_t index);
 
-// Writes `layer` as the file `path` (under a temporary name, renamed when complete).
-void write_layer_file(const std::filesystem::path& path, const LayerRecord& layer,
-                      DType float_dtype);
-// Reads the layer group "layers/NNNNN" of `file`; throws naming the module whose payload does not
-// match its stored content hash, or holds a g_idx out of range or a non-finite scale.
-LayerRecord read_layer(const h5::File& file, std::int64_t index);
+// Writes `layer` of a `config` model as the file `path` (under a temporary name, renamed when
+// complete).
+void write_layer_file(const std::filesystem::path& path, const ModelConfig& config,
+                      const LayerRecord& layer, DType float_dtype);
+// Reads the layer group "layers/NNNNN" of `file` (a `config` model); throws naming the module whose
+// payload does not match its stored content hash, or holds a g_idx out of range or a non-finite
+// scale.
+LayerRecord read_layer(const h5::File& file, const ModelConfig& config, std::int64_t index);
 // Refuses a file whose /layers group does not hold exactly the groups of layers [0, layers).
 void require_layer_groups(const h5::Group& root, std::int64_t layers);
 

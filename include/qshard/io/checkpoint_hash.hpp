@@ -13,6 +13,7 @@
 #include "qshard/core/fnv1a.hpp"  // hex64: the hashes as stored
 #include "qshard/core/matrix.hpp"
 #include "qshard/io/hdf5.hpp"
+#include "qshard/io/model_config.hpp"
 
 namespace qshard {
 
@@ -52,5 +53,8 @@ std::uint64_t stored_hash(const h5::Group& group);
 // The stored module hashes of layers [0, layers) in file_hash order; throws naming the module
 // that has none.
 std::vector<std::uint64_t> stored_module_hashes(const h5::Group& root, std::int64_t layers);
+// The checkpoint's @model_config (which modules each layer holds), errors naming the file; a
+// dense model's default without one.
+ModelConfig stored_model_config(const h5::Group& root);
 
 }  // namespace qshard

@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "qshard/core/dtype.hpp"
 
@@ -28,9 +29,22 @@ inline constexpr std::int64_t kMaxHeads = 4096;
 inline constexpr std::int64_t kMaxWidth = std::int64_t{1} << 20;  // features of any linear input
 inline constexpr std::int64_t kMaxVocab = std::int64_t{1} << 24;
 inline constexpr std::int64_t kMaxPositions = std::int64_t{1} << 28;
+inline constexpr std::int64_t kMaxExperts = 4096;
+
+// Mixture-of-experts settings (mixtral, qwen2_moe, qwen3_moe); num_experts == 0: a dense model.
+struct MoeConfig {
+  std::int64_t num_experts = 0;          // routed experts of a sparse layer
+  std::int64_t experts_per_token = 0;    // top-k of the router
+  std::int64_t expert_intermediate = 0;  // each routed expert's width (Mixtral: intermediate_size)
+  std::int64_t shared_expert_intermediate = 0;  // Qwen2-MoE's shared expert; 0: none
+  bool norm_topk_prob = false;           // renormalise the k chosen probabilities (Mixtral: always)
+  std::int64_t decoder_sparse_step = 1;  // every step-th layer is sparse (Qwen-MoE)
+  std::vector<std::int64_t> mlp_only_layers;  // layers kept dense (Qwen-MoE)
+};
 
 struct ModelConfig {
-  std::string model_type = "llama";  // llama, mistral, qwen2, qwen3
+  // llama, mistral, qwen2, qwen3 (dense); mixtral, qwen2_moe, qwen3_moe (mixture of experts)
+  std::string model_type = "llama";
   std::int64_t hidden_size = 0;
   std::int64_t intermediate_size = 0;
   std::int64_t num_hidden_layers = 0;
@@ -49,8 +63,13 @@ struct ModelConfig {
   bool qk_norm =
       false;  // Qwen3: RMSNorm over each query and key head (q_norm, k_norm) before rotary
   DType torch_dtype = DType::F32;
+  MoeConfig moe;
 
   std::int64_t q_dim() const { return num_attention_heads * head_dim; }
+  bool is_moe() const { return moe.num_experts > 0; }
+  // Whether decoder layer `layer` routes its MLP over experts (the Hugging Face rule: not in
+  // mlp_only_layers and (layer + 1) a multiple of decoder_sparse_step).
+  bool sparse_layer(std::int64_t layer) const;
   std::int64_t kv_dim() const { return num_key_value_heads * head_dim; }
   // Throws qshard::Error when the numbers are inconsistent (zero sizes, heads not dividing, ...).
   void validate(std::string_view source) const;
@@ -71,6 +90,40 @@ std::string_view linear_parent(Linear linear);              // "self_attn" or "m
 // [out_features, in_features] of a decoder layer's linear module.
 std::pair<std::int64_t, std::int64_t> linear_shape(const ModelConfig& config, Linear linear);
 
+// Who a linear module of a decoder layer belongs to: attention or a dense MLP (kDense), Qwen2-MoE's
+// shared expert (kSharedExpert), or routed expert 0, 1, ...
+inline constexpr std::int32_t kDense = -1;
+inline constexpr std::int32_t kSharedExpert = -2;
+struct ModuleId {
+  // A Linear alone names the dense module (attention, or the dense MLP).
+  constexpr ModuleId(Linear l = Linear::Q, std::int32_t e = kDense)  // NOLINT: implicit on purpose
+      : linear(l), expert(e) {}
+  Linear linear;
+  std::int32_t expert;
+  bool dense() const { return expert == kDense; }
+  friend auto operator<=>(const ModuleId&, const ModuleId&) = default;
+};
+// The linear modules of decoder layer `layer` in their fixed order: q, k, v, o, then gate, up and
+// down of the dense MLP, or of each routed expert in expert order followed by the shared expert's.
+std::vector<ModuleId> layer_modules(const ModelConfig& config, std::int64_t layer);
+// [out_features, in_features] of a module.
+std::pair<std::int64_t, std::int64_t> module_shape(const ModelConfig& config, ModuleId module);
+// The module's Hugging Face path inside its layer: "self_attn.q_proj", "mlp.experts.7.down_proj",
+// Mixtral's "block_sparse_moe.experts.7.w2", "mlp.shared_expert.up_proj".
+std::string module_path(const ModelConfig& config, ModuleId module);
+// Its name in a qshard checkpoint's layer group: "q_proj" for the dense modules (as format 2 has
+// always named them), the Hugging Face path for an expert's.
+std::string checkpoint_module_name(const ModelConfig& config, ModuleId module);
+// "model.layers.{layer}.{module_path}.weight" / ".bias".
+std::string module_weight_name(const ModelConfig& config, std::int64_t layer, ModuleId module);
+std::string module_bias_name(const ModelConfig& config, std::int64_t layer, ModuleId module);
+// A sparse layer's router ("mlp.gate.weight"; Mixtral "block_sparse_moe.gate.weight") and
+// Qwen2-MoE's shared-expert gate ("mlp.shared_expert_gate.weight"), kept in floating point.
+std::string router_name(const ModelConfig& config, std::int64_t layer);
+std::string shared_expert_gate_name(std::int64_t layer);
+std::string router_path(const ModelConfig& config);  // inside the layer: "mlp.gate.weight"
+inline constexpr std::string_view kSharedExpertGatePath = "mlp.shared_expert_gate.weight";
+
 // HF tensor names: "model.layers.{i}.self_attn.q_proj.weight" etc.
 std::string linear_weight_name(std::int64_t layer, Linear linear);
 std::string linear_bias_name(std::int64_t layer, Linear linear);
@@ -83,11 +136,13 @@ inline constexpr std::string_view kFinalNormName = "model.norm.weight";
 inline constexpr std::string_view kLmHeadName = "lm_head.weight";
 
 struct TensorRef {
-  std::int64_t layer = -1;       // -1 for tensors outside the decoder layers
-  std::optional<Linear> linear;  // set for a linear module's weight or bias
-  std::string field;             // "weight", "bias", "input_layernorm", ...
+  std::int64_t layer = -1;         // -1 for tensors outside the decoder layers
+  std::optional<ModuleId> module;  // set for a linear module's weight or bias
+  std::string field;  // "weight", "bias", "input_layernorm", "router", "shared_expert_gate", ...
 };
-// Maps an HF tensor name to its layer and module; nullopt for names it does not know.
+// Maps an HF tensor name to its layer and module; nullopt for names it does not know. Both expert
+// spellings are recognised (Mixtral's block_sparse_moe.experts.N.w1/w2/w3 and Qwen's
+// mlp.experts.N.gate_proj/...): whether a model may hold them is its config's to say.
 std::optional<TensorRef> parse_tensor_name(std::string_view name);
 // The layer index of any "model.layers.N." name (known field or not); nullopt for other names.
 std::optional<std::int64_t> layer_of_name(std::string_view name);

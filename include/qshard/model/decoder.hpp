@@ -1,7 +1,7 @@
 #pragma once
 // One LLaMA-family decoder layer on the CPU: RMSNorm, q/k/v (+bias), Qwen3's RMSNorm of each
 // query and key head, rotary (HF rotate-half, Llama-3 scaling), grouped-query causal attention, o,
-// residual, RMSNorm, SwiGLU MLP, residual.
+// residual, RMSNorm, SwiGLU MLP or a mixture of SwiGLU experts (model/moe.hpp), residual.
 #include <array>
 #include <cstdint>
 #include <functional>
@@ -14,31 +14,65 @@
 
 namespace qshard {
 
+// One SwiGLU MLP: a routed expert, the shared expert, or (in LayerWeights::linear) the dense MLP.
+struct ExpertWeights {
+  MatrixF gate, up, down;  // [width, hidden], [width, hidden], [hidden, width]
+};
+
 struct LayerWeights {
   MatrixF input_norm;                      // [1, hidden]
   MatrixF post_norm;                       // [1, hidden]
   MatrixF q_norm, k_norm;                  // [1, head_dim] when the config has qk_norm (Qwen3)
-  std::array<MatrixF, 7> linear;           // indexed by Linear: [out, in] as HF stores them
+  std::array<MatrixF, 7> linear;           // the dense modules by Linear: [out, in] as HF stores
+                                           // them (gate/up/down empty in a sparse layer)
   std::array<std::vector<float>, 7> bias;  // empty when the module has none
+  // A sparse (mixture-of-experts) layer: the router [experts, hidden], the routed experts, and
+  // Qwen2-MoE's shared expert with its gate [1, hidden] (empty when the family has none).
+  MatrixF router;
+  std::vector<ExpertWeights> experts;
+  ExpertWeights shared_expert;
+  MatrixF shared_expert_gate;
 
+  bool sparse() const { return !experts.empty(); }
   MatrixF& operator[](Linear l) { return linear[static_cast<int>(l)]; }
   const MatrixF& operator[](Linear l) const { return linear[static_cast<int>(l)]; }
+  MatrixF& operator[](ModuleId module);
+  const MatrixF& operator[](ModuleId module) const;
+  const std::vector<float>& bias_of(ModuleId module) const;  // experts have none
   static LayerWeights load(const WeightSource& source, std::int64_t layer);
 };
 
-// The four distinct inputs of a layer's linear modules.
+// The kinds of input of a layer's linear modules.
 enum class LinearInput : std::uint8_t {
   Attention,        // q, k, v: RMSNorm(hidden)
   AttentionOutput,  // o: the attention heads' output
-  Mlp,              // gate, up: RMSNorm(hidden + attention)
+  Mlp,              // gate, up: RMSNorm(hidden + attention) (an expert's: the tokens routed to it)
   MlpDown,          // down: silu(gate) * up
 };
+// One input of a layer: its kind and whose it is (kDense, kSharedExpert or a routed expert).
+struct InputId {
+  // A kind alone names the dense module's input.
+  constexpr InputId(LinearInput k = LinearInput::Attention,  // NOLINT: implicit on purpose
+                    std::int32_t e = kDense)
+      : kind(k), expert(e) {}
+  LinearInput kind;
+  std::int32_t expert;
+  friend auto operator<=>(const InputId&, const InputId&) = default;
+};
 LinearInput input_of(Linear linear);
-// Features of a linear input (hidden size, attention width or intermediate size).
+InputId input_of(ModuleId module);
+// Features of a linear input (hidden size, attention width or an MLP's intermediate size).
 std::int64_t input_features(const ModelConfig& config, LinearInput input);
+std::int64_t input_features(const ModelConfig& config, InputId input);
 
-// Called with each linear input [tokens, features] as it is computed.
-using CaptureFn = std::function<void(LinearInput input, const MatrixF& x)>;
+// Called with each linear input [tokens, features] as it is computed (an expert's inputs once per
+// call of the forward, its tokens in row order).
+using CaptureFn = std::function<void(InputId input, const MatrixF& x)>;
+
+// Which tokens an expert's inputs are captured for: those routed to it (what the layer computes),
+// or every token (Hessians only, `--moe_calibration all`: the layer's output still uses the
+// routing).
+enum class ExpertCapture : std::uint8_t { Routed, All };
 
 // cos/sin tables of the rotary embedding for positions [0, max_positions).
 class RotaryTable {
@@ -57,12 +91,13 @@ class RotaryTable {
 
 // Forwards `hidden` ([samples * seq_len, hidden_size], sample-major; each sample is its own causal
 // sequence at positions 0..seq_len-1) through one layer. Calls `capture` for each linear input;
-// with `stop_after` returns an empty matrix right after that input is captured.
+// with `stop_after` returns an empty matrix right after the inputs of that kind are captured.
 // Deterministic; each sample's result is bitwise the same whichever samples share its batch.
 MatrixF forward_layer(const ModelConfig& config, const LayerWeights& weights,
                       const RotaryTable& rope, const MatrixF& hidden, std::int64_t seq_len,
                       const CaptureFn& capture = {},
-                      std::optional<LinearInput> stop_after = std::nullopt);
+                      std::optional<LinearInput> stop_after = std::nullopt,
+                      ExpertCapture expert_capture = ExpertCapture::Routed);
 
 // y = x W^T (+ b): x [tokens, in], W [out, in].
 MatrixF linear_forward(const MatrixF& x, const MatrixF& weight,

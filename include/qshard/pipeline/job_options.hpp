@@ -28,6 +28,11 @@ struct JobOptions {
   bool true_sequential = true;
   std::vector<Linear> modules{std::begin(kAllLinears),
                               std::end(kAllLinears)};  // the modules to quantize
+  // Mixture-of-experts models: which calibration tokens make an expert's Hessians (routed: those
+  // routed to it; all: every token, for the Hessians only), and below how many tokens an expert is
+  // reported (an expert no token reached is quantized round-to-nearest).
+  std::string moe_calibration = "routed";
+  std::int64_t expert_min_tokens = 128;
   std::string out = "qshard.h5";
   bool resume = false;
   bool force = false;                   // replace an existing `out` (never an input of the job)

@@ -59,19 +59,23 @@ struct LayerContext {
   const RotaryTable& rope;
   bool host_results = true;  // download the quantized modules into the records (rank 0 writes)
   LayerObserver* observer = nullptr;  // told each activity and its count; null: nobody
+  std::int64_t layer = 0;             // the layer's index (which modules it has)
 };
 
-// The quantized modules where the backend holds them, in Linear order (null: not quantized).
+// The quantized modules where the backend holds them, in layer_modules() order (null: not
+// quantized).
 using QuantizedModules = std::vector<std::shared_ptr<const QuantizedModule>>;
 
 // Quantizes the selected modules of `weights` from `hidden`, this rank's units of layer inputs
 // (a store of context.backend), on `layer` (loaded by context.backend from `weights`), stage by
 // stage ((q,k,v) -> o -> (gate,up) -> down when true-sequential), each in named steps: accumulate,
-// reduce, factorise, plan tiles, then solve and exchange module by module. Returns the
-// seven modules' records in Linear order, with their quantized weights when context.host_results;
-// with `modules`, the quantized modules go there instead, to be brought to the host later (the
-// job's writer thread does that while the next layer computes). With `next`, also forwards every
-// unit through the quantized layer into *next (the next layer's inputs).
+// reduce, factorise, plan tiles, then solve and exchange module by module. A sparse layer's experts
+// are modules like the others: each has Hessians of its own inputs (the tokens routed to it, or
+// all with moe_calibration = all), and one no token reached is rounded to nearest. Returns the
+// modules' records in layer_modules() order, with their quantized weights when
+// context.host_results; with `modules`, the quantized modules go there instead, to be brought to
+// the host later (the job's writer thread does that while the next layer computes). With `next`,
+// also forwards every unit through the quantized layer into *next (the next layer's inputs).
 std::vector<ModuleRecord> quantize_layer(const LayerContext& context, const LayerWeights& weights,
                                          ResidentLayer& layer, const UnitStore& hidden,
                                          LayerTimings& timings,

@@ -22,6 +22,7 @@ class CpuHessianBuilder final : public HessianBuilder {
     seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
   double add_seconds() const override { return seconds_; }
+  std::int64_t tokens() const override { return accumulator_.tokens(); }
   void all_reduce(Communicator& comm) override {
     comm.all_reduce_sum(accumulator_.reduction_buffer());
   }
@@ -64,11 +65,11 @@ class CpuLayer final : public ResidentLayer {
   CpuLayer(const ModelConfig& config, const LayerWeights& weights, const Solver& solver,
            const RotaryTable& rope)
       : config_(config), source_(weights), weights_(&weights), solver_(solver), rope_(rope) {}
-  void refresh(Linear) override {}
+  void refresh(ModuleId) override {}
 
   std::unique_ptr<SolvedTiles> quantize_tiles(const TileJob& job) override {
     const GptqOptions& o = *job.options;
-    const MatrixF& weight = source_[job.linear];
+    const MatrixF& weight = source_[job.module];
     const std::vector<std::size_t> tiles = tiles_of(*job.deal, job.rank);
     struct Prepared {
       MatrixF tile, rtn, result;  // the weights, RTN's and the result's dequantized values
@@ -106,24 +107,24 @@ class CpuLayer final : public ResidentLayer {
     return solved;
   }
 
-  void install(Linear linear, const QuantizedModule& module) override {
+  void install(ModuleId id, const QuantizedModule& module) override {
     const auto* host = dynamic_cast<const HostQuantizedModule*>(&module);
     require(host != nullptr, "CPU backend: quantized module held by another backend");
     if (!own_) {
       own_ = source_;
       weights_ = &*own_;
     }
-    (*own_)[linear] = host->weight().dequantize();
+    (*own_)[id] = host->weight().dequantize();
   }
   MatrixF forward(const MatrixF& hidden, std::int64_t seq_len, const LayerTargets& targets,
                   std::optional<LinearInput> stop_after) override {
     return forward_layer(
         config_, *weights_, rope_, hidden, seq_len,
-        [&](LinearInput input, const MatrixF& x) {
+        [&](InputId input, const MatrixF& x) {
           if (HessianBuilder* h = targets.hessian(input)) h->add(x);
           if (targets.capture) targets.capture(input, x);
         },
-        stop_after);
+        stop_after, targets.experts);
   }
   void forward_unit(const UnitStore& units, std::size_t index, std::int64_t seq_len,
                     const LayerTargets& targets, std::optional<LinearInput> stop_after) override {

@@ -14,6 +14,9 @@ namespace {
 
 // What the CUDA decoder forward does not compute yet, refused before any work (every rank alike).
 void refuse_unsupported(const ModelConfig& config) {
+  if (config.is_moe())
+    throw CollectiveError(str("the CUDA backend does not run ", config.model_type,
+                              "'s mixture-of-experts layers yet: use --backend cpu"));
   if (config.qk_norm)
     throw CollectiveError(str("the CUDA backend does not run ", config.model_type,
                               "'s per-head q/k RMSNorm yet: use --backend cpu"));

@@ -46,7 +46,7 @@ class CudaHessianBuilder final : public HessianBuilder {
   // `producer`: the builder's work waits for what `producer` has enqueued so far, and `producer`'s
   // later work waits until the builder has read x (so the producer may reuse the buffer).
   void add_device(const void* x, DType dtype, std::int64_t tokens, cudaStream_t producer);
-  std::int64_t tokens() const;
+  std::int64_t tokens() const override;
   // H = 2 X^T X / n (as hessian()) left on the device: row-major n x n doubles.
   DeviceBuffer<double> hessian_device() const;
   // The raw sum X^T X (no scaling).

@@ -14,6 +14,12 @@
 namespace qshard::cuda {
 namespace {
 
+// The CUDA layer holds the dense modules only (the backend refuses mixture-of-experts models).
+Linear dense_linear(ModuleId module) {
+  require(module.dense(), "the CUDA backend has no expert modules");
+  return module.linear;
+}
+
 cudaDataType cuda_type(DType dtype) {
   switch (dtype) {
     case DType::F32:
@@ -289,7 +295,8 @@ CudaLayer::~CudaLayer() {
   if (switched) (void)cudaSetDevice(previous);
 }
 
-void CudaLayer::refresh(Linear linear) {
+void CudaLayer::refresh(ModuleId module) {
+  const Linear linear = dense_linear(module);
   const DeviceGuard guard(state_->device);
   state_->upload_linear(linear);
   state_->invalidate(linear);
@@ -321,11 +328,12 @@ std::unique_ptr<SolvedTiles> CudaLayer::quantize_tiles(const TileJob& job) {
   require(s.solver != nullptr, "CudaLayer: loaded without a solver, cannot quantize");
   const CudaSolver& solver = *s.solver;
   const GptqOptions& o = *job.options;
-  const auto i = static_cast<std::size_t>(job.linear);
-  require(!s.master[i].empty(), "CudaLayer: ", linear_name(job.linear),
+  const Linear linear = dense_linear(job.module);
+  const auto i = static_cast<std::size_t>(linear);
+  require(!s.master[i].empty(), "CudaLayer: ", linear_name(linear),
           " is already quantized in this layer");
   const DeviceGuard guard(s.device);
-  const std::int64_t n = s.weights[job.linear].cols();
+  const std::int64_t n = s.weights[linear].cols();
   const TileDeal& deal = *job.deal;
   const std::vector<std::size_t> tiles = tiles_of(deal, job.rank);
   std::int64_t rows = 0;
@@ -410,7 +418,8 @@ std::unique_ptr<SolvedTiles> CudaLayer::quantize_tiles(const TileJob& job) {
   return solved;
 }
 
-void CudaLayer::install(Linear linear, const QuantizedModule& module) {
+void CudaLayer::install(ModuleId id, const QuantizedModule& module) {
+  const Linear linear = dense_linear(id);
   State& s = *state_;
   const auto* device_module = dynamic_cast<const CudaQuantizedModule*>(&module);
   require(device_module != nullptr && device_module->rows().device == s.device,
@@ -452,7 +461,7 @@ bool CudaLayer::State::forward(const void* hidden, void* out, std::int64_t token
   };
   // Whether the caller wants a linear input (for Hessians, captures, or to stop there).
   const auto wanted = [&](LinearInput input) {
-    return targets.hessian(input) != nullptr || static_cast<bool>(targets.capture) ||
+    return targets.hessian({input, kDense}) != nullptr || static_cast<bool>(targets.capture) ||
            (stop_after && *stop_after == input);
   };
   // The unit's cached buffer (grown to `bytes`), or scratch without a cache.
@@ -462,14 +471,14 @@ bool CudaLayer::State::forward(const void* hidden, void* out, std::int64_t token
     return static_cast<void*>(cached->data());
   };
   const auto deliver = [&](LinearInput input, const void* x, std::int64_t features) {
-    if (HessianBuilder* builder = targets.hessian(input)) {
+    if (HessianBuilder* builder = targets.hessian({input, kDense})) {
       auto* device_builder = dynamic_cast<CudaHessianBuilder*>(builder);
       if (device_builder != nullptr && device_builder->device() == s.device)
         device_builder->add_device(x, s.activation, tokens, stream);
       else
         builder->add(s.download(x, tokens, features));
     }
-    if (targets.capture) targets.capture(input, s.download(x, tokens, features));
+    if (targets.capture) targets.capture({input, kDense}, s.download(x, tokens, features));
     return stop_after && *stop_after == input;
   };
 

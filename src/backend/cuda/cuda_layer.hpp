@@ -68,7 +68,7 @@ class CudaLayer final : public ResidentLayer {
   CudaLayer(const CudaLayer&) = delete;
   CudaLayer& operator=(const CudaLayer&) = delete;
 
-  void refresh(Linear linear) override;
+  void refresh(ModuleId module) override;
   // Replaces module `linear` on the device only by the dequantized GPTQ result `q` (solved on
   // this device; g_idx as CudaSolver::g_idx gives it). The host weights are not changed.
   void set_quantized(Linear linear, const DeviceQuantized& q,
@@ -85,7 +85,7 @@ class CudaLayer final : public ResidentLayer {
   // weights and the Hessian are already there).
   std::unique_ptr<SolvedTiles> quantize_tiles(const TileJob& job) override;
   // Dequantizes a CudaQuantizedModule into the layer on the device; frees the module's fp32 copy.
-  void install(Linear linear, const QuantizedModule& module) override;
+  void install(ModuleId id, const QuantizedModule& module) override;
 
   // Device in, device out, in the activation dtype: hidden and out are [tokens, hidden_size] on
   // this device (out must not alias hidden), enqueued on stream(). Builders in `targets` must be

@@ -38,9 +38,11 @@ MatrixF stored_values(const MatrixF& values, DType dtype) {
   return out;
 }
 
-void write_module(const h5::Group& layer, const ModuleRecord& m, DType float_dtype) {
-  const h5::Group g = layer.create_group(std::string(linear_name(m.linear)));
+void write_module(const h5::Group& layer, const ModelConfig& config, const ModuleRecord& m,
+                  DType float_dtype) {
+  const h5::Group g = layer.create_group(checkpoint_module_name(config, m.module));
   g.set_attr("method", m.method);
+  g.set_attr("calibration_tokens", m.calibration_tokens);
   g.set_attr("objective_gptq", m.objective_gptq);
   g.set_attr("objective_rtn", m.objective_rtn);
   g.set_attr("damp_percent_used", m.damp_percent_used);
@@ -94,11 +96,12 @@ void check_module_hash(const h5::Group& g, std::uint64_t computed) {
           "it was written; the checkpoint is corrupted");
 }
 
-ModuleRecord read_module(const h5::Group& layer, Linear linear) {
-  const h5::Group g = layer.open_group(std::string(linear_name(linear)));
+ModuleRecord read_module(const h5::Group& layer, const ModelConfig& config, ModuleId module) {
+  const h5::Group g = layer.open_group(checkpoint_module_name(config, module));
   ModuleRecord m;
-  m.linear = linear;
+  m.module = module;
   m.method = g.attr_string("method");
+  if (g.has_attr("calibration_tokens")) m.calibration_tokens = g.attr_int("calibration_tokens");
   m.objective_gptq = g.attr_double("objective_gptq");
   m.objective_rtn = g.attr_double("objective_rtn");
   m.damp_percent_used = g.attr_double("damp_percent_used");
@@ -155,10 +158,11 @@ ModuleRecord read_module(const h5::Group& layer, Linear linear) {
 
 }  // namespace
 
-const ModuleRecord& LayerRecord::module(Linear linear) const {
+const ModuleRecord& LayerRecord::module(ModuleId id) const {
   for (const ModuleRecord& m : modules)
-    if (m.linear == linear) return m;
-  throw Error(str("layer ", index, " has no module ", linear_name(linear)));
+    if (m.module == id) return m;
+  throw Error(str("layer ", index, " has no module ", linear_name(id.linear),
+                  id.dense() ? "" : str(" of expert ", id.expert)));
 }
 
 std::string layer_group_name(std::int64_t index) {
@@ -192,8 +196,8 @@ MatrixF read_float(const h5::Group& group, const std::string& name) {
   return read_matrix<float>(group, name);
 }
 
-void write_layer_file(const std::filesystem::path& path, const LayerRecord& layer,
-                      DType float_dtype) {
+void write_layer_file(const std::filesystem::path& path, const ModelConfig& config,
+                      const LayerRecord& layer, DType float_dtype) {
   std::filesystem::path temporary = path;
   temporary += ".tmp";
   try {
@@ -209,7 +213,10 @@ void write_layer_file(const std::filesystem::path& path, const LayerRecord& laye
         write_float(g, "self_attn.q_norm.weight", layer.q_norm, float_dtype);
       if (!layer.k_norm.empty())
         write_float(g, "self_attn.k_norm.weight", layer.k_norm, float_dtype);
-      for (const ModuleRecord& m : layer.modules) write_module(g, m, float_dtype);
+      if (!layer.router.empty()) write_float(g, router_path(config), layer.router, float_dtype);
+      if (!layer.shared_expert_gate.empty())
+        write_float(g, std::string(kSharedExpertGatePath), layer.shared_expert_gate, float_dtype);
+      for (const ModuleRecord& m : layer.modules) write_module(g, config, m, float_dtype);
     }
     file.close();
     sync_file(temporary);  // a layer file under its name is whole, even after a crash
@@ -223,7 +230,7 @@ void write_layer_file(const std::filesystem::path& path, const LayerRecord& laye
   require(!ec, "cannot rename ", temporary, " to ", path, ": ", ec.message());
 }
 
-LayerRecord read_layer(const h5::File& file, std::int64_t index) {
+LayerRecord read_layer(const h5::File& file, const ModelConfig& config, std::int64_t index) {
   const h5::Group g = file.root().open_group(layer_group_name(index));
   LayerRecord layer;
   layer.index = index;
@@ -234,7 +241,13 @@ LayerRecord read_layer(const h5::File& file, std::int64_t index) {
     layer.q_norm = read_float(g, "self_attn.q_norm.weight");
   if (g.contains("self_attn.k_norm.weight"))
     layer.k_norm = read_float(g, "self_attn.k_norm.weight");
-  for (const Linear l : kAllLinears) layer.modules.push_back(read_module(g, l));
+  if (config.sparse_layer(index)) {
+    layer.router = read_float(g, router_path(config));
+    if (config.moe.shared_expert_intermediate > 0)
+      layer.shared_expert_gate = read_float(g, std::string(kSharedExpertGatePath));
+  }
+  for (const ModuleId m : layer_modules(config, index))
+    layer.modules.push_back(read_module(g, config, m));
   return layer;
 }
 

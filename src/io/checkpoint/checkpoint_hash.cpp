@@ -105,12 +105,19 @@ std::uint64_t stored_hash(const h5::Group& group) {
   return std::stoull(text, nullptr, 16);
 }
 
+ModelConfig stored_model_config(const h5::Group& root) {
+  if (!root.has_attr("model_config")) return ModelConfig{};  // dense: the seven modules a layer
+  return parse_model_config_text(root.attr_string("model_config"),
+                                 str(root.file(), ": @model_config"));
+}
+
 std::vector<std::uint64_t> stored_module_hashes(const h5::Group& root, std::int64_t layers) {
+  const ModelConfig config = stored_model_config(root);
   std::vector<std::uint64_t> hashes;
   for (std::int64_t l = 0; l < layers; ++l) {
     const h5::Group layer = root.open_group(layer_group_name(l));
-    for (const Linear linear : kAllLinears)
-      hashes.push_back(stored_hash(layer.open_group(std::string(linear_name(linear)))));
+    for (const ModuleId m : layer_modules(config, l))
+      hashes.push_back(stored_hash(layer.open_group(checkpoint_module_name(config, m))));
   }
   return hashes;
 }
@@ -122,9 +129,11 @@ std::uint64_t hash_quantized_tensors(const std::filesystem::path& checkpoint) {
           ": no /layers group or @layers (not a qshard checkpoint)");
   const std::int64_t layers = root.attr_int("layers");
   require_layer_groups(root, layers);
+  const ModelConfig config = stored_model_config(root);
   std::vector<std::uint64_t> hashes;
   for (std::int64_t l = 0; l < layers; ++l)
-    for (const ModuleRecord& m : read_layer(file, l).modules) hashes.push_back(m.content_hash);
+    for (const ModuleRecord& m : read_layer(file, config, l).modules)
+      hashes.push_back(m.content_hash);
   return file_hash(root, hashes);
 }
 

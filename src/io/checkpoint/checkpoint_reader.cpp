@@ -73,7 +73,7 @@ Checkpoint::Checkpoint(const std::filesystem::path& path)
 
 LayerRecord Checkpoint::layer(std::int64_t index) const {
   require(index >= 0 && index < layers_, path_, ": no layer ", index, " (", layers_, " layers)");
-  return read_layer(file_, index);
+  return read_layer(file_, config_, index);
 }
 
 bool Checkpoint::has_model_tensor(const std::string& name) const {

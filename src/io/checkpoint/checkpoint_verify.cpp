@@ -64,10 +64,11 @@ void read_all(const h5::Group& group, bool module_group) {
                                                 "g_idx",   "weight", "bias"};
   for (const std::string& name : group.children()) {
     if (group.is_group(name)) {
-      bool is_module = false;
-      for (const Linear linear : kAllLinears) is_module = is_module || name == linear_name(linear);
-      const bool in_layer = group.path().starts_with("/layers/");
-      read_all(group.open_group(name), is_module && in_layer);
+      // A layer group's ("/layers/00003") subgroups are its modules.
+      const std::string& path = group.path();
+      const bool layer_group =
+          path.starts_with("/layers/") && path.find('/', 8) == std::string::npos;
+      read_all(group.open_group(name), layer_group);
     } else if (!(module_group && payload.contains(name))) {
       read_through(group, name);
     }

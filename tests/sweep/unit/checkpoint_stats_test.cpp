@@ -62,7 +62,7 @@ void write_checkpoint(const fs::path& path, std::uint8_t code, double seconds) {
   layer.post_norm = MatrixF(1, 8, 1.0f);
   for (const Linear linear : kAllLinears) {
     ModuleRecord m;
-    m.linear = linear;
+    m.module = linear;
     m.weight.bits = 4;
     m.weight.group_size = 4;
     m.weight.codes = Matrix<std::uint8_t>(8, 8, 3);
@@ -73,7 +73,7 @@ void write_checkpoint(const fs::path& path, std::uint8_t code, double seconds) {
     layer.modules.push_back(std::move(m));
   }
   const fs::path part = path.string() + ".layer";
-  write_layer_file(part, layer, DType::F32);
+  write_layer_file(part, ModelConfig{}, layer, DType::F32);
   CheckpointWriter writer(path);
   writer.root().set_attr("layers", std::int64_t{1});
   writer.add_layer_file(part, 0);

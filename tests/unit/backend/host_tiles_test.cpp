@@ -43,7 +43,7 @@ TEST(HostTiles, OneRankModuleIsTheSolverOnTheWholeModule) {
     const MatrixF& w = f.weights[Linear::Q];
     const TileDeal deal = test::make_deal(w.rows(), 24, 1);
     TileJob job;
-    job.linear = Linear::Q;
+    job.module = Linear::Q;
     job.deal = &deal;
     job.factor = gptq ? factor.get() : nullptr;
     job.hessian = h.get();
@@ -87,7 +87,7 @@ TEST(HostTiles, TwoRanksGiveTheOneRankModuleBitwise) {
   ASSERT_GE(two_ranks.size(), 3u);
   const auto solve = [&](const TileDeal& deal, int rank) {
     TileJob job;
-    job.linear = Linear::Gate;
+    job.module = Linear::Gate;
     job.deal = &deal;
     job.rank = rank;
     job.factor = factor.get();

@@ -211,7 +211,8 @@ TEST(CheckpointIntegrity, FailedLayerCopyIsReportedWithTheOsReason) {
   spec.intermediate = 1024;  // a layer file of about 200 KB
   test::write_random_checkpoint(dir / "q.h5", spec);
   // The layer file again, as the job leaves it in OUT.parts.
-  write_layer_file(dir / "layer-0.h5", Checkpoint(dir / "q.h5").layer(0), DType::F32);
+  const Checkpoint written(dir / "q.h5");
+  write_layer_file(dir / "layer-0.h5", written.model_config(), written.layer(0), DType::F32);
   ASSERT_GT(fs::file_size(dir / "layer-0.h5"), 128u << 10);
   const fs::path disk = dir / "disk", report = dir / "report.txt";
   fs::create_directories(disk);

@@ -20,7 +20,7 @@ LayerRecord layer_with(const QuantizedWeight& q) {
   layer.post_norm = MatrixF(1, 8, 1.0f);
   for (const Linear linear : kAllLinears) {
     ModuleRecord m;
-    m.linear = linear;
+    m.module = linear;
     m.weight = q;
     layer.modules.push_back(std::move(m));
   }
@@ -40,7 +40,7 @@ QuantizedWeight small_weight() {
 
 std::string read_error(const fs::path& file) {
   try {
-    (void)read_layer(h5::File::open_read(file), 0);
+    (void)read_layer(h5::File::open_read(file), ModelConfig{}, 0);
   } catch (const Error& e) {
     return e.what();
   }
@@ -52,13 +52,13 @@ TEST(CheckpointValidation, RefusesGidxOutOfRangeAndNonFiniteScales) {
   const fs::path dir = fs::temp_directory_path() / "qshard-checkpoint-validation";
   fs::create_directories(dir);
   const fs::path file = dir / "layer.h5";
-  write_layer_file(file, layer_with(small_weight()), DType::F32);
+  write_layer_file(file, ModelConfig{}, layer_with(small_weight()), DType::F32);
   EXPECT_EQ(read_error(file), "");
 
   for (const std::int32_t bad : {2, -1, std::numeric_limits<std::int32_t>::max()}) {
     QuantizedWeight q = small_weight();
     q.g_idx[5] = bad;
-    write_layer_file(file, layer_with(q), DType::F32);
+    write_layer_file(file, ModelConfig{}, layer_with(q), DType::F32);
     const std::string error = read_error(file);
     EXPECT_NE(error.find("/g_idx[5] = " + std::to_string(bad)), std::string::npos) << error;
     EXPECT_NE(error.find("q_proj"), std::string::npos) << error;
@@ -67,7 +67,7 @@ TEST(CheckpointValidation, RefusesGidxOutOfRangeAndNonFiniteScales) {
        {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
     QuantizedWeight q = small_weight();
     q.scales(3, 1) = bad;
-    write_layer_file(file, layer_with(q), DType::F32);
+    write_layer_file(file, ModelConfig{}, layer_with(q), DType::F32);
     const std::string error = read_error(file);
     EXPECT_NE(error.find("/scales[3, 1]"), std::string::npos) << error;
     EXPECT_NE(error.find("not finite"), std::string::npos) << error;

@@ -154,7 +154,7 @@ inline void write_random_checkpoint(const fs::path& path, const CheckpointSpec& 
       for (const Linear linear : kAllLinears) {
         const auto [rows, cols] = linear_shape(c, linear);
         ModuleRecord m;
-        m.linear = linear;
+        m.module = linear;
         if (s.float_modules.contains(linear)) {
           m.method = "none";
           m.float_weight = random_matrix(rng, rows, cols, 0.05, 0.0, s.dtype);
@@ -166,7 +166,7 @@ inline void write_random_checkpoint(const fs::path& path, const CheckpointSpec& 
         layer.modules.push_back(std::move(m));
       }
       const fs::path file = parts / str("layer-", l, ".h5");
-      write_layer_file(file, layer, s.dtype);
+      write_layer_file(file, c, layer, s.dtype);
       writer.add_layer_file(file, l);
     }
     writer.write_model_tensor(std::string(kEmbedName),

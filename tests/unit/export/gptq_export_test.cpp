@@ -125,7 +125,10 @@ TEST(GptqExport, ModulesTheCheckpointKeepsInFloatAreWrittenAsStoredAndExcluded) 
 TEST(GptqExport, ExcludedModulesOfSomeLayersOnlyAreNamedPerLayer) {
   GptqExportSettings s;
   s.layers = 12;
-  s.excluded = {{1, Linear::Up, "x"}, {11, Linear::Up, "x"}};
+  ModelConfig twelve;
+  twelve.num_hidden_layers = 12;
+  s.groups = sequential_groups(twelve);
+  s.excluded = {{1, "mlp.up_proj", "x"}, {11, "mlp.up_proj", "x"}};
   const nlohmann::json config = gptq_quantization_config(s);
   EXPECT_EQ(excluded_by_dynamic(config, 12),
             (std::set<std::string>{"model.layers.1.mlp.up_proj", "model.layers.11.mlp.up_proj"}));

@@ -81,8 +81,8 @@ TEST_P(GptqRoundTrip, DequantizedWeightsAndFloatTensorsEqualTheCheckpoints) {
     for (std::int64_t l = 0; l < ckpt.layer_count(); ++l) {
       const LayerRecord layer = ckpt.layer(l);
       for (const ModuleRecord& m : layer.modules) {
-        const std::string prefix =
-            str("model.layers.", l, ".", linear_parent(m.linear), ".", linear_name(m.linear));
+        const std::string prefix = str("model.layers.", l, ".", linear_parent(m.module.linear), ".",
+                                       linear_name(m.module.linear));
         const QuantizedWeight back = read_gptq_module(model, config, *config.module(prefix), prefix,
                                                       m.weight.rows(), m.weight.cols());
         EXPECT_EQ(back.codes, m.weight.codes) << prefix;
@@ -129,8 +129,8 @@ TEST_P(GptqBytes, DecodeBitByBitToTheCheckpointsCodesZerosAndScales) {
       for (const ModuleRecord& m : ckpt.layer(l).modules) {
         const QuantizedWeight& w = m.weight;
         const std::int64_t out_f = w.rows(), in_f = w.cols(), groups = w.groups();
-        const std::string prefix =
-            str("model.layers.", l, ".", linear_parent(m.linear), ".", linear_name(m.linear));
+        const std::string prefix = str("model.layers.", l, ".", linear_parent(m.module.linear), ".",
+                                       linear_name(m.module.linear));
         const TensorView qweight = file.view(prefix + ".qweight");
         ASSERT_EQ(qweight.dtype, DType::I32);
         ASSERT_EQ(qweight.shape, (Shape{in_f * bits / 32, out_f})) << prefix;

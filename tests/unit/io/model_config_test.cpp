@@ -159,6 +159,131 @@ TEST(ModelConfig, Qwen3HasPerHeadQkNormsAndItsOwnHeadDim) {
   EXPECT_EQ(back.head_dim, 128);
 }
 
+// The mixture-of-experts families as their config.json files spell them (Mixtral-8x7B's and
+// Qwen's keys; transformers 5 saves Qwen3-MoE's expert count as num_local_experts).
+TEST(ModelConfig, MixtureOfExpertsFamilies) {
+  const ModelConfig mixtral =
+      parse_model_config_text(config_text({{"architectures", {"MixtralForCausalLM"}},
+                                           {"model_type", "mixtral"},
+                                           {"num_local_experts", 8},
+                                           {"num_experts_per_tok", 2},
+                                           {"sliding_window", nullptr}}),
+                              "mixtral.json");
+  EXPECT_TRUE(mixtral.is_moe());
+  EXPECT_EQ(mixtral.moe.num_experts, 8);
+  EXPECT_EQ(mixtral.moe.expert_intermediate, 688);  // Mixtral's experts: intermediate_size
+  EXPECT_TRUE(mixtral.moe.norm_topk_prob);
+  EXPECT_TRUE(mixtral.sparse_layer(0) && mixtral.sparse_layer(1));
+  EXPECT_EQ(layer_modules(mixtral, 0).size(), 4u + 8u * 3u);
+  EXPECT_EQ(module_path(mixtral, {Linear::Up, 7}), "block_sparse_moe.experts.7.w3");
+  EXPECT_EQ(router_name(mixtral, 3), "model.layers.3.block_sparse_moe.gate.weight");
+
+  const nlohmann::json qwen2_moe = {{"architectures", {"Qwen2MoeForCausalLM"}},
+                                    {"model_type", "qwen2_moe"},
+                                    {"num_hidden_layers", 4},
+                                    {"num_experts", 60},
+                                    {"num_experts_per_tok", 4},
+                                    {"moe_intermediate_size", 1408},
+                                    {"shared_expert_intermediate_size", 5632},
+                                    {"norm_topk_prob", false},
+                                    {"decoder_sparse_step", 2},
+                                    {"mlp_only_layers", {3}},
+                                    {"use_sliding_window", false}};
+  const ModelConfig q2 = parse_model_config_text(config_text(qwen2_moe), "qwen2_moe.json");
+  EXPECT_TRUE(q2.attention_bias);
+  EXPECT_FALSE(q2.o_proj_bias);
+  EXPECT_FALSE(q2.moe.norm_topk_prob);
+  // (layer + 1) % 2 == 0 and not in mlp_only_layers: only layer 1 is sparse.
+  EXPECT_EQ((std::vector<bool>{q2.sparse_layer(0), q2.sparse_layer(1), q2.sparse_layer(2),
+                               q2.sparse_layer(3)}),
+            (std::vector<bool>{false, true, false, false}));
+  const std::vector<ModuleId> sparse = layer_modules(q2, 1);
+  ASSERT_EQ(sparse.size(), 4u + 60u * 3u + 3u);
+  EXPECT_EQ(sparse[4], ModuleId(Linear::Gate, 0));
+  EXPECT_EQ(sparse.back(), ModuleId(Linear::Down, kSharedExpert));
+  EXPECT_EQ(module_shape(q2, {Linear::Down, 5}),
+            (std::pair<std::int64_t, std::int64_t>{256, 1408}));
+  EXPECT_EQ(module_shape(q2, {Linear::Up, kSharedExpert}),
+            (std::pair<std::int64_t, std::int64_t>{5632, 256}));
+  EXPECT_EQ(module_weight_name(q2, 1, {Linear::Gate, kSharedExpert}),
+            "model.layers.1.mlp.shared_expert.gate_proj.weight");
+  EXPECT_EQ(checkpoint_module_name(q2, {Linear::Q}), "q_proj");
+  EXPECT_EQ(checkpoint_module_name(q2, {Linear::Down, 59}), "mlp.experts.59.down_proj");
+  EXPECT_EQ(layer_modules(q2, 3).size(), 7u);
+
+  const ModelConfig q3 =
+      parse_model_config_text(config_text({{"architectures", {"Qwen3MoeForCausalLM"}},
+                                           {"model_type", "qwen3_moe"},
+                                           {"num_local_experts", 128},
+                                           {"num_experts_per_tok", 8},
+                                           {"moe_intermediate_size", 768},
+                                           {"norm_topk_prob", true}}),
+                              "qwen3_moe.json");
+  EXPECT_TRUE(q3.qk_norm);
+  EXPECT_EQ(q3.moe.num_experts, 128);
+  EXPECT_EQ(q3.moe.shared_expert_intermediate, 0);
+
+  for (const ModelConfig& c : {mixtral, q2, q3}) {
+    const ModelConfig back = parse_model_config_text(to_json(c), "round trip");
+    EXPECT_EQ(back.moe.num_experts, c.moe.num_experts) << c.model_type;
+    EXPECT_EQ(back.moe.experts_per_token, c.moe.experts_per_token);
+    EXPECT_EQ(back.moe.expert_intermediate, c.moe.expert_intermediate);
+    EXPECT_EQ(back.moe.shared_expert_intermediate, c.moe.shared_expert_intermediate);
+    EXPECT_EQ(back.moe.norm_topk_prob, c.moe.norm_topk_prob);
+    EXPECT_EQ(back.moe.mlp_only_layers, c.moe.mlp_only_layers);
+  }
+  // Missing or impossible expert settings are named.
+  expect_error(
+      [&] {
+        parse_model_config_text(config_text({{"model_type", "mixtral"},
+                                             {"architectures", {"MixtralForCausalLM"}},
+                                             {"num_experts_per_tok", 2}}),
+                                "no-experts.json");
+      },
+      {"no-experts.json", "num_local_experts"});
+  expect_error(
+      [&] {
+        parse_model_config_text(config_text({{"model_type", "mixtral"},
+                                             {"architectures", {"MixtralForCausalLM"}},
+                                             {"num_local_experts", 2},
+                                             {"num_experts_per_tok", 3}}),
+                                "k.json");
+      },
+      {"k.json", "num_experts_per_tok"});
+  nlohmann::json bad_layer = qwen2_moe;
+  bad_layer["mlp_only_layers"] = {9};
+  expect_error([&] { parse_model_config_text(config_text(bad_layer), "layers.json"); },
+               {"layers.json", "mlp_only_layers holds 9"});
+  expect_error(
+      [&] {
+        parse_model_config_text(
+            config_text({{"model_type", "deepseek_v3"}, {"architectures", nullptr}}), "ds.json");
+      },
+      {"ds.json", "unsupported model_type 'deepseek_v3'", "qwen3_moe"});
+}
+
+TEST(TensorNames, ExpertsInBothSpellings) {
+  const auto mixtral = parse_tensor_name("model.layers.2.block_sparse_moe.experts.5.w2.weight");
+  ASSERT_TRUE(mixtral.has_value());
+  EXPECT_EQ(mixtral->layer, 2);
+  EXPECT_EQ(mixtral->module, ModuleId(Linear::Down, 5));
+  const auto qwen = parse_tensor_name("model.layers.0.mlp.experts.17.up_proj.weight");
+  ASSERT_TRUE(qwen.has_value());
+  EXPECT_EQ(qwen->module, ModuleId(Linear::Up, 17));
+  EXPECT_EQ(parse_tensor_name("model.layers.1.mlp.shared_expert.gate_proj.weight")->module,
+            ModuleId(Linear::Gate, kSharedExpert));
+  EXPECT_EQ(parse_tensor_name("model.layers.1.mlp.gate.weight")->field, "router");
+  EXPECT_EQ(parse_tensor_name("model.layers.1.block_sparse_moe.gate.weight")->field, "router");
+  EXPECT_EQ(parse_tensor_name("model.layers.1.mlp.shared_expert_gate.weight")->field,
+            "shared_expert_gate");
+  for (const char* bad : {"model.layers.0.mlp.experts.01.up_proj.weight",
+                          "model.layers.0.block_sparse_moe.experts.1.up_proj.weight",
+                          "model.layers.0.mlp.experts.1.w1.weight",
+                          "model.layers.0.block_sparse_moe.shared_expert.w1.weight",
+                          "model.layers.0.mlp.experts.up_proj.weight"})
+    EXPECT_FALSE(parse_tensor_name(bad).has_value()) << bad;
+}
+
 TEST(ModelConfig, LlamaAttentionBiasIncludesOutput) {
   const ModelConfig c = parse_model_config_text(
       config_text({{"attention_bias", true}, {"mlp_bias", true}}), "b.json");
@@ -345,7 +470,7 @@ TEST(TensorNames, BuildAndParse) {
       const auto weight = parse_tensor_name(linear_weight_name(layer, linear));
       ASSERT_TRUE(weight.has_value());
       EXPECT_EQ(weight->layer, layer);
-      EXPECT_EQ(weight->linear, linear);
+      EXPECT_EQ(weight->module, ModuleId(linear));
       EXPECT_EQ(weight->field, "weight");
       const auto bias = parse_tensor_name(linear_bias_name(layer, linear));
       ASSERT_TRUE(bias.has_value());
@@ -365,7 +490,7 @@ TEST(TensorNames, BuildAndParse) {
     const auto ref = parse_tensor_name(name);
     ASSERT_TRUE(ref.has_value()) << name;
     EXPECT_EQ(ref->layer, 5);
-    EXPECT_FALSE(ref->linear.has_value());
+    EXPECT_FALSE(ref->module.has_value());
     EXPECT_EQ(ref->field, field);
   }
   EXPECT_FALSE(parse_tensor_name("model.layers.5.self_attn.q_norm.bias").has_value());
@@ -373,7 +498,7 @@ TEST(TensorNames, BuildAndParse) {
   const auto norm = parse_tensor_name("model.layers.4.post_attention_layernorm.weight");
   ASSERT_TRUE(norm.has_value());
   EXPECT_EQ(norm->layer, 4);
-  EXPECT_FALSE(norm->linear.has_value());
+  EXPECT_FALSE(norm->module.has_value());
   EXPECT_EQ(norm->field, "post_attention_layernorm");
   EXPECT_EQ(parse_tensor_name("model.layers.0.input_layernorm.weight")->field, "input_layernorm");
   EXPECT_EQ(parse_tensor_name(kEmbedName)->field, "embed_tokens");

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 #include <numbers>
+#include <numeric>
 #include <random>
 
 #include "qshard/model/causal_lm.hpp"
@@ -18,6 +19,7 @@ namespace qshard {
 namespace {
 
 using test::make_tiny;
+using test::make_tiny_moe;
 using test::make_tiny_qwen3;
 using test::Mat;
 using test::TinyModel;
@@ -41,6 +43,50 @@ Vec rmsnorm(const Vec& x, const Vec& w, double eps) {
   Vec y(x.size());
   for (std::size_t i = 0; i < x.size(); ++i) y[i] = w[i] * x[i] / std::sqrt(ms + eps);
   return y;
+}
+
+Vec swiglu_mlp(const Mat& gate, const Mat& up, const Mat& down, const Vec& x) {
+  const Vec g = matvec(gate, x), u = matvec(up, x);
+  Vec act(g.size());
+  for (std::size_t i = 0; i < g.size(); ++i) act[i] = g[i] / (1 + std::exp(-g[i])) * u[i];
+  return matvec(down, act);
+}
+
+// Layer l's MLP of one token: dense, or its experts as the Hugging Face code routes them (softmax
+// over the router logits, the k most probable, renormalised when norm_topk_prob), plus the shared
+// expert scaled by sigmoid(gate x).
+Vec naive_mlp(const TinyModel& m, std::int64_t l, const Vec& x) {
+  const ModelConfig& c = m.config;
+  const auto W = [&](ModuleId id) { return m.tensors.at(module_weight_name(c, l, id)); };
+  const auto mlp = [&](std::int32_t e) {
+    return swiglu_mlp(W({Linear::Gate, e}), W({Linear::Up, e}), W({Linear::Down, e}), x);
+  };
+  if (!c.sparse_layer(l)) return mlp(kDense);
+  const Vec logits = matvec(m.tensors.at(router_name(c, l)), x);
+  Vec p(logits.size());
+  const double top = *std::max_element(logits.begin(), logits.end());
+  double total = 0.0;
+  for (std::size_t e = 0; e < p.size(); ++e) total += (p[e] = std::exp(logits[e] - top));
+  for (double& v : p) v /= total;
+  std::vector<std::size_t> order(p.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](auto a, auto b) { return p[a] > p[b]; });
+  const auto k = static_cast<std::size_t>(c.moe.experts_per_token);
+  double chosen = 0.0;
+  for (std::size_t j = 0; j < k; ++j) chosen += p[order[j]];
+  Vec out(x.size(), 0.0);
+  for (std::size_t j = 0; j < k; ++j) {
+    const double weight = c.moe.norm_topk_prob ? p[order[j]] / chosen : p[order[j]];
+    const Vec y = mlp(static_cast<std::int32_t>(order[j]));
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] += weight * y[i];
+  }
+  if (c.moe.shared_expert_intermediate > 0) {
+    const double gate =
+        1.0 / (1.0 + std::exp(-matvec(m.tensors.at(shared_expert_gate_name(l)), x)[0]));
+    const Vec y = mlp(kSharedExpert);
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] += gate * y[i];
+  }
+  return out;
 }
 
 Mat naive_logits(const TinyModel& m, const std::vector<std::int32_t>& tokens) {
@@ -122,11 +168,7 @@ Mat naive_logits(const TinyModel& m, const std::vector<std::int32_t>& tokens) {
       }
       h[t] = add(h[t], add(matvec(W(Linear::O), att), B(Linear::O)));
       const Vec x = rmsnorm(h[t], T.at(post_attention_norm_name(l))[0], c.rms_norm_eps);
-      const Vec gate = matvec(W(Linear::Gate), x), up = matvec(W(Linear::Up), x);
-      Vec act(gate.size());
-      for (std::size_t i = 0; i < gate.size(); ++i)
-        act[i] = gate[i] / (1 + std::exp(-gate[i])) * up[i];
-      h[t] = add(h[t], matvec(W(Linear::Down), act));
+      h[t] = add(h[t], naive_mlp(m, l, x));
     }
   }
   Mat logits;
@@ -187,6 +229,20 @@ TEST(NaiveForward, TinyQwen3ModelMatchesDoublePrecision) {
   EXPECT_LT(max_diff, 1e-4);
 }
 
+// Mixtures of experts: routing (softmax, top-2, renormalised or not), the experts of each token,
+// Qwen2-MoE's gated shared expert and its dense layer, Qwen3-MoE's q/k norms; loaded from the
+// Hugging Face names of each family.
+TEST(NaiveForward, TinyMixtureOfExpertsModelsMatchDoublePrecision) {
+  const std::uint64_t seed = std::random_device{}();
+  SCOPED_TRACE(seed);
+  for (const std::string family : {"mixtral", "qwen2_moe", "qwen3_moe"}) {
+    const TinyModel m = make_tiny_moe(seed, family);
+    const double max_diff = max_logit_error(m, seed);
+    std::cout << "tiny " << family << ": max |logit - double reference| = " << max_diff << '\n';
+    EXPECT_LT(max_diff, 1e-4) << family;
+  }
+}
+
 TEST(Forward, CaptureDeliversEveryInputAndStopAfterStops) {
   const TinyModel m = make_tiny(3);
   const test::TempDir dir("qshard-tiny-capture");
@@ -200,9 +256,9 @@ TEST(Forward, CaptureDeliversEveryInputAndStopAfterStops) {
   std::normal_distribution<float> normal;
   for (float& v : hidden.values()) v = normal(rng);
   std::vector<std::pair<LinearInput, std::int64_t>> seen;
-  const MatrixF out = forward_layer(c, w, rope, hidden, 16, [&](LinearInput i, const MatrixF& x) {
+  const MatrixF out = forward_layer(c, w, rope, hidden, 16, [&](InputId i, const MatrixF& x) {
     EXPECT_EQ(x.rows(), 48);
-    seen.emplace_back(i, x.cols());
+    seen.emplace_back(i.kind, x.cols());
   });
   ASSERT_EQ(seen.size(), 4u);
   EXPECT_EQ(seen[0], std::make_pair(LinearInput::Attention, std::int64_t{32}));
@@ -212,7 +268,7 @@ TEST(Forward, CaptureDeliversEveryInputAndStopAfterStops) {
   seen.clear();
   const MatrixF stopped = forward_layer(
       c, w, rope, hidden, 16,
-      [&](LinearInput i, const MatrixF& x) { seen.emplace_back(i, x.cols()); },
+      [&](InputId i, const MatrixF& x) { seen.emplace_back(i.kind, x.cols()); },
       LinearInput::AttentionOutput);
   EXPECT_TRUE(stopped.empty());
   EXPECT_EQ(seen.size(), 2u);
@@ -223,7 +279,7 @@ TEST(Forward, CaptureDeliversEveryInputAndStopAfterStops) {
     EXPECT_TRUE(
         forward_layer(
             c, w, rope, hidden, 16,
-            [&](LinearInput input, const MatrixF& x) { seen.emplace_back(input, x.cols()); },
+            [&](InputId input, const MatrixF& x) { seen.emplace_back(input.kind, x.cols()); },
             inputs[i])
             .empty());
     ASSERT_EQ(seen.size(), i + 1);

@@ -111,6 +111,55 @@ inline TinyModel make_tiny_qwen3(std::uint64_t seed) {
   return m;
 }
 
+// A tiny random mixture of experts of `family` on the attention of make_tiny (mixtral,
+// qwen2_moe) or make_tiny_qwen3 (qwen3_moe): 4 experts of 24, top-2 (renormalised for mixtral and
+// qwen3_moe); qwen2_moe adds a gated shared expert of 40 and keeps layer 1 dense.
+inline TinyModel make_tiny_moe(std::uint64_t seed, const std::string& family) {
+  TinyModel m = family == "qwen3_moe" ? make_tiny_qwen3(seed) : make_tiny(seed);
+  ModelConfig& c = m.config;
+  c.model_type = family;
+  c.moe.num_experts = 4;
+  c.moe.experts_per_token = 2;
+  c.moe.expert_intermediate = family == "mixtral" ? c.intermediate_size : 24;
+  c.moe.norm_topk_prob = family != "qwen2_moe";
+  if (family == "qwen2_moe") {
+    c.moe.shared_expert_intermediate = 40;
+    c.moe.mlp_only_layers = {1};
+    c.rope_scaling = {};
+    c.o_proj_bias = false;  // Qwen2: q/k/v biases only
+    m.tensors.erase(linear_bias_name(0, Linear::O));
+    m.tensors.erase(linear_bias_name(1, Linear::O));
+  }
+  if (family == "mixtral") {
+    c.attention_bias = false;
+    c.o_proj_bias = false;
+    for (std::int64_t l = 0; l < c.num_hidden_layers; ++l)
+      for (const Linear linear : kAllLinears) m.tensors.erase(linear_bias_name(l, linear));
+  }
+  std::mt19937_64 rng(seed ^ 0x4d6f45ull);
+  std::normal_distribution<double> normal;
+  const auto random = [&](std::int64_t rows, std::int64_t cols, double scale) {
+    Mat t(static_cast<std::size_t>(rows), Vec(static_cast<std::size_t>(cols)));
+    for (Vec& row : t)
+      for (double& v : row) v = static_cast<float>(scale * normal(rng));
+    return t;
+  };
+  for (std::int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    if (!c.sparse_layer(l)) continue;
+    for (const Linear linear : {Linear::Gate, Linear::Up, Linear::Down})
+      m.tensors.erase(linear_weight_name(l, linear));
+    m.tensors[router_name(c, l)] = random(c.moe.num_experts, c.hidden_size, 0.5);
+    if (c.moe.shared_expert_intermediate > 0)
+      m.tensors[shared_expert_gate_name(l)] = random(1, c.hidden_size, 0.3);
+    for (const ModuleId module : layer_modules(c, l)) {
+      if (module.dense()) continue;
+      const auto [rows, cols] = module_shape(c, module);
+      m.tensors[module_weight_name(c, l, module)] = random(rows, cols, 0.3);
+    }
+  }
+  return m;
+}
+
 inline void write_model(const TinyModel& m, const std::filesystem::path& dir) {
   std::filesystem::create_directories(dir);
   std::ofstream(dir / "config.json") << to_json(m.config);
