@@ -71,6 +71,17 @@ void MpiCommunicator::all_reduce_sum(std::span<std::int64_t> values) {
   }
 }
 
+void MpiCommunicator::reduce_sum(std::span<std::int64_t> values, int root) {
+  constexpr std::size_t kChunk = std::size_t{1} << 28;
+  for (std::size_t offset = 0; offset < values.size(); offset += kChunk) {
+    const std::size_t n = std::min(kChunk, values.size() - offset);
+    std::int64_t* data = values.data() + offset;
+    check_mpi(MPI_Reduce(rank_ == root ? MPI_IN_PLACE : data, rank_ == root ? data : nullptr,
+                         static_cast<int>(n), MPI_INT64_T, MPI_SUM, root, comm_),
+              "MPI_Reduce(int64 sum)");
+  }
+}
+
 void MpiCommunicator::all_reduce_sum(std::span<double> values) {
   check_mpi(MPI_Allreduce(MPI_IN_PLACE, values.data(), checked_count(values.size(), "all_reduce"),
                           MPI_DOUBLE, MPI_SUM, comm_),

@@ -17,6 +17,13 @@ void WatchedCommunicator::all_reduce_sum(std::span<std::int64_t> values) {
   inner_.all_reduce_sum(values);
 }
 
+void WatchedCommunicator::reduce_sum(std::span<std::int64_t> values, int root) {
+  const auto wait =
+      watch("the reduce stage (integer reduce of the experts' Hessians to their owners)",
+            "an integer reduce");
+  inner_.reduce_sum(values, root);
+}
+
 void WatchedCommunicator::all_reduce_sum(std::span<double> values) {
   const auto wait = watch("an all-reduce", "an all-reduce");
   inner_.all_reduce_sum(values);

@@ -98,6 +98,10 @@ po::options_description describe_options(JobOptions& o, Raw& raw) {
   add("expert_min_tokens", po::value(&o.expert_min_tokens)->default_value(o.expert_min_tokens),
       "warn about each expert whose Hessian saw fewer calibration tokens (one that saw none is "
       "quantized round-to-nearest)");
+  add("expert_batch", po::value(&o.expert_batch)->default_value(o.expert_batch),
+      "mixture-of-experts models: the routed experts whose partial Hessians are accumulated in one "
+      "forward of the calibration units (0: all of a layer's); each rank then holds that many "
+      "experts' partial Hessians at a time, at one more forward per batch (results unchanged)");
   add("out", po::value(&o.out)->default_value(o.out),
       "HDF5 checkpoint to write (written as OUT.tmp and renamed when complete)");
   add("force", switch_value(&o.force),
@@ -153,6 +157,8 @@ void JobOptions::validate() const {
   require(!modules.empty(), "modules: empty list");
   require(moe_calibration == "routed" || moe_calibration == "all",
           "moe_calibration: expected routed or all (got '", moe_calibration, "')");
+  require(expert_batch >= 0, "expert_batch must be 0 (all experts) or positive (got ", expert_batch,
+          ")");
   require(expert_min_tokens >= 0, "expert_min_tokens must be 0 or positive (got ",
           expert_min_tokens, ")");
   // The settings are recorded as JSON (job.json, @job_config), which holds only UTF-8 text.
@@ -209,6 +215,7 @@ std::string JobOptions::to_json() const {
   j["allow_extra_tensors"] = allow_extra_tensors;
   j["collective_timeout"] = collective_timeout;
   j["expert_min_tokens"] = expert_min_tokens;
+  j["expert_batch"] = expert_batch;
   return j.dump(2);
 }
 

@@ -1,9 +1,11 @@
 #include "qshard/pipeline/layer_quantizer.hpp"
 
 #include <algorithm>
+#include <array>
 #include <iostream>
 #include <map>
 #include <set>
+#include <span>
 
 #include "qshard/core/error.hpp"
 #include "qshard/core/scoped_timer.hpp"
@@ -14,6 +16,17 @@ namespace {
 using Builders = std::map<InputId, std::unique_ptr<HessianBuilder>>;
 using Hessians = std::map<InputId, std::shared_ptr<const Hessian>>;
 using Factors = std::map<InputId, std::shared_ptr<const Factorization>>;
+using Tokens = std::map<InputId, std::int64_t>;  // calibration tokens of each input, all ranks
+
+// The rank that reduces, factorises and solves a routed expert's inputs (experts dealt in expert
+// order); -1 for the inputs every rank holds (attention, dense MLP, shared expert).
+int owner_of(const LayerContext& ctx, std::int32_t expert) {
+  return expert >= 0 ? static_cast<int>(expert % ctx.comm.size()) : -1;
+}
+bool holds(const LayerContext& ctx, std::int32_t expert) {
+  const int owner = owner_of(ctx, expert);
+  return owner < 0 || owner == ctx.comm.rank();
+}
 
 MatrixD identity(std::int64_t n) {
   MatrixD m(n, n);
@@ -145,35 +158,56 @@ Builders accumulate(const LayerContext& ctx, ResidentLayer& layer, const UnitSto
   return builders;
 }
 
-// 2. Reduce: the exact all-reduce of the partial Hessians; every rank holds the same H. An
-// expert's input no calibration token reached has none: its modules are rounded to nearest, their
+// Every input's calibration tokens summed over the ranks (before reduce_to, after which only an
+// owner knows its count).
+Tokens total_tokens(const LayerContext& ctx, const Builders& builders) {
+  std::vector<std::int64_t> counts;
+  for (const auto& entry : builders) counts.push_back(entry.second->tokens());
+  ctx.comm.all_reduce_sum(counts);
+  Tokens tokens;
+  std::size_t i = 0;
+  for (const auto& entry : builders) tokens[entry.first] = counts[i++];
+  return tokens;
+}
+
+// 2. Reduce: the exact integer sum of the partial Hessians: all-reduced where every rank solves
+// tiles of the module, reduced to its owner for a routed expert (the reduce-scatter of the
+// experts: each owner ends with its experts' whole Hessians, nobody else keeps them). An expert's
+// input no calibration token reached has none: its modules are rounded to nearest, their
 // objectives taken against the identity (the squared error).
-Hessians reduce(const LayerContext& ctx, const Builders& builders, LayerTimings& timings) {
-  begin(ctx, "all-reduce", "Hessians", static_cast<std::int64_t>(builders.size()));
+Hessians reduce(const LayerContext& ctx, const Builders& builders, const Tokens& tokens,
+                LayerTimings& timings) {
+  begin(ctx, "reduce", "Hessians", static_cast<std::int64_t>(builders.size()));
   const ScopedTimer timer(timings.reduce);
   Hessians hessians;
+  std::int64_t done = 0;
   for (const auto& [input, builder] : builders) {
-    builder->all_reduce(ctx.comm);
-    hessians[input] = builder->tokens() > 0
-                          ? builder->reduced()
-                          : make_host_hessian(identity(input_features(ctx.config, input)));
-    advance(ctx, static_cast<std::int64_t>(hessians.size()));
+    const int owner = owner_of(ctx, input.expert);
+    if (owner < 0)
+      builder->all_reduce(ctx.comm);
+    else
+      builder->reduce_to(ctx.comm, owner);
+    if (holds(ctx, input.expert))
+      hessians[input] = tokens.at(input) > 0
+                            ? builder->reduced()
+                            : make_host_hessian(identity(input_features(ctx.config, input)));
+    advance(ctx, ++done);
   }
   return hessians;
 }
 
 // Experts whose Hessians saw fewer than expert_min_tokens calibration tokens, in one line on rank
 // 0's standard error (also with --quiet).
-void report_rare_experts(const LayerContext& ctx, const Builders& builders) {
+void report_rare_experts(const LayerContext& ctx, const Tokens& tokens) {
   std::string rare;
   std::int64_t count = 0;
-  for (const auto& [input, builder] : builders) {
+  for (const auto& [input, n] : tokens) {
     if (input.expert == kDense || input.kind != LinearInput::Mlp) continue;
-    if (builder->tokens() >= ctx.options.expert_min_tokens && builder->tokens() > 0) continue;
+    if (n >= ctx.options.expert_min_tokens && n > 0) continue;
     ++count;
     rare += str(rare.empty() ? "" : ", ",
-                input.expert == kSharedExpert ? std::string("shared") : str(input.expert), " (",
-                builder->tokens(), ")");
+                input.expert == kSharedExpert ? std::string("shared") : str(input.expert), " (", n,
+                ")");
   }
   if (count > 0 && ctx.comm.is_root())
     std::cerr << str("qshard-quantize: warning: layer ", ctx.layer, ": ", count,
@@ -182,16 +216,16 @@ void report_rare_experts(const LayerContext& ctx, const Builders& builders) {
                      "; more calibration samples or --moe_calibration all help\n");
 }
 
-// 3. Factorise: one factorisation per input (GPTQ only), shared by its modules' tiles; none for
-// an input no token reached.
-Factors factorise(const LayerContext& ctx, const Builders& builders, const Hessians& hessians,
+// 3. Factorise: one factorisation per input this rank holds (GPTQ only), shared by its modules'
+// tiles; none for an input no token reached.
+Factors factorise(const LayerContext& ctx, const Tokens& tokens, const Hessians& hessians,
                   LayerTimings& timings) {
   Factors factors;
   if (ctx.options.method != "gptq") return factors;
   begin(ctx, "factorise", "Hessians", static_cast<std::int64_t>(hessians.size()));
   const ScopedTimer timer(timings.factor);
   for (const auto& [input, h] : hessians) {
-    if (builders.at(input)->tokens() == 0) continue;
+    if (tokens.at(input) == 0) continue;
     factors[input] = ctx.backend.solver().factorize(*h, ctx.options.gptq);
     advance(ctx, static_cast<std::int64_t>(factors.size()));
   }
@@ -199,7 +233,8 @@ Factors factorise(const LayerContext& ctx, const Builders& builders, const Hessi
 }
 
 // 4. Plan tiles: fixed row tiles of every module of the stage, dealt round-robin over the ranks in
-// one sequence across the modules (the deal never changes a row's result, only who computes it).
+// one sequence across the modules, a routed expert's all to its owner (the deal never changes a
+// row's result, only who computes it).
 std::map<ModuleId, TileDeal> deal_tiles(const LayerContext& ctx, const LayerWeights& weights,
                                         const std::vector<ModuleId>& modules) {
   std::map<ModuleId, TileDeal> deals;
@@ -207,10 +242,12 @@ std::map<ModuleId, TileDeal> deal_tiles(const LayerContext& ctx, const LayerWeig
   const std::int64_t tile_rows = ctx.options.tile_rows;
   for (const ModuleId m : modules) {
     const std::int64_t rows = weights[m].rows();
+    const int owner = owner_of(ctx, m.expert);
     TileDeal& deal = deals[m];
-    for (std::int64_t b = 0; b < rows; b += tile_rows, ++next)
-      deal.push_back({b, std::min(rows, b + tile_rows),
-                      static_cast<int>(next % static_cast<std::size_t>(ctx.comm.size()))});
+    for (std::int64_t b = 0; b < rows; b += tile_rows) {
+      const int rank = owner >= 0 ? owner : static_cast<int>(next++ % ctx.comm.size());
+      deal.push_back({b, std::min(rows, b + tile_rows), rank});
+    }
   }
   return deals;
 }
@@ -224,7 +261,8 @@ TileJob tile_job(const LayerContext& ctx, ModuleId m, const TileDeal& deal,
   job.rank = ctx.comm.rank();
   const auto factor = factors.find(input);
   job.factor = factor == factors.end() ? nullptr : factor->second.get();  // null: RTN
-  job.hessian = hessians.at(input).get();
+  const auto hessian = hessians.find(input);  // none: another rank owns the expert
+  job.hessian = hessian == hessians.end() ? nullptr : hessian->second.get();
   job.options = &ctx.options.gptq;
   job.threads = ctx.options.threads;
   return job;
@@ -243,12 +281,13 @@ std::unique_ptr<SolvedTiles> solve(const LayerContext& ctx, ResidentLayer& layer
   }
 }
 
-// The module's record: method, objectives, damping used, and its weights where they go.
+// The module's record: method, objectives, damping used (a routed expert's from its owner), and
+// its weights where they go.
 void record_module(const LayerContext& ctx, const TileJob& job, std::int64_t tokens,
                    const std::shared_ptr<const QuantizedModule>& module, LayerResults& results) {
   const std::size_t index = results.index(job.module);
   ModuleRecord& r = results.records[index];
-  r.method = job.factor != nullptr ? "gptq" : "rtn";
+  r.method = ctx.options.method == "gptq" && tokens > 0 ? "gptq" : "rtn";
   r.calibration_tokens = tokens;
   if (results.modules != nullptr)
     (*results.modules)[index] = module;
@@ -256,10 +295,13 @@ void record_module(const LayerContext& ctx, const TileJob& job, std::int64_t tok
     r.weight = module->to_host();
   r.objective_gptq = module->objective_gptq;
   r.objective_rtn = module->objective_rtn;
-  if (job.factor != nullptr) {
-    r.damp_percent_used = job.factor->damp_percent_used;
-    r.damp_steps = job.factor->damp_steps;
-  }
+  std::array<double, 2> damping = {0.0, 0.0};
+  if (job.factor != nullptr)
+    damping = {job.factor->damp_percent_used, static_cast<double>(job.factor->damp_steps)};
+  if (const int owner = owner_of(ctx, job.module.expert); owner >= 0 && r.method == "gptq")
+    ctx.comm.broadcast(std::as_writable_bytes(std::span(damping)), owner);
+  r.damp_percent_used = damping[0];
+  r.damp_steps = static_cast<std::int64_t>(damping[1]);
 }
 
 // 6. Exchange: every rank's tiles gathered and installed, so every rank holds the whole module.
@@ -281,24 +323,53 @@ void release(Factors& factors, Hessians& hessians, Builders& builders, LayerTimi
   builders.clear();
 }
 
-// One stage of the layer: accumulate, reduce, factorise, plan tiles, then solve and exchange
-// module by module.
-void quantize_stage(const LayerContext& ctx, const LayerWeights& weights, ResidentLayer& layer,
-                    const UnitStore& hidden, const std::vector<ModuleId>& modules,
-                    LayerTimings& timings, LayerResults& results) {
+// One pass over a stage's modules: accumulate, reduce, factorise, plan tiles, then solve and
+// exchange module by module.
+void quantize_pass(const LayerContext& ctx, const LayerWeights& weights, ResidentLayer& layer,
+                   const UnitStore& hidden, const std::vector<ModuleId>& modules,
+                   LayerTimings& timings, LayerResults& results) {
   Builders builders = accumulate(ctx, layer, hidden, modules, timings);
-  Hessians hessians = reduce(ctx, builders, timings);
-  report_rare_experts(ctx, builders);
-  Factors factors = factorise(ctx, builders, hessians, timings);
+  Tokens tokens;
+  {
+    const ScopedTimer timer(timings.reduce);
+    tokens = total_tokens(ctx, builders);
+  }
+  Hessians hessians = reduce(ctx, builders, tokens, timings);
+  report_rare_experts(ctx, tokens);
+  Factors factors = factorise(ctx, tokens, hessians, timings);
   const std::map<ModuleId, TileDeal> deals = deal_tiles(ctx, weights, modules);
   begin(ctx, "solve and exchange " + names_of(modules), "modules", results.total, results.solved);
   for (const ModuleId m : modules) {
     const TileJob job = tile_job(ctx, m, deals.at(m), hessians, factors);
-    const std::int64_t tokens = builders.at(input_of(m))->tokens();
-    exchange(ctx, layer, solve(ctx, layer, job, timings), job, tokens, timings, results);
+    exchange(ctx, layer, solve(ctx, layer, job, timings), job, tokens.at(input_of(m)), timings,
+             results);
     advance(ctx, ++results.solved);
   }
   release(factors, hessians, builders, timings);
+}
+
+// The passes of a stage: all its modules at once, or with expert_batch the routed experts in
+// batches of that many (the other modules with the first), each pass one forward of the units.
+std::vector<std::vector<ModuleId>> passes_of(const JobOptions& o,
+                                             const std::vector<ModuleId>& modules) {
+  if (o.expert_batch <= 0) return {modules};
+  std::vector<std::vector<ModuleId>> passes(1);
+  for (const ModuleId m : modules) {
+    const std::size_t pass =
+        m.expert >= 0 ? static_cast<std::size_t>(m.expert / o.expert_batch) : 0;
+    if (passes.size() <= pass) passes.resize(pass + 1);
+    passes[pass].push_back(m);
+  }
+  std::erase_if(passes, [](const std::vector<ModuleId>& p) { return p.empty(); });
+  return passes;
+}
+
+// One stage of the layer, pass by pass.
+void quantize_stage(const LayerContext& ctx, const LayerWeights& weights, ResidentLayer& layer,
+                    const UnitStore& hidden, const std::vector<ModuleId>& modules,
+                    LayerTimings& timings, LayerResults& results) {
+  for (const std::vector<ModuleId>& pass : passes_of(ctx.options, modules))
+    quantize_pass(ctx, weights, layer, hidden, pass, timings, results);
 }
 
 }  // namespace

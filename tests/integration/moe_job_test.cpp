@@ -1,5 +1,6 @@
 // qshard-quantize on mixtures of experts end to end: every family's tiny preset bitwise the same on
-// 1, 2 and 4 ranks, experts under their Hugging Face names with the calibration tokens each saw,
+// 1, 2 and 4 ranks (experts dealt to owner ranks, their Hessians reduced to the owner) and in
+// expert batches, experts under their Hugging Face names with the calibration tokens each saw,
 // --moe_calibration all, and an expert no token reaches.
 #include <gtest/gtest.h>
 
@@ -41,8 +42,13 @@ TEST(MoeJob, EveryFamilyQuantizesIdenticallyOn1And2And4Ranks) {
           run(quantize_command(ranks, job(preset) + "--out " + dir / str("r", ranks, ".h5")));
       ASSERT_EQ(r.exit_code, 0) << r.output;
     }
+    // Experts in batches of 3 per forward pass (each rank holding 3 experts' partial Hessians).
+    ASSERT_EQ(
+        run(quantize_command(2, job(preset) + "--expert_batch 3 --out " + dir / "b3.h5")).exit_code,
+        0);
     EXPECT_EQ(compare_quantized_tensors(dir / "r1.h5", dir / "r2.h5"), "");
     EXPECT_EQ(compare_quantized_tensors(dir / "r1.h5", dir / "r4.h5"), "");
+    EXPECT_EQ(compare_quantized_tensors(dir / "r1.h5", dir / "b3.h5"), "");
 
     const Checkpoint checkpoint(dir / "r1.h5");
     const ModelConfig& c = checkpoint.model_config();

@@ -25,6 +25,12 @@ class HessianBuilder {
   virtual void add(const MatrixF& x) = 0;
   // Sums the partials of all ranks (exact integer sums: any rank count gives the same H).
   virtual void all_reduce(Communicator& comm) = 0;
+  // The same sum into rank `owner` only (an expert's Hessians go to the rank that solves it):
+  // reduced() and tokens() are then valid on `owner` alone. By default an all-reduce.
+  virtual void reduce_to(Communicator& comm, int owner) {
+    (void)owner;
+    all_reduce(comm);
+  }
   // H = 2 X^T X / n over all units of all ranks (after all_reduce), left where it was built (the
   // GPU's memory for CUDA): the handle the solver factorises and computes objectives from.
   virtual std::shared_ptr<const Hessian> reduced() const = 0;

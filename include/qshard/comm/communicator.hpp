@@ -29,6 +29,12 @@ class Communicator {
   // Element-wise sum over all ranks, in place. Integer sums are exact, hence order-independent.
   virtual void all_reduce_sum(std::span<std::int64_t> values) = 0;
   virtual void all_reduce_sum(std::span<double> values) = 0;  // for timings and statistics only
+  // Element-wise sum over all ranks into `root`'s `values` (exact, as above); the other ranks'
+  // values are unspecified afterwards. By default an all-reduce.
+  virtual void reduce_sum(std::span<std::int64_t> values, int root) {
+    (void)root;
+    all_reduce_sum(values);
+  }
   virtual void all_reduce_max(std::span<double> values) = 0;
   // Every rank contributes `local` (any length); all ranks receive the concatenation in rank order.
   virtual std::vector<std::byte> all_gather(std::span<const std::byte> local) = 0;

@@ -28,6 +28,7 @@ class MpiCommunicator final : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   void all_reduce_sum(std::span<std::int64_t> values) override;
+  void reduce_sum(std::span<std::int64_t> values, int root) override;
   void all_reduce_sum(std::span<double> values) override;
   void all_reduce_max(std::span<double> values) override;
   std::vector<std::byte> all_gather(std::span<const std::byte> local) override;

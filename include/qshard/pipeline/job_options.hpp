@@ -33,6 +33,9 @@ struct JobOptions {
   // reported (an expert no token reached is quantized round-to-nearest).
   std::string moe_calibration = "routed";
   std::int64_t expert_min_tokens = 128;
+  // Routed experts whose Hessians one forward pass of the calibration units accumulates (0: all
+  // of a layer's): bounds each rank's partial Hessians, one more forward per batch.
+  std::int64_t expert_batch = 0;
   std::string out = "qshard.h5";
   bool resume = false;
   bool force = false;                   // replace an existing `out` (never an input of the job)

@@ -26,6 +26,9 @@ class CpuHessianBuilder final : public HessianBuilder {
   void all_reduce(Communicator& comm) override {
     comm.all_reduce_sum(accumulator_.reduction_buffer());
   }
+  void reduce_to(Communicator& comm, int owner) override {
+    comm.reduce_sum(accumulator_.reduction_buffer(), owner);
+  }
   std::shared_ptr<const Hessian> reduced() const override {
     return make_host_hessian(accumulator_.hessian());
   }
