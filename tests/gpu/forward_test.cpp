@@ -70,10 +70,12 @@ LayerRun run(ResidentLayer& layer, const MatrixF& hidden, std::int64_t seq) {
   return r;
 }
 
-// A tiny GQA layer (4 heads, 2 kv heads) with q/k/v bias, rotary over 48 positions.
+// A tiny GQA layer (4 heads, 2 kv heads) with q/k/v bias, rotary over 48 positions (of the
+// synthetic `preset`: qwen3-tiny adds per-head q/k RMSNorm and heads of 64 on a hidden size of
+// 128).
 struct TinyLayer {
-  TinyLayer()
-      : source(open_synthetic_model("tiny", 11)), config(source->config()), rope(config, 48) {
+  explicit TinyLayer(const std::string& preset = "tiny")
+      : source(open_synthetic_model(preset, 11)), config(source->config()), rope(config, 48) {
     weights = LayerWeights::load(*source, 1);
     std::mt19937_64 rng(3);
     std::normal_distribution<float> normal(0.0f, 0.1f);
@@ -107,6 +109,28 @@ TEST(CudaForward, Fp32LayerMatchesTheCpuForward) {
     const double d = max_abs_difference(a.inputs[k], b.inputs[k]);
     std::printf("[fp32 layer] linear input %zu: max |gpu - cpu| = %.3g\n", k, d);
     EXPECT_LT(d, 1e-5 * std::max(1.0, max_abs(b.inputs[k]))) << "linear input " << k;
+  }
+}
+
+// Qwen3: the per-head q/k RMSNorm on the device (rows of head_dim values, before rotary).
+TEST(CudaForward, Qwen3LayerWithPerHeadQkNormsMatchesTheCpuForward) {
+  QSHARD_REQUIRE_GPU();
+  const TinyLayer t("qwen3-tiny");
+  ASSERT_TRUE(t.config.qk_norm);
+  const std::int64_t seq = 48;
+  const MatrixF hidden = random_hidden(8, 2 * seq, t.config.hidden_size);
+  const auto cpu = make_cpu_backend()->load_layer(t.config, t.weights, t.rope);
+  for (const DType dtype : {DType::F32, DType::BF16}) {
+    cuda::CudaLayer gpu(0, t.config, t.weights, t.rope, dtype);
+    const LayerRun a = run(gpu, hidden, seq);
+    const LayerRun b = run(*cpu, hidden, seq);
+    const double err = relative_error(a.out, b.out);
+    std::printf("[qwen3 layer, %s] relative error of the output = %.3g\n",
+                std::string(dtype_name(dtype)).c_str(), err);
+    EXPECT_LT(err, dtype == DType::F32 ? 1e-6 : 1e-2) << dtype_name(dtype);
+    for (std::size_t k = 0; k < 4; ++k)
+      EXPECT_LT(relative_error(a.inputs[k], b.inputs[k]), dtype == DType::F32 ? 1e-6 : 2e-2)
+          << "linear input " << k;
   }
 }
 

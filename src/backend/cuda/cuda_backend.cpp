@@ -17,9 +17,6 @@ void refuse_unsupported(const ModelConfig& config) {
   if (config.is_moe())
     throw CollectiveError(str("the CUDA backend does not run ", config.model_type,
                               "'s mixture-of-experts layers yet: use --backend cpu"));
-  if (config.qk_norm)
-    throw CollectiveError(str("the CUDA backend does not run ", config.model_type,
-                              "'s per-head q/k RMSNorm yet: use --backend cpu"));
 }
 
 class CudaBackend final : public Backend {

@@ -261,6 +261,7 @@ struct CudaLayer::State {
   }
   std::array<DeviceBuffer<float>, 7> bias;
   DeviceBuffer<float> input_norm, post_norm, cos, sin;
+  DeviceBuffer<float> q_norm, k_norm;  // Qwen3's per-head RMSNorm weights (qk_norm)
   Scratch xn, q, k, v, heads, h, tmp, gate, up, scores, probs;
   Scratch staging_in, staging_out, unit_in, unit_out;
 };
@@ -281,6 +282,10 @@ CudaLayer::CudaLayer(int device, const ModelConfig& config, const LayerWeights& 
   for (const Linear l : kAllLinears) s.upload_linear(l);
   s.upload_vector(s.input_norm, weights.input_norm.data(), weights.input_norm.size());
   s.upload_vector(s.post_norm, weights.post_norm.data(), weights.post_norm.size());
+  if (config.qk_norm) {
+    s.upload_vector(s.q_norm, weights.q_norm.data(), weights.q_norm.size());
+    s.upload_vector(s.k_norm, weights.k_norm.data(), weights.k_norm.size());
+  }
   const auto table = static_cast<std::size_t>(rope.max_positions() * rope.head_dim() / 2);
   s.upload_vector(s.cos, rope.cos(0), table);
   s.upload_vector(s.sin, rope.sin(0), table);
@@ -503,6 +508,15 @@ bool CudaLayer::State::forward(const void* hidden, void* out, std::int64_t token
     s.product(xn, Linear::Q, q, tokens);
     s.product(xn, Linear::K, k, tokens);
     s.product(xn, Linear::V, v, tokens);
+    if (c.qk_norm) {  // Qwen3: each head's values normalised (rows of head_dim), before rotary
+      const auto eps = static_cast<float>(c.rms_norm_eps);
+      QSHARD_CUDA_CHECK(kernels::rms_norm(q, s.q_norm.data(), eps, q,
+                                          tokens * c.num_attention_heads, c.head_dim, s.activation,
+                                          stream));
+      QSHARD_CUDA_CHECK(kernels::rms_norm(k, s.k_norm.data(), eps, k,
+                                          tokens * c.num_key_value_heads, c.head_dim, s.activation,
+                                          stream));
+    }
     QSHARD_CUDA_CHECK(kernels::rotary(q, tokens, c.num_attention_heads, c.head_dim, q_dim, seq_len,
                                       s.cos.data(), s.sin.data(), s.activation, stream));
     QSHARD_CUDA_CHECK(kernels::rotary(k, tokens, c.num_key_value_heads, c.head_dim, kv_dim, seq_len,

@@ -16,7 +16,8 @@ namespace qshard::cuda::kernels {
 cudaError_t convert(const void* in, DType in_dtype, void* out, DType out_dtype, std::size_t count,
                     cudaStream_t stream);
 
-// y[r] = weight * x[r] / sqrt(mean(x[r]^2) + eps) for each of `rows` rows of `cols` values.
+// y[r] = weight * x[r] / sqrt(mean(x[r]^2) + eps) for each of `rows` rows of `cols` values (y may
+// be x: in place).
 cudaError_t rms_norm(const void* x, const float* weight, float eps, void* y, std::int64_t rows,
                      std::int64_t cols, DType dtype, cudaStream_t stream);
 
