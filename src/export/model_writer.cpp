@@ -1,6 +1,7 @@
 #include "qshard/export/model_writer.hpp"
 
 #include <fstream>
+#include <optional>
 
 #include "qshard/core/error.hpp"
 #include "qshard/export/shard_writer.hpp"
@@ -8,6 +9,17 @@
 #include "qshard/io/inspect.hpp"
 
 namespace qshard {
+namespace {
+
+// Norm weights and biases are 1-D in a Hugging Face checkpoint, everything else 2-D (a router of
+// one expert and Qwen2-MoE's shared-expert gate [1, hidden] too).
+bool is_vector(const std::string& name) {
+  const std::optional<TensorRef> ref = parse_tensor_name(name);
+  return ref.has_value() && (ref->field == "bias" || ref->field == "norm" ||
+                             ref->field.ends_with("layernorm") || ref->field.ends_with("_norm"));
+}
+
+}  // namespace
 
 ModelWriteResult write_hf_model(const WeightSource& source, const std::filesystem::path& directory,
                                 std::uint64_t max_shard_bytes, bool force) {
@@ -20,7 +32,7 @@ ModelWriteResult write_hf_model(const WeightSource& source, const std::filesyste
   for (const std::string& name : expected_tensor_names(config)) {
     const MatrixF values = source.load(name);
     const Shape shape =
-        values.rows() == 1 ? Shape{values.cols()} : Shape{values.rows(), values.cols()};
+        is_vector(name) ? Shape{values.cols()} : Shape{values.rows(), values.cols()};
     shards.add(name, Tensor::from_f32(values.values(), shape, dtype));
   }
   shards.finish();

@@ -74,6 +74,25 @@ TEST(MoeJob, EveryFamilyQuantizesIdenticallyOn1And2And4Ranks) {
   }
 }
 
+// qshard-inspect --write_synthetic writes a mixture of experts as a Hugging Face directory (the
+// shared-expert gate as [1, hidden]) that quantizes like the model generated on the fly.
+TEST(MoeJob, SyntheticMixtureWrittenToDiskQuantizesLikeTheGeneratedOne) {
+  TempDir dir("qshard-moe-written");
+  const std::string model = dir / "qwen2-moe";
+  const RunResult written =
+      run(app("qshard-inspect") + " --write-synthetic qwen2-moe-tiny --seed 5 --out " + model);
+  ASSERT_EQ(written.exit_code, 0) << written.output;
+  const std::string args =
+      str(" --samples ", kSamples, " --seq_len ", kSeqLen, " --backend cpu --quiet --out ");
+  const RunResult disk = run(quantize_command(2, "--model " + model + args + dir / "disk.h5"));
+  ASSERT_EQ(disk.exit_code, 0) << disk.output;
+  ASSERT_EQ(run(quantize_command(1, "--model synthetic:qwen2-moe-tiny --model_seed 5" + args +
+                                        dir / "generated.h5"))
+                .exit_code,
+            0);
+  EXPECT_EQ(compare_quantized_tensors(dir / "disk.h5", dir / "generated.h5"), "");
+}
+
 TEST(MoeJob, AllTokensReachEveryExpertsHessiansIdenticallyOnAnyRankCount) {
   TempDir dir("qshard-moe-all");
   const std::string args = job("mixtral-tiny") + "--moe_calibration all ";

@@ -216,6 +216,26 @@ def gptqmodel_quantize(model_dir: Path, calibration: np.ndarray, out: Path, *, b
     return out
 
 
+def write_generated_text(model, directory: Path, *, seq_len: int, calibration_rows: int = 64,
+                         evaluation_rows: int = 16, seed: int = 7) -> tuple[Path, Path]:
+    """Text of the model itself: sampled continuations of random first tokens, as little-endian
+    int32 rows of seq_len tokens, written as calib.i32 and eval.i32 (no row in both)."""
+    import torch
+
+    vocab = model.config.vocab_size
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        ids = torch.randint(0, vocab, (calibration_rows + evaluation_rows, 1), generator=generator)
+        for _ in range(seq_len - 1):
+            probs = torch.softmax(model(input_ids=ids).logits[:, -1].double(), dim=-1)
+            ids = torch.cat([ids, torch.multinomial(probs, 1, generator=generator)], dim=1)
+    rows = ids.numpy().astype("<i4")
+    calib, evaluation = directory / "calib.i32", directory / "eval.i32"
+    rows[:calibration_rows].tofile(calib)
+    rows[calibration_rows:].tofile(evaluation)
+    return calib, evaluation
+
+
 def record(name: str, result: dict) -> None:
     """Prints one result line; also writes it to $QSHARD_INTEROP_RESULTS/NAME.json if set."""
     result = {"test": name, "client": client_versions(), **result}

@@ -81,16 +81,7 @@ def moe(request, tmp_path_factory):
     expert = ("model.layers.0.block_sparse_moe.experts.3.w2.weight" if family == "mixtral"
               else "model.layers.0.mlp.experts.3.down_proj.weight")
     assert expert in names, sorted(names)  # the per-expert names qshard reads
-    generator = torch.Generator().manual_seed(7)
-    with torch.no_grad():
-        ids = torch.randint(0, VOCAB, (80, 1), generator=generator)
-        for _ in range(SEQ - 1):
-            probs = torch.softmax(model(input_ids=ids).logits[:, -1].double(), dim=-1)
-            ids = torch.cat([ids, torch.multinomial(probs, 1, generator=generator)], dim=1)
-    rows = ids.numpy().astype("<i4")
-    calib, evaluation = work / "calib.i32", work / "eval.i32"
-    rows[:64].tofile(calib)
-    rows[64:].tofile(evaluation)
+    calib, evaluation = interop.write_generated_text(model, work, seq_len=SEQ)
     return family, model, model_dir, calib, evaluation
 
 

@@ -47,18 +47,7 @@ def qwen3(tmp_path_factory):
     model.save_pretrained(model_dir, safe_serialization=True)
     saved = json.loads((model_dir / "config.json").read_text())
     assert saved["model_type"] == "qwen3" and saved["head_dim"] == 32
-    # Text of the model itself: sampled continuations of random first tokens.
-    generator = torch.Generator().manual_seed(7)
-    rows = []
-    with torch.no_grad():
-        ids = torch.randint(0, VOCAB, (80, 1), generator=generator)
-        for _ in range(SEQ - 1):
-            probs = torch.softmax(model(input_ids=ids).logits[:, -1].double(), dim=-1)
-            ids = torch.cat([ids, torch.multinomial(probs, 1, generator=generator)], dim=1)
-        rows = ids.numpy().astype("<i4")
-    calib, evaluation = work / "calib.i32", work / "eval.i32"
-    rows[:64].tofile(calib)
-    rows[64:].tofile(evaluation)
+    calib, evaluation = interop.write_generated_text(model, work, seq_len=SEQ)
     return model, model_dir, calib, evaluation
 
 
