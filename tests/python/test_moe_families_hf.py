@@ -110,6 +110,50 @@ def test_forward_matches_transformers(apps, moe, tmp_path):
     assert abs(theirs_ppl - ours["perplexity"]) / theirs_ppl < 1e-4
 
 
+def test_qwen2_moe_with_a_dense_layer_and_biases_matches_transformers(apps, tmp_path):
+    """mlp_only_layers (layer 1 a dense MLP inside a mixture of experts) and non-zero q/k/v
+    biases (transformers initialises them to zero): qshard's forward as transformers'."""
+    from transformers import Qwen2MoeConfig, Qwen2MoeForCausalLM
+
+    torch.manual_seed(11)
+    model = Qwen2MoeForCausalLM(Qwen2MoeConfig(
+        vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-6,
+        tie_word_embeddings=True, dtype="float32", num_experts=4, num_experts_per_tok=2,
+        moe_intermediate_size=48, shared_expert_intermediate_size=80, intermediate_size=96,
+        mlp_only_layers=[1], norm_topk_prob=False, use_sliding_window=False)).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.uniform_(0.5, 1.5)
+            elif name.endswith("_proj.bias"):
+                p.normal_(0.0, 0.1)
+            elif p.dim() >= 2:
+                p.normal_(0.0, 0.5 if name.endswith("mlp.gate.weight") else 0.15)
+    model_dir = tmp_path / "model"
+    model.save_pretrained(model_dir, safe_serialization=True)
+    assert "model.layers.1.mlp.gate_proj.weight" in interop_names(model_dir)  # layer 1: dense
+    tokens = np.random.default_rng(3).integers(0, VOCAB, (8, SEQ)).astype("<i4")
+    token_file = tmp_path / "tokens.i32"
+    tokens.tofile(token_file)
+    logits_file = tmp_path / "logits.f32"
+    interop.qshard_eval(model_dir, token_file, logits_out=logits_file, seq_len=SEQ,
+                        extra=("--backend", "cpu"))
+    ours = np.fromfile(logits_file, dtype="<f4").reshape(len(tokens), SEQ, VOCAB)
+    theirs = interop.logits(model, tokens)
+    scale = float(np.abs(theirs).max())
+    max_diff = float(np.abs(ours - theirs).max())
+    interop.record("qwen2_moe-dense-layer-forward", {"max_abs_logit": scale,
+                                                      "max_abs_logit_diff": max_diff})
+    assert max_diff / scale < 1e-4, (max_diff, scale)
+
+
+def interop_names(model_dir) -> set:
+    from safetensors import safe_open
+    with safe_open(model_dir / "model.safetensors", "pt") as f:
+        return set(f.keys())
+
+
 def expert_tokens(checkpoint, family: str) -> dict:
     """Layer 0's routed experts' gate modules: their @calibration_tokens by expert (h5dump, of
     the hdf5-tools that set-up installs)."""
