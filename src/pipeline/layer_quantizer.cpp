@@ -323,8 +323,8 @@ void release(Factors& factors, Hessians& hessians, Builders& builders, LayerTimi
   builders.clear();
 }
 
-// One pass over a stage's modules: accumulate, reduce, factorise, plan tiles, then solve and
-// exchange module by module.
+// One pass over a stage's modules: accumulate, reduce, factorise, plan tiles, solve every module's
+// tiles of this rank, then exchange module by module.
 void quantize_pass(const LayerContext& ctx, const LayerWeights& weights, ResidentLayer& layer,
                    const UnitStore& hidden, const std::vector<ModuleId>& modules,
                    LayerTimings& timings, LayerResults& results) {
@@ -338,10 +338,20 @@ void quantize_pass(const LayerContext& ctx, const LayerWeights& weights, Residen
   report_rare_experts(ctx, tokens);
   Factors factors = factorise(ctx, tokens, hessians, timings);
   const std::map<ModuleId, TileDeal> deals = deal_tiles(ctx, weights, modules);
-  begin(ctx, "solve and exchange " + names_of(modules), "modules", results.total, results.solved);
+  // Every module's tiles solved first, then exchanged module by module: a rank never waits in a
+  // module's exchange for another rank's solve (a routed expert's rows are all its owner's, so
+  // solving and exchanging one module at a time would leave the other ranks idle).
+  begin(ctx, "solve " + names_of(modules), "modules", static_cast<std::int64_t>(modules.size()));
+  std::vector<TileJob> jobs;
+  std::vector<std::unique_ptr<SolvedTiles>> solved;
   for (const ModuleId m : modules) {
-    const TileJob job = tile_job(ctx, m, deals.at(m), hessians, factors);
-    exchange(ctx, layer, solve(ctx, layer, job, timings), job, tokens.at(input_of(m)), timings,
+    jobs.push_back(tile_job(ctx, m, deals.at(m), hessians, factors));
+    solved.push_back(solve(ctx, layer, jobs.back(), timings));
+    advance(ctx, static_cast<std::int64_t>(solved.size()));
+  }
+  begin(ctx, "exchange " + names_of(modules), "modules", results.total, results.solved);
+  for (std::size_t i = 0; i < modules.size(); ++i) {
+    exchange(ctx, layer, std::move(solved[i]), jobs[i], tokens.at(input_of(modules[i])), timings,
              results);
     advance(ctx, ++results.solved);
   }
