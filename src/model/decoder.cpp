@@ -127,7 +127,7 @@ InputId input_of(ModuleId module) { return {input_of(module.linear), module.expe
 
 std::int64_t input_features(const ModelConfig& c, InputId input) {
   if (input.expert == kDense) return input_features(c, input.kind);
-  if (input.kind == LinearInput::Mlp) return c.hidden_size;
+  if (input.kind == LinearInput::Mlp) return c.hidden_size;  // an expert's, or kEveryExpert
   require(input.kind == LinearInput::MlpDown, "an expert has no attention input");
   return input.expert == kSharedExpert ? c.moe.shared_expert_intermediate
                                        : c.moe.expert_intermediate;

@@ -135,8 +135,9 @@ MatrixF moe_forward(const ModelConfig& config, const LayerWeights& w, const Matr
   std::vector<MatrixF> inputs;
   for (std::int64_t e = 0; e < moe.num_experts; ++e) {
     inputs.push_back(gather_rows(m, tokens[static_cast<std::size_t>(e)].rows));
-    emit({LinearInput::Mlp, static_cast<std::int32_t>(e)}, all_tokens ? m : inputs.back());
+    if (!all_tokens) emit({LinearInput::Mlp, static_cast<std::int32_t>(e)}, inputs.back());
   }
+  if (all_tokens) emit({LinearInput::Mlp, kEveryExpert}, m);
   if (shared) emit({LinearInput::Mlp, kSharedExpert}, m);
   if (stop_after == LinearInput::Mlp) return {};
 

@@ -28,6 +28,15 @@ bool holds(const LayerContext& ctx, std::int32_t expert) {
   return owner < 0 || owner == ctx.comm.rank();
 }
 
+// The input whose Hessian module `m` is solved against: its own, except a routed expert's gate/up
+// with moe_calibration = all, which share one (every token: the same Hessian for all of them).
+InputId hessian_input(const LayerContext& ctx, ModuleId m) {
+  const InputId own = input_of(m);
+  if (ctx.options.moe_calibration == "all" && m.expert >= 0 && own.kind == LinearInput::Mlp)
+    return {LinearInput::Mlp, kEveryExpert};
+  return own;
+}
+
 MatrixD identity(std::int64_t n) {
   MatrixD m(n, n);
   for (std::int64_t i = 0; i < n; ++i) m(i, i) = 1.0;
@@ -120,7 +129,7 @@ Builders make_builders(const LayerContext& ctx, const std::vector<ModuleId>& mod
   const ScopedTimer timer(timings.hessian);
   Builders builders;
   for (const ModuleId m : modules) {
-    const InputId input = input_of(m);
+    const InputId input = hessian_input(ctx, m);
     if (builders.count(input) == 0)
       builders[input] = ctx.backend.make_hessian(input_features(ctx.config, input));
   }
@@ -202,7 +211,8 @@ void report_rare_experts(const LayerContext& ctx, const Tokens& tokens) {
   std::string rare;
   std::int64_t count = 0;
   for (const auto& [input, n] : tokens) {
-    if (input.expert == kDense || input.kind != LinearInput::Mlp) continue;
+    if (input.expert == kDense || input.expert == kEveryExpert || input.kind != LinearInput::Mlp)
+      continue;
     if (n >= ctx.options.expert_min_tokens && n > 0) continue;
     ++count;
     rare += str(rare.empty() ? "" : ", ",
@@ -254,7 +264,7 @@ std::map<ModuleId, TileDeal> deal_tiles(const LayerContext& ctx, const LayerWeig
 
 TileJob tile_job(const LayerContext& ctx, ModuleId m, const TileDeal& deal,
                  const Hessians& hessians, const Factors& factors) {
-  const InputId input = input_of(m);
+  const InputId input = hessian_input(ctx, m);
   TileJob job;
   job.module = m;
   job.deal = &deal;
@@ -351,8 +361,8 @@ void quantize_pass(const LayerContext& ctx, const LayerWeights& weights, Residen
   }
   begin(ctx, "exchange " + names_of(modules), "modules", results.total, results.solved);
   for (std::size_t i = 0; i < modules.size(); ++i) {
-    exchange(ctx, layer, std::move(solved[i]), jobs[i], tokens.at(input_of(modules[i])), timings,
-             results);
+    exchange(ctx, layer, std::move(solved[i]), jobs[i], tokens.at(hessian_input(ctx, modules[i])),
+             timings, results);
     advance(ctx, ++results.solved);
   }
   release(factors, hessians, builders, timings);

@@ -49,7 +49,12 @@ enum class LinearInput : std::uint8_t {
   Mlp,              // gate, up: RMSNorm(hidden + attention) (an expert's: the tokens routed to it)
   MlpDown,          // down: silu(gate) * up
 };
-// One input of a layer: its kind and whose it is (kDense, kSharedExpert or a routed expert).
+// With ExpertCapture::All every routed expert's gate/up input is every token: one input for all of
+// them, InputId{Mlp, kEveryExpert}.
+inline constexpr std::int32_t kEveryExpert = -3;
+
+// One input of a layer: its kind and whose it is (kDense, kSharedExpert, a routed expert, or
+// kEveryExpert).
 struct InputId {
   // A kind alone names the dense module's input.
   constexpr InputId(LinearInput k = LinearInput::Attention,  // NOLINT: implicit on purpose
@@ -71,7 +76,7 @@ using CaptureFn = std::function<void(InputId input, const MatrixF& x)>;
 
 // Which tokens an expert's inputs are captured for: those routed to it (what the layer computes),
 // or every token (Hessians only, `--moe_calibration all`: the layer's output still uses the
-// routing).
+// routing; the routed experts' gate/up input is then captured once, as {Mlp, kEveryExpert}).
 enum class ExpertCapture : std::uint8_t { Routed, All };
 
 // cos/sin tables of the rotary embedding for positions [0, max_positions).

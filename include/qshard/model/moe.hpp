@@ -26,10 +26,10 @@ struct Routing {
 Routing route(const MoeConfig& moe, const MatrixF& logits);
 
 // The sparse MLP's output [tokens, hidden] for `m` ([samples * seq_len, hidden], RMSNorm-ed
-// hidden states). Calls `capture` with each expert's inputs ({Mlp, e} for every expert, then the
-// shared expert's; then the same for MlpDown), and returns an empty matrix right after the inputs
-// of kind `stop_after`. Each sample's products are its own: a sample's result does not depend on
-// the others in the batch.
+// hidden states). Calls `capture` with each expert's inputs ({Mlp, e} for every expert, or
+// {Mlp, kEveryExpert} once with ExpertCapture::All, then the shared expert's; then the same for
+// MlpDown), and returns an empty matrix right after the inputs of kind `stop_after`. Each sample's
+// products are its own: a sample's result does not depend on the others in the batch.
 MatrixF moe_forward(const ModelConfig& config, const LayerWeights& weights, const MatrixF& m,
                     std::int64_t seq_len, const CaptureFn& capture,
                     std::optional<LinearInput> stop_after, ExpertCapture expert_capture);
