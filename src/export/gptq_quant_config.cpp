@@ -47,11 +47,7 @@ std::vector<std::vector<std::string>> sequential_groups(const ModelConfig& confi
   std::vector<std::vector<std::string>> groups(4);
   for (std::int64_t l = 0; l < config.num_hidden_layers; ++l)
     for (const ModuleId m : layer_modules(config, l)) {
-      const std::size_t stage = m.linear == Linear::O                                ? 1
-                                : m.linear == Linear::Down                           ? 3
-                                : m.linear == Linear::Gate || m.linear == Linear::Up ? 2
-                                                                                     : 0;
-      std::vector<std::string>& group = groups[stage];
+      std::vector<std::string>& group = groups[static_cast<std::size_t>(input_of(m.linear))];
       const std::string path = module_path(config, m);
       if (std::find(group.begin(), group.end(), path) == group.end()) group.push_back(path);
     }

@@ -246,6 +246,13 @@ void ModelConfig::validate(const std::string_view source) const {
   }
 }
 
+bool ModelConfig::sparse_layer(const std::int64_t layer) const {
+  if (!is_moe()) return false;
+  for (const std::int64_t dense : moe.mlp_only_layers)
+    if (dense == layer) return false;
+  return (layer + 1) % moe.decoder_sparse_step == 0;
+}
+
 ModelConfig parse_model_config_text(const std::string_view json_text,
                                     const std::string_view source) {
   const json root = io_detail::parse_json_strict(json_text, source);

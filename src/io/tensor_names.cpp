@@ -74,13 +74,6 @@ std::optional<TensorRef> parse_expert(std::string_view rest, std::int64_t layer,
 
 }  // namespace
 
-bool ModelConfig::sparse_layer(const std::int64_t layer) const {
-  if (!is_moe()) return false;
-  for (const std::int64_t dense : moe.mlp_only_layers)
-    if (dense == layer) return false;
-  return (layer + 1) % moe.decoder_sparse_step == 0;
-}
-
 std::vector<ModuleId> layer_modules(const ModelConfig& config, const std::int64_t layer) {
   std::vector<ModuleId> modules;
   for (const Linear linear : {Linear::Q, Linear::K, Linear::V, Linear::O})
@@ -157,6 +150,23 @@ std::optional<Linear> parse_linear(std::string_view name) {
     if (name == full || name == full.substr(0, full.size() - 5)) return linear;  // "q" for "q_proj"
   }
   return std::nullopt;
+}
+
+LinearInput input_of(Linear linear) {
+  switch (linear) {
+    case Linear::Q:
+    case Linear::K:
+    case Linear::V:
+      return LinearInput::Attention;
+    case Linear::O:
+      return LinearInput::AttentionOutput;
+    case Linear::Gate:
+    case Linear::Up:
+      return LinearInput::Mlp;
+    case Linear::Down:
+      return LinearInput::MlpDown;
+  }
+  throw Error("invalid linear module");
 }
 
 std::string_view linear_parent(const Linear linear) {

@@ -106,23 +106,6 @@ void add_in_place(MatrixF& a, const MatrixF& b) {
 
 }  // namespace
 
-LinearInput input_of(Linear linear) {
-  switch (linear) {
-    case Linear::Q:
-    case Linear::K:
-    case Linear::V:
-      return LinearInput::Attention;
-    case Linear::O:
-      return LinearInput::AttentionOutput;
-    case Linear::Gate:
-    case Linear::Up:
-      return LinearInput::Mlp;
-    case Linear::Down:
-      return LinearInput::MlpDown;
-  }
-  throw Error("invalid linear module");
-}
-
 InputId input_of(ModuleId module) { return {input_of(module.linear), module.expert}; }
 
 std::int64_t input_features(const ModelConfig& c, InputId input) {

@@ -126,8 +126,7 @@ class SyntheticSource final : public WeightSource {
       if (std::find(modules.begin(), modules.end(), *ref->module) == modules.end()) return false;
       if (ref->field == "bias") return ref->module->dense() && has_bias(ref->module->linear);
       // Mixtral's and Qwen's expert spellings name the same module: only the family's own is here.
-      return name == (ref->field == "bias" ? module_bias_name(config_, ref->layer, *ref->module)
-                                           : module_weight_name(config_, ref->layer, *ref->module));
+      return name == module_weight_name(config_, ref->layer, *ref->module);
     }
     if (ref->field == "q_norm" || ref->field == "k_norm") return config_.qk_norm;
     if (ref->field == "router")

@@ -308,7 +308,8 @@ void record_module(const LayerContext& ctx, const TileJob& job, std::int64_t tok
   std::array<double, 2> damping = {0.0, 0.0};
   if (job.factor != nullptr)
     damping = {job.factor->damp_percent_used, static_cast<double>(job.factor->damp_steps)};
-  if (const int owner = owner_of(ctx, job.module.expert); owner >= 0 && r.method == "gptq")
+  if (const int owner = owner_of(ctx, hessian_input(ctx, job.module).expert);
+      owner >= 0 && r.method == "gptq")
     ctx.comm.broadcast(std::as_writable_bytes(std::span(damping)), owner);
   r.damp_percent_used = damping[0];
   r.damp_steps = static_cast<std::int64_t>(damping[1]);

@@ -87,6 +87,16 @@ inline constexpr Linear kAllLinears[] = {Linear::Q,    Linear::K,  Linear::V,   
 std::string_view linear_name(Linear linear);                // "q_proj", ..., "down_proj"
 std::optional<Linear> parse_linear(std::string_view name);  // accepts "q_proj" and "q"
 std::string_view linear_parent(Linear linear);              // "self_attn" or "mlp"
+
+// The kinds of input of a layer's linear modules (the groups solved one after the other with
+// true_sequential).
+enum class LinearInput : std::uint8_t {
+  Attention,        // q, k, v: RMSNorm(hidden)
+  AttentionOutput,  // o: the attention heads' output
+  Mlp,              // gate, up: RMSNorm(hidden + attention) (an expert's: the tokens routed to it)
+  MlpDown,          // down: silu(gate) * up
+};
+LinearInput input_of(Linear linear);
 // [out_features, in_features] of a decoder layer's linear module.
 std::pair<std::int64_t, std::int64_t> linear_shape(const ModelConfig& config, Linear linear);
 

@@ -42,13 +42,6 @@ struct LayerWeights {
   static LayerWeights load(const WeightSource& source, std::int64_t layer);
 };
 
-// The kinds of input of a layer's linear modules.
-enum class LinearInput : std::uint8_t {
-  Attention,        // q, k, v: RMSNorm(hidden)
-  AttentionOutput,  // o: the attention heads' output
-  Mlp,              // gate, up: RMSNorm(hidden + attention) (an expert's: the tokens routed to it)
-  MlpDown,          // down: silu(gate) * up
-};
 // With ExpertCapture::All every routed expert's gate/up input is every token: one input for all of
 // them, InputId{Mlp, kEveryExpert}.
 inline constexpr std::int32_t kEveryExpert = -3;
@@ -64,7 +57,6 @@ struct InputId {
   std::int32_t expert;
   friend auto operator<=>(const InputId&, const InputId&) = default;
 };
-LinearInput input_of(Linear linear);
 InputId input_of(ModuleId module);
 // Features of a linear input (hidden size, attention width or an MLP's intermediate size).
 std::int64_t input_features(const ModelConfig& config, LinearInput input);
