@@ -1,6 +1,8 @@
 // The mixture-of-experts MLP on the CPU (OpenBLAS for the products, one per sample and expert).
 #include "qshard/model/moe.hpp"
 
+#include <cblas.h>
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -54,15 +56,19 @@ std::vector<ExpertTokens> tokens_by_expert(const Routing& routing, std::int64_t 
 // y = x W^T over `x`'s rows sample by sample (the row ranges of `begin`): one product per sample.
 MatrixF per_sample_linear(const MatrixF& x, const MatrixF& weight,
                           const std::vector<std::size_t>& begin) {
+  require(x.cols() == weight.cols(), "moe: input of ", x.cols(), " features, weight expects ",
+          weight.cols());
   MatrixF y(x.rows(), weight.rows());
   for (std::size_t s = 0; s + 1 < begin.size(); ++s) {
     const auto r0 = static_cast<std::int64_t>(begin[s]),
                r1 = static_cast<std::int64_t>(begin[s + 1]);
-    if (r0 == r1) continue;
-    MatrixF part(r1 - r0, x.cols());
-    std::copy(x.data() + r0 * x.cols(), x.data() + r1 * x.cols(), part.data());
-    const MatrixF out = linear_forward(part, weight);
-    std::copy(out.data(), out.data() + out.size(), y.data() + r0 * y.cols());
+    if (r0 == r1 || weight.rows() == 0) continue;
+    // In place on the sample's rows: the product linear_forward makes of a copy of them.
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(r1 - r0),
+                static_cast<int>(weight.rows()), static_cast<int>(x.cols()), 1.0f,
+                x.data() + r0 * x.cols(), static_cast<int>(x.cols()), weight.data(),
+                static_cast<int>(weight.cols()), 0.0f, y.data() + r0 * y.cols(),
+                static_cast<int>(y.cols()));
   }
   return y;
 }
