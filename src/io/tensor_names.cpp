@@ -50,8 +50,6 @@ std::string_view mixtral_name(const Linear linear) {
   }
 }
 
-constexpr Linear kMlpLinears[] = {Linear::Gate, Linear::Up, Linear::Down};
-
 // "experts.N.<name>.weight|bias" after "mlp." or "block_sparse_moe.", with either spelling.
 std::optional<TensorRef> parse_expert(std::string_view rest, std::int64_t layer, bool mixtral) {
   std::int32_t expert = kSharedExpert;

@@ -227,18 +227,25 @@ void report_rare_experts(const LayerContext& ctx, const Tokens& tokens) {
 }
 
 // 3. Factorise: one factorisation per input this rank holds (GPTQ only), shared by its modules'
-// tiles; none for an input no token reached.
+// tiles; none for an input no token reached. All of the stage's at once: a GPU overlaps a sparse
+// layer's many small ones.
 Factors factorise(const LayerContext& ctx, const Tokens& tokens, const Hessians& hessians,
                   LayerTimings& timings) {
   Factors factors;
   if (ctx.options.method != "gptq") return factors;
-  begin(ctx, "factorise", "Hessians", static_cast<std::int64_t>(hessians.size()));
-  const ScopedTimer timer(timings.factor);
+  std::vector<InputId> inputs;
+  std::vector<const Hessian*> matrices;
   for (const auto& [input, h] : hessians) {
     if (tokens.at(input) == 0) continue;
-    factors[input] = ctx.backend.solver().factorize(*h, ctx.options.gptq);
-    advance(ctx, static_cast<std::int64_t>(factors.size()));
+    inputs.push_back(input);
+    matrices.push_back(h.get());
   }
+  begin(ctx, "factorise", "Hessians", static_cast<std::int64_t>(inputs.size()));
+  const ScopedTimer timer(timings.factor);
+  std::vector<std::shared_ptr<const Factorization>> results =
+      ctx.backend.solver().factorize_many(matrices, ctx.options.gptq);
+  for (std::size_t i = 0; i < inputs.size(); ++i) factors[inputs[i]] = std::move(results[i]);
+  advance(ctx, static_cast<std::int64_t>(inputs.size()));
   return factors;
 }
 

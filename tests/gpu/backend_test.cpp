@@ -28,23 +28,6 @@ TEST(CudaBackend, NoDeviceIsReportedNotThrown) {
   EXPECT_THROW(make_cuda_backend(count), Error);
 }
 
-// The CUDA backend has no mixture-of-experts forward yet: it says so by name, before any work.
-TEST(CudaBackend, RefusesMixturesOfExpertsByName) {
-  QSHARD_REQUIRE_GPU();
-  const auto backend = make_cuda_backend(0);
-  const auto source = open_synthetic_model("mixtral-tiny", 1);
-  const RotaryTable rope(source->config(), 16);
-  const LayerWeights weights = LayerWeights::load(*source, 0);
-  try {
-    (void)backend->load_layer(source->config(), weights, rope);
-    ADD_FAILURE() << "a mixtral layer was loaded on the CUDA backend";
-  } catch (const CollectiveError& e) {
-    EXPECT_NE(std::string(e.what()).find("mixtral's mixture-of-experts layers"), std::string::npos)
-        << e.what();
-    EXPECT_NE(std::string(e.what()).find("--backend cpu"), std::string::npos) << e.what();
-  }
-}
-
 TEST(CudaBackend, TilesOfASharedFactorisationStackToTheWholeSolve) {
   QSHARD_REQUIRE_GPU();
   const auto backend = make_cuda_backend(0);

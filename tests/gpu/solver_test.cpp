@@ -280,3 +280,49 @@ TEST(CudaSolver, ReportsBadInputs) {
 
 }  // namespace
 }  // namespace qshard
+
+namespace qshard {
+namespace {
+
+// A sparse layer's many factorisations overlapped on helper solvers: each result bitwise the
+// solver's own factorize() of the same Hessian (U, permutation, damping), whatever helper ran it,
+// and a bad Hessian's error reported as factorize() reports it.
+TEST(CudaSolver, ManyFactorisationsAtOnceEqualOneAtATimeBitwise) {
+  QSHARD_REQUIRE_GPU();
+  const cuda::CudaSolver gpu(0);
+  std::vector<std::shared_ptr<const Hessian>> owned;
+  std::vector<const Hessian*> hessians;
+  for (std::uint64_t i = 0; i < 9; ++i) {
+    const std::int64_t n = i % 3 == 0 ? 512 : 192;  // two shapes interleaved, as gate/up and down
+    owned.push_back(make_host_hessian(test::make_problem(300 + i, 4, n).hessian));
+    hessians.push_back(owned.back().get());
+  }
+  for (const bool act_order : {false, true}) {
+    const GptqOptions o = options_for(4, 64, act_order, false, false);
+    const std::vector<std::shared_ptr<const Factorization>> many = gpu.factorize_many(hessians, o);
+    ASSERT_EQ(many.size(), hessians.size());
+    for (std::size_t i = 0; i < hessians.size(); ++i) {
+      SCOPED_TRACE(str("hessian ", i, act_order ? " act_order" : ""));
+      const auto one = gpu.factorize(*hessians[i], o);
+      const auto& a = dynamic_cast<const cuda::DeviceFactor&>(*many[i]);
+      const auto& b = dynamic_cast<const cuda::DeviceFactor&>(*one);
+      EXPECT_EQ(a.perm, b.perm);
+      EXPECT_EQ(a.dead, b.dead);
+      EXPECT_EQ(a.damp_percent_used, b.damp_percent_used);
+      std::vector<float> ua(a.hinv_upper.size()), ub(b.hinv_upper.size());
+      ASSERT_EQ(ua.size(), ub.size());
+      a.hinv_upper.download(ua.data(), ua.size(), gpu.stream());
+      b.hinv_upper.download(ub.data(), ub.size(), gpu.stream());
+      ASSERT_EQ(cudaStreamSynchronize(gpu.stream()), cudaSuccess);
+      EXPECT_EQ(ua, ub) << "U differs from the one-at-a-time factorisation";
+    }
+  }
+  MatrixD bad = test::make_problem(399, 4, 192).hessian;
+  bad(3, 3) = std::nan("");
+  owned.push_back(make_host_hessian(bad));
+  hessians.push_back(owned.back().get());
+  EXPECT_THROW((void)gpu.factorize_many(hessians, options_for(4, 64, false, false, false)), Error);
+}
+
+}  // namespace
+}  // namespace qshard

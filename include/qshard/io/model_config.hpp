@@ -84,6 +84,8 @@ std::string to_json(const ModelConfig& config);  // a config.json body
 enum class Linear : std::uint8_t { Q, K, V, O, Gate, Up, Down };
 inline constexpr Linear kAllLinears[] = {Linear::Q,    Linear::K,  Linear::V,   Linear::O,
                                          Linear::Gate, Linear::Up, Linear::Down};
+// An MLP's (dense, or an expert's).
+inline constexpr Linear kMlpLinears[] = {Linear::Gate, Linear::Up, Linear::Down};
 std::string_view linear_name(Linear linear);                // "q_proj", ..., "down_proj"
 std::optional<Linear> parse_linear(std::string_view name);  // accepts "q_proj" and "q"
 std::string_view linear_parent(Linear linear);              // "self_attn" or "mlp"

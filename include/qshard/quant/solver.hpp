@@ -58,6 +58,10 @@ class Solver {
   // definite. A Hessian held by another backend is copied in.
   virtual std::shared_ptr<const Factorization> factorize(const Hessian& hessian,
                                                          const GptqOptions& options) const = 0;
+  // Many independent factorisations (a sparse layer's experts), in order; each result is bitwise
+  // the factorize() of its Hessian. By default one after another; a GPU solver overlaps them.
+  virtual std::vector<std::shared_ptr<const Factorization>> factorize_many(
+      const std::vector<const Hessian*>& hessians, const GptqOptions& options) const;
   // The same with U returned in host memory (double): for checks, tests and benchmarks.
   virtual HessianFactor factorize_host(const MatrixD& hessian,
                                        const GptqOptions& options) const = 0;

@@ -12,13 +12,6 @@
 namespace qshard {
 namespace {
 
-// What the CUDA decoder forward does not compute yet, refused before any work (every rank alike).
-void refuse_unsupported(const ModelConfig& config) {
-  if (config.is_moe())
-    throw CollectiveError(str("the CUDA backend does not run ", config.model_type,
-                              "'s mixture-of-experts layers yet: use --backend cpu"));
-}
-
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(int device) : device_(device), solver_(device) {
@@ -31,7 +24,6 @@ class CudaBackend final : public Backend {
   }
   std::unique_ptr<UnitStore> store_units(const ModelConfig& config,
                                          std::vector<MatrixF> units) const override {
-    refuse_unsupported(config);
     auto store = std::make_unique<cuda::DeviceUnits>(
         device_, cuda::activation_dtype_for(config.torch_dtype), config.hidden_size);
     for (MatrixF& unit : units) {
@@ -42,7 +34,6 @@ class CudaBackend final : public Backend {
   }
   std::unique_ptr<ResidentLayer> load_layer(const ModelConfig& config, const LayerWeights& weights,
                                             const RotaryTable& rope) const override {
-    refuse_unsupported(config);
     return std::make_unique<cuda::CudaLayer>(
         device_, config, weights, rope, cuda::activation_dtype_for(config.torch_dtype), &solver_);
   }

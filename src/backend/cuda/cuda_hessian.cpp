@@ -72,6 +72,10 @@ struct CudaHessianBuilder::State {
   std::int64_t* low() { return limbs.data() + packed; }
 
   // Throws for a non-finite partial reported by an earlier unit (synchronises).
+  // Sums the limbs of every rank through the host communicator: all-reduced (owner < 0) or
+  // reduced to `owner` only. Holds no lock (the caller does).
+  void host_sum(Communicator& comm, int owner);
+
   void check_finite() const {
     const std::uint64_t bad = error.fetch(stream.get());
     if (bad != kNoError) {
@@ -170,6 +174,24 @@ void CudaHessianBuilder::all_reduce(Communicator& comm) {
     return;
   }
   if (comm.size() == 1) return;
+  s.host_sum(comm, -1);
+}
+
+void CudaHessianBuilder::reduce_to(Communicator& comm, int owner) {
+  if (dynamic_cast<NcclCommunicator*>(&comm) != nullptr || comm.size() == 1) {
+    all_reduce(comm);  // NCCL: one all-reduce on the device limbs
+    return;
+  }
+  State& s = *state_;
+  const DeviceGuard guard(s.device);
+  const std::lock_guard lock(s.mutex);
+  s.check_finite();
+  s.host_sum(comm, owner);
+}
+
+void CudaHessianBuilder::State::host_sum(Communicator& comm, int owner) {
+  State& s = *this;
+  const cudaStream_t stream = s.stream.get();
   // The CPU builder's layout ([f^2 high][f^2 low][tokens], both triangles), so the sums agree
   // with CPU ranks too.
   const std::int64_t f = s.features;
@@ -191,7 +213,12 @@ void CudaHessianBuilder::all_reduce(Communicator& comm) {
       }
     }
   full.back() = s.tokens;
-  comm.all_reduce_sum(full);
+  if (owner < 0) {
+    comm.all_reduce_sum(full);
+  } else {
+    comm.reduce_sum(full, owner);
+    if (comm.rank() != owner) return;  // the sum is the owner's alone
+  }
   for (std::int64_t j = 0; j < f; ++j)
     for (std::int64_t i = j; i < f; ++i) {
       const std::size_t p = at(i, j);

@@ -35,6 +35,9 @@ class CudaHessianBuilder final : public HessianBuilder {
   std::int64_t features() const override;
   void add(const MatrixF& x) override;
   void all_reduce(Communicator& comm) override;
+  // Through the host communicator: an MPI reduce to `owner` (the others' limbs are then left as
+  // they were); with NCCL an all-reduce on the device.
+  void reduce_to(Communicator& comm, int owner) override;
   // A DeviceHessian (backend/cuda/cuda_solver.hpp): H stays on this device.
   std::shared_ptr<const Hessian> reduced() const override;
   double add_seconds() const override;

@@ -6,19 +6,14 @@
 #include <cstddef>
 
 #include "cuda_hessian.hpp"
+#include "cuda_layer_state.hpp"
 #include "cuda_tiles.hpp"
 #include "device.hpp"
 #include "forward_kernels.hpp"
+#include "moe_kernels.hpp"
 #include "qshard/backend/host_tiles.hpp"
 
 namespace qshard::cuda {
-namespace {
-
-// The CUDA layer holds the dense modules only (the backend refuses mixture-of-experts models).
-Linear dense_linear(ModuleId module) {
-  require(module.dense(), "the CUDA backend has no expert modules");
-  return module.linear;
-}
 
 cudaDataType cuda_type(DType dtype) {
   switch (dtype) {
@@ -33,23 +28,22 @@ cudaDataType cuda_type(DType dtype) {
   }
 }
 
-// Device bytes of `count` elements of `dtype`, growing on demand.
-class Scratch {
- public:
-  void* get(std::size_t bytes) {
-    buffer_.reserve(bytes);
-    return buffer_.data();
+namespace {
+
+// The linear modules `weights` holds: q, k, v, o, then the dense MLP's, or every routed expert's
+// and the shared expert's (as layer_modules orders them).
+std::vector<ModuleId> modules_of(const LayerWeights& weights) {
+  std::vector<ModuleId> modules;
+  for (const Linear l : {Linear::Q, Linear::K, Linear::V, Linear::O}) modules.emplace_back(l);
+  if (!weights.sparse()) {
+    for (const Linear l : kMlpLinears) modules.emplace_back(l);
+    return modules;
   }
-
- private:
-  DeviceBuffer<std::byte> buffer_;
-};
-
-std::byte* at(void* base, std::int64_t elements, std::size_t element_size) {
-  return static_cast<std::byte*>(base) + static_cast<std::size_t>(elements) * element_size;
-}
-const std::byte* at(const void* base, std::int64_t elements, std::size_t element_size) {
-  return static_cast<const std::byte*>(base) + static_cast<std::size_t>(elements) * element_size;
+  for (std::size_t e = 0; e < weights.experts.size(); ++e)
+    for (const Linear l : kMlpLinears) modules.emplace_back(l, static_cast<std::int32_t>(e));
+  if (!weights.shared_expert.gate.empty())
+    for (const Linear l : kMlpLinears) modules.emplace_back(l, kSharedExpert);
+  return modules;
 }
 
 }  // namespace
@@ -109,162 +103,160 @@ MatrixF DeviceUnits::unit(std::size_t index) const {
   return m;
 }
 
-struct CudaLayer::State {
-  State(int device_, const ModelConfig& config_, const LayerWeights& weights_,
-        const RotaryTable& rope_, DType activation_, const CudaSolver* solver_)
-      : device(device_),
-        solver(solver_),
-        config(config_),
-        weights(weights_),
-        rope(rope_),
-        activation(activation_),
-        type(cuda_type(activation_)),
-        element(kernels::activation_size(activation_)),
-        cublas(stream.get()) {}
+CudaLayer::State::State(int device_, const ModelConfig& config_, const LayerWeights& weights_,
+                        const RotaryTable& rope_, DType activation_, const CudaSolver* solver_)
+    : device(device_),
+      solver(solver_),
+      config(config_),
+      weights(weights_),
+      rope(rope_),
+      activation(activation_),
+      type(cuda_type(activation_)),
+      element(kernels::activation_size(activation_)),
+      cublas(stream.get()) {}
 
-  // Uploads module `l` (and its bias) converted to the activation dtype; with a solver, keeps the
-  // fp32 upload as the module's master copy for quantize_tiles.
-  void upload_linear(Linear l) {
-    const MatrixF& w = weights[l];
-    const auto i = static_cast<std::size_t>(l);
-    linear[i] = DeviceBuffer<std::byte>(w.size() * element);
-    DeviceBuffer<float> staging(w.size());
-    staging.upload(w.data(), w.size(), stream.get());
-    QSHARD_CUDA_CHECK(kernels::convert(staging.data(), DType::F32, linear[i].data(), activation,
-                                       w.size(), stream.get()));
-    stream.synchronize();  // before the staging buffer is freed or handed over
-    if (solver != nullptr) master[i] = std::move(staging);
-    const std::vector<float>& b = weights.bias[i];
-    bias[i] = DeviceBuffer<float>(b.size());
-    bias[i].upload(b.data(), b.size(), stream.get());
-    stream.synchronize();
+DeviceBuffer<std::byte> CudaLayer::State::upload_matrix(const MatrixF& w,
+                                                        DeviceBuffer<float>* keep_fp32) {
+  DeviceBuffer<std::byte> out(w.size() * element);
+  DeviceBuffer<float> staging(w.size());
+  staging.upload(w.data(), w.size(), stream.get());
+  QSHARD_CUDA_CHECK(
+      kernels::convert(staging.data(), DType::F32, out.data(), activation, w.size(), stream.get()));
+  stream.synchronize();  // before the staging buffer is freed or handed over
+  if (keep_fp32 != nullptr) *keep_fp32 = std::move(staging);
+  return out;
+}
+
+void CudaLayer::State::upload_module(ModuleId m) {
+  const MatrixF& w = weights[m];
+  DeviceModule& d = modules[m];
+  d.out = w.rows();
+  d.in = w.cols();
+  d.weight = upload_matrix(w, solver != nullptr ? &d.master : nullptr);
+  const std::vector<float>& b = weights.bias_of(m);
+  d.bias = DeviceBuffer<float>(b.size());
+  d.bias.upload(b.data(), b.size(), stream.get());
+  stream.synchronize();
+}
+
+void CudaLayer::State::upload_vector(DeviceBuffer<float>& buffer, const float* values,
+                                     std::size_t count) {
+  buffer = DeviceBuffer<float>(count);
+  buffer.upload(values, count, stream.get());
+}
+
+DeviceModule& CudaLayer::State::module(ModuleId m) {
+  const auto it = modules.find(m);
+  require(it != modules.end(), "CudaLayer: layer has no module ",
+          checkpoint_module_name(config, m));
+  return it->second;
+}
+
+void CudaLayer::State::gemm(const void* x, const void* w, std::int64_t out, std::int64_t in,
+                            void* y, cudaDataType y_type, std::int64_t tokens) {
+  if (tokens == 0 || out == 0) return;
+  const float one = 1.0f, zero = 0.0f;
+  const auto o = static_cast<int>(out), i = static_cast<int>(in);
+  QSHARD_CUDA_CHECK(cublasGemmEx(cublas.get(), CUBLAS_OP_T, CUBLAS_OP_N, o,
+                                 static_cast<int>(tokens), i, &one, w, type, i, x, type, i, &zero,
+                                 y, y_type, o, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+void CudaLayer::State::product(const void* x, ModuleId m, void* y, std::int64_t tokens) {
+  DeviceModule& d = module(m);
+  gemm(x, d.weight.data(), d.out, d.in, y, type, tokens);
+  if (!d.bias.empty())
+    QSHARD_CUDA_CHECK(kernels::add_bias(y, d.bias.data(), tokens, d.out, activation, stream.get()));
+}
+
+// Causal grouped-query attention of one sample (seq tokens): q [seq, q_dim], k/v [seq, kv_dim]
+// -> out [seq, q_dim]. Per query group g: scores of the heads g, g + group, ... in one
+// strided-batched product over the kv heads, the causal softmax of all heads, then P V likewise.
+void CudaLayer::State::attention(const void* q, const void* k, const void* v, void* out,
+                                 std::int64_t seq) {
+  const std::int64_t d = config.head_dim, heads = config.num_attention_heads;
+  const std::int64_t kv_heads = config.num_key_value_heads, group = heads / kv_heads;
+  const auto q_dim = static_cast<int>(config.q_dim()), kv_dim = static_cast<int>(config.kv_dim());
+  const std::int64_t square = seq * seq;
+  auto* s = static_cast<float*>(scores.get(static_cast<std::size_t>(heads * square) * 4));
+  void* p = probs.get(static_cast<std::size_t>(heads * square) * element);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d)), one = 1.0f, zero = 0.0f;
+  const auto n = static_cast<int>(seq), dd = static_cast<int>(d);
+  for (std::int64_t g = 0; g < group; ++g) {
+    // scores^T (keys x queries, column-major) = K_h (Q_h)^T for head h = b * group + g.
+    QSHARD_CUDA_CHECK(cublasGemmStridedBatchedEx(
+        cublas.get(), CUBLAS_OP_T, CUBLAS_OP_N, n, n, dd, &scale, k, type, kv_dim, d,
+        at(q, g * d, element), type, q_dim, group * d, &zero, s + g * square, CUDA_R_32F, n,
+        group * square, static_cast<int>(kv_heads), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   }
-
-  void upload_vector(DeviceBuffer<float>& buffer, const float* values, std::size_t count) {
-    buffer = DeviceBuffer<float>(count);
-    buffer.upload(values, count, stream.get());
+  QSHARD_CUDA_CHECK(kernels::causal_softmax(s, p, heads, seq, activation, stream.get()));
+  for (std::int64_t g = 0; g < group; ++g) {
+    // out_h^T (d x queries) = V_h^T P_h^T.
+    QSHARD_CUDA_CHECK(cublasGemmStridedBatchedEx(
+        cublas.get(), CUBLAS_OP_N, CUBLAS_OP_N, dd, n, n, &one, v, type, kv_dim, d,
+        at(p, g * square, element), type, n, group * square, &zero, at(out, g * d, element), type,
+        q_dim, group * d, static_cast<int>(kv_heads), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   }
+}
 
-  // y [tokens, out] = x [tokens, in] W^T (+ bias), fp32 accumulation.
-  void product(const void* x, Linear l, void* y, std::int64_t tokens) {
-    const auto i = static_cast<std::size_t>(l);
-    const auto out = static_cast<int>(weights[l].rows());
-    const auto in = static_cast<int>(weights[l].cols());
-    const float one = 1.0f, zero = 0.0f;
-    QSHARD_CUDA_CHECK(cublasGemmEx(cublas.get(), CUBLAS_OP_T, CUBLAS_OP_N, out,
-                                   static_cast<int>(tokens), in, &one, linear[i].data(), type, in,
-                                   x, type, in, &zero, y, type, out, CUBLAS_COMPUTE_32F,
-                                   CUBLAS_GEMM_DEFAULT));
-    if (!bias[i].empty())
-      QSHARD_CUDA_CHECK(
-          kernels::add_bias(y, bias[i].data(), tokens, out, activation, stream.get()));
+MatrixF CudaLayer::State::download(const void* x, std::int64_t tokens, std::int64_t features) {
+  MatrixF m(tokens, features);
+  auto* f32 = static_cast<float*>(staging_out.get(m.size() * sizeof(float)));
+  QSHARD_CUDA_CHECK(kernels::convert(x, activation, f32, DType::F32, m.size(), stream.get()));
+  QSHARD_CUDA_CHECK(cudaMemcpyAsync(m.data(), f32, m.size() * sizeof(float), cudaMemcpyDeviceToHost,
+                                    stream.get()));
+  stream.synchronize();
+  return m;
+}
+
+bool CudaLayer::State::deliver(const LayerTargets& targets, std::optional<LinearInput> stop_after,
+                               InputId input, const void* x, std::int64_t rows,
+                               std::int64_t features) {
+  if (HessianBuilder* builder = targets.hessian(input); builder != nullptr && rows > 0) {
+    auto* device_builder = dynamic_cast<CudaHessianBuilder*>(builder);
+    if (device_builder != nullptr && device_builder->device() == device)
+      device_builder->add_device(x, activation, rows, stream.get());
+    else
+      builder->add(download(x, rows, features));
   }
+  if (targets.capture && rows > 0) targets.capture(input, download(x, rows, features));
+  return stop_after && *stop_after == input.kind;
+}
 
-  // Causal grouped-query attention of one sample (seq tokens): q [seq, q_dim], k/v [seq, kv_dim]
-  // -> out [seq, q_dim]. Per query group g: scores of the heads g, g + group, ... in one
-  // strided-batched product over the kv heads, the causal softmax of all heads, then P V likewise.
-  void attention(const void* q, const void* k, const void* v, void* out, std::int64_t seq) {
-    const std::int64_t d = config.head_dim, heads = config.num_attention_heads;
-    const std::int64_t kv_heads = config.num_key_value_heads, group = heads / kv_heads;
-    const auto q_dim = static_cast<int>(config.q_dim()), kv_dim = static_cast<int>(config.kv_dim());
-    const std::int64_t square = seq * seq;
-    auto* s = static_cast<float*>(scores.get(static_cast<std::size_t>(heads * square) * 4));
-    void* p = probs.get(static_cast<std::size_t>(heads * square) * element);
-    const float scale = 1.0f / std::sqrt(static_cast<float>(d)), one = 1.0f, zero = 0.0f;
-    const auto n = static_cast<int>(seq), dd = static_cast<int>(d);
-    for (std::int64_t g = 0; g < group; ++g) {
-      // scores^T (keys x queries, column-major) = K_h (Q_h)^T for head h = b * group + g.
-      QSHARD_CUDA_CHECK(cublasGemmStridedBatchedEx(
-          cublas.get(), CUBLAS_OP_T, CUBLAS_OP_N, n, n, dd, &scale, k, type, kv_dim, d,
-          at(q, g * d, element), type, q_dim, group * d, &zero, s + g * square, CUDA_R_32F, n,
-          group * square, static_cast<int>(kv_heads), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    }
-    QSHARD_CUDA_CHECK(kernels::causal_softmax(s, p, heads, seq, activation, stream.get()));
-    for (std::int64_t g = 0; g < group; ++g) {
-      // out_h^T (d x queries) = V_h^T P_h^T.
-      QSHARD_CUDA_CHECK(cublasGemmStridedBatchedEx(
-          cublas.get(), CUBLAS_OP_N, CUBLAS_OP_N, dd, n, n, &one, v, type, kv_dim, d,
-          at(p, g * square, element), type, n, group * square, &zero, at(out, g * d, element), type,
-          q_dim, group * d, static_cast<int>(kv_heads), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    }
+bool CudaLayer::State::wants(const LayerTargets& targets, std::optional<LinearInput> stop_after,
+                             LinearInput kind) {
+  if (static_cast<bool>(targets.capture) || (stop_after && *stop_after == kind)) return true;
+  return std::any_of(targets.hessians.begin(), targets.hessians.end(),
+                     [kind](const auto& entry) { return entry.first.kind == kind; });
+}
+
+CudaLayer::State::UnitCache* CudaLayer::State::cache_of(const DeviceUnits& units,
+                                                        std::size_t index) {
+  if (cached_store != &units) {
+    cached_store = &units;
+    cache.clear();
+    cache.resize(units.size());
+    std::size_t need = 0;
+    const std::int64_t per_token =
+        config.q_dim() + config.hidden_size + (weights.sparse() ? 0 : weights[Linear::Gate].rows());
+    for (std::size_t i = 0; i < units.size(); ++i)
+      need += static_cast<std::size_t>(units.rows(i) * per_token) * element;
+    std::size_t driver_free = 0, total_bytes = 0;
+    QSHARD_CUDA_CHECK(cudaMemGetInfo(&driver_free, &total_bytes));
+    const std::size_t free_bytes = available_device_memory();  // the pool's idle memory too
+    const std::size_t reserve = std::max<std::size_t>(total_bytes / 4, std::size_t{8} << 30);
+    cache_enabled = free_bytes > need + reserve;
   }
+  return reuse_intermediates && cache_enabled ? &cache.at(index) : nullptr;
+}
 
-  // x [tokens, features] in the activation dtype -> host fp32 (synchronises).
-  MatrixF download(const void* x, std::int64_t tokens, std::int64_t features) {
-    MatrixF m(tokens, features);
-    auto* f32 = static_cast<float*>(staging_out.get(m.size() * sizeof(float)));
-    QSHARD_CUDA_CHECK(kernels::convert(x, activation, f32, DType::F32, m.size(), stream.get()));
-    QSHARD_CUDA_CHECK(cudaMemcpyAsync(m.data(), f32, m.size() * sizeof(float),
-                                      cudaMemcpyDeviceToHost, stream.get()));
-    stream.synchronize();
-    return m;
+void CudaLayer::State::invalidate(Linear l) {
+  for (UnitCache& u : cache) {
+    if (l == Linear::Q || l == Linear::K || l == Linear::V) u.heads_ok = false;
+    if (l != Linear::Gate && l != Linear::Up && l != Linear::Down) u.h_ok = false;
+    if (l != Linear::Down) u.act_ok = false;
   }
-
-  const int device;
-  const CudaSolver* solver;
-  const ModelConfig& config;
-  const LayerWeights& weights;
-  const RotaryTable& rope;
-  const DType activation;
-  const cudaDataType type;
-  const std::size_t element;
-  Stream stream;
-  CublasHandle cublas;
-  std::array<DeviceBuffer<std::byte>, 7> linear;
-  std::array<DeviceBuffer<float>, 7> master;  // fp32 weights of the modules not yet installed
-
-  // Intermediates of each calibration unit that a later forward of the same unit reuses (see
-  // UnitCache), for the units of one store; `cache_enabled` when they fit in device memory.
-  struct UnitCache {
-    DeviceBuffer<std::byte> heads;  // attention output [tokens, q_dim]: valid with q, k, v
-    DeviceBuffer<std::byte> h;      // hidden + o(heads) [tokens, hidden]: valid with q, k, v, o
-    DeviceBuffer<std::byte> act;    // SwiGLU output [tokens, inter]: also valid with gate, up
-    bool heads_ok = false, h_ok = false, act_ok = false;
-  };
-  const UnitStore* cached_store = nullptr;
-  std::vector<UnitCache> cache;
-  bool cache_enabled = false;
-  bool reuse_intermediates = true;
-
-  // The decoder forward (CudaLayer::forward_device), reusing and filling `cache` when given.
-  bool forward(const void* hidden, void* out, std::int64_t tokens, std::int64_t seq_len,
-               const LayerTargets& targets, std::optional<LinearInput> stop_after,
-               UnitCache* cache);
-
-  // The cache of unit `index` of `units`, or null when the caches of all of the store's units
-  // would not fit in device memory with room left for the solve (decided once per store).
-  UnitCache* cache_of(const DeviceUnits& units, std::size_t index) {
-    if (cached_store != &units) {
-      cached_store = &units;
-      cache.clear();
-      cache.resize(units.size());
-      std::size_t need = 0;
-      const std::int64_t per_token =
-          config.q_dim() + config.hidden_size + weights[Linear::Gate].rows();
-      for (std::size_t i = 0; i < units.size(); ++i)
-        need += static_cast<std::size_t>(units.rows(i) * per_token) * element;
-      std::size_t driver_free = 0, total_bytes = 0;
-      QSHARD_CUDA_CHECK(cudaMemGetInfo(&driver_free, &total_bytes));
-      const std::size_t free_bytes = available_device_memory();  // the pool's idle memory too
-      const std::size_t reserve = std::max<std::size_t>(total_bytes / 4, std::size_t{8} << 30);
-      cache_enabled = free_bytes > need + reserve;
-    }
-    return reuse_intermediates && cache_enabled ? &cache.at(index) : nullptr;
-  }
-
-  void invalidate(Linear l) {
-    for (UnitCache& u : cache) {
-      if (l == Linear::Q || l == Linear::K || l == Linear::V) u.heads_ok = false;
-      if (l != Linear::Gate && l != Linear::Up && l != Linear::Down) u.h_ok = false;
-      if (l != Linear::Down) u.act_ok = false;
-    }
-  }
-  std::array<DeviceBuffer<float>, 7> bias;
-  DeviceBuffer<float> input_norm, post_norm, cos, sin;
-  DeviceBuffer<float> q_norm, k_norm;  // Qwen3's per-head RMSNorm weights (qk_norm)
-  Scratch xn, q, k, v, heads, h, tmp, gate, up, scores, probs;
-  Scratch staging_in, staging_out, unit_in, unit_out;
-};
+}
 
 CudaLayer::CudaLayer(int device, const ModelConfig& config, const LayerWeights& weights,
                      const RotaryTable& rope, DType activation, const CudaSolver* solver,
@@ -279,7 +271,12 @@ CudaLayer::CudaLayer(int device, const ModelConfig& config, const LayerWeights& 
   state_ = std::make_unique<State>(device, config, weights, rope, activation, solver);
   state_->reuse_intermediates = reuse_intermediates;
   State& s = *state_;
-  for (const Linear l : kAllLinears) s.upload_linear(l);
+  for (const ModuleId m : modules_of(weights)) s.upload_module(m);
+  if (weights.sparse()) {
+    s.router = s.upload_matrix(weights.router);
+    if (!weights.shared_expert_gate.empty())
+      s.shared_expert_gate = s.upload_matrix(weights.shared_expert_gate);
+  }
   s.upload_vector(s.input_norm, weights.input_norm.data(), weights.input_norm.size());
   s.upload_vector(s.post_norm, weights.post_norm.data(), weights.post_norm.size());
   if (config.qk_norm) {
@@ -301,26 +298,25 @@ CudaLayer::~CudaLayer() {
 }
 
 void CudaLayer::refresh(ModuleId module) {
-  const Linear linear = dense_linear(module);
   const DeviceGuard guard(state_->device);
-  state_->upload_linear(linear);
-  state_->invalidate(linear);
+  state_->upload_module(module);
+  state_->invalidate(module.linear);
 }
 
-void CudaLayer::set_quantized(Linear linear, const DeviceQuantized& q,
+void CudaLayer::set_quantized(ModuleId module, const DeviceQuantized& q,
                               const std::vector<std::int32_t>& g_idx) {
   State& s = *state_;
-  const MatrixF& w = s.weights[linear];
-  require(q.rows == w.rows() && q.columns == w.cols(), "set_quantized: result [", q.rows, ", ",
-          q.columns, "] for ", linear_name(linear), " [", w.rows(), ", ", w.cols(), "]");
+  DeviceModule& d = s.module(module);
+  require(q.rows == d.out && q.columns == d.in, "set_quantized: result [", q.rows, ", ", q.columns,
+          "] for ", checkpoint_module_name(s.config, module), " [", d.out, ", ", d.in, "]");
   require(static_cast<std::int64_t>(g_idx.size()) == q.columns, "set_quantized: g_idx of ",
           g_idx.size(), " for ", q.columns, " columns");
   const DeviceGuard guard(s.device);
   DeviceBuffer<std::int32_t> groups(g_idx.size());
   groups.upload(g_idx.data(), g_idx.size(), s.stream.get());
-  QSHARD_CUDA_CHECK(kernels::dequantize(
-      q.codes.data(), q.scales.data(), q.zeros.data(), groups.data(), q.rows, q.columns, q.groups,
-      s.linear[static_cast<std::size_t>(linear)].data(), s.activation, s.stream.get()));
+  QSHARD_CUDA_CHECK(kernels::dequantize(q.codes.data(), q.scales.data(), q.zeros.data(),
+                                        groups.data(), q.rows, q.columns, q.groups, d.weight.data(),
+                                        s.activation, s.stream.get()));
   s.stream.synchronize();  // before `groups` is freed
 }
 
@@ -333,19 +329,18 @@ std::unique_ptr<SolvedTiles> CudaLayer::quantize_tiles(const TileJob& job) {
   require(s.solver != nullptr, "CudaLayer: loaded without a solver, cannot quantize");
   const CudaSolver& solver = *s.solver;
   const GptqOptions& o = *job.options;
-  const Linear linear = dense_linear(job.module);
-  const auto i = static_cast<std::size_t>(linear);
-  require(!s.master[i].empty(), "CudaLayer: ", linear_name(linear),
+  DeviceModule& d = s.module(job.module);
+  require(!d.master.empty(), "CudaLayer: ", checkpoint_module_name(s.config, job.module),
           " is already quantized in this layer");
   const DeviceGuard guard(s.device);
-  const std::int64_t n = s.weights[linear].cols();
+  const std::int64_t n = d.in;
   const TileDeal& deal = *job.deal;
   const std::vector<std::size_t> tiles = tiles_of(deal, job.rank);
   std::int64_t rows = 0;
   for (const std::size_t t : tiles) rows += deal[t].end - deal[t].begin;
 
   // This rank's rows, stacked in deal order (in place when they are one contiguous range).
-  const float* w = s.master[i].data();
+  const float* w = d.master.data();
   DeviceBuffer<float> stacked;
   const bool contiguous =
       tiles.empty() || deal[tiles.back()].end - deal[tiles.front()].begin == rows;
@@ -367,11 +362,20 @@ std::unique_ptr<SolvedTiles> CudaLayer::quantize_tiles(const TileJob& job) {
     }
   }
 
-  // The Hessian where it is, or uploaded when it lives elsewhere.
+  // The Hessian where it is, or uploaded when it lives elsewhere. A rank without tiles of the
+  // module (a routed expert another rank owns) may have neither Hessian nor factorisation: it
+  // contributes no rows, and the module's g_idx comes from the owner in the exchange.
   const auto* device_h = dynamic_cast<const DeviceHessian*>(job.hessian);
   DeviceBuffer<double> uploaded_h;
   const double* h = nullptr;
-  if (device_h != nullptr && device_h->device() == s.device) {
+  const TileJob own = [&] {
+    TileJob j = job;
+    if (rows == 0) j.factor = nullptr;
+    return j;
+  }();
+  if (rows == 0) {
+    // nothing to solve or to measure
+  } else if (device_h != nullptr && device_h->device() == s.device) {
     h = device_h->data();
   } else {
     const MatrixD host = job.hessian->to_host();
@@ -390,12 +394,14 @@ std::unique_ptr<SolvedTiles> CudaLayer::quantize_tiles(const TileJob& job) {
   rtn.g_idx_device = DeviceBuffer<std::int32_t>(rtn.g_idx.size());
   rtn.g_idx_device.upload(rtn.g_idx.data(), rtn.g_idx.size(), s.stream.get());
   s.stream.synchronize();
-  const std::vector<double> rtn_rows = solver.row_objectives(w, rtn.q, rtn.g_idx_device.data(), h);
+  const std::vector<double> rtn_rows =
+      rows == 0 ? std::vector<double>{}
+                : solver.row_objectives(w, rtn.q, rtn.g_idx_device.data(), h);
 
   std::vector<double> result_rows = rtn_rows;
   DeviceRows result;
-  if (job.factor != nullptr) {
-    const std::shared_ptr<const DeviceFactor> factor = solver.device_factor(*job.factor);
+  if (own.factor != nullptr) {
+    const std::shared_ptr<const DeviceFactor> factor = solver.device_factor(*own.factor);
     result.device = s.device;
     result.bits = o.quant.bits;
     result.group_size = o.quant.group_size;
@@ -424,23 +430,22 @@ std::unique_ptr<SolvedTiles> CudaLayer::quantize_tiles(const TileJob& job) {
 }
 
 void CudaLayer::install(ModuleId id, const QuantizedModule& module) {
-  const Linear linear = dense_linear(id);
   State& s = *state_;
+  DeviceModule& d = s.module(id);
   const auto* device_module = dynamic_cast<const CudaQuantizedModule*>(&module);
   require(device_module != nullptr && device_module->rows().device == s.device,
           "CudaLayer: quantized module held by another backend or device");
   const DeviceRows& rows = device_module->rows();
-  const MatrixF& w = s.weights[linear];
-  require(rows.q.rows == w.rows() && rows.q.columns == w.cols(), "install: module [", rows.q.rows,
-          ", ", rows.q.columns, "] for ", linear_name(linear), " [", w.rows(), ", ", w.cols(), "]");
+  require(rows.q.rows == d.out && rows.q.columns == d.in, "install: module [", rows.q.rows, ", ",
+          rows.q.columns, "] for ", checkpoint_module_name(s.config, id), " [", d.out, ", ", d.in,
+          "]");
   const DeviceGuard guard(s.device);
   QSHARD_CUDA_CHECK(kernels::dequantize(
       rows.q.codes.data(), rows.q.scales.data(), rows.q.zeros.data(), rows.g_idx_device.data(),
-      rows.q.rows, rows.q.columns, rows.q.groups, s.linear[static_cast<std::size_t>(linear)].data(),
-      s.activation, s.stream.get()));
+      rows.q.rows, rows.q.columns, rows.q.groups, d.weight.data(), s.activation, s.stream.get()));
   s.stream.synchronize();
-  s.master[static_cast<std::size_t>(linear)] = DeviceBuffer<float>();
-  s.invalidate(linear);
+  d.master = DeviceBuffer<float>();
+  s.invalidate(id.linear);
 }
 
 DType CudaLayer::activation() const { return state_->activation; }
@@ -460,15 +465,11 @@ bool CudaLayer::State::forward(const void* hidden, void* out, std::int64_t token
   const cudaStream_t stream = s.stream.get();
   const std::size_t e = s.element;
   const std::int64_t hidden_size = c.hidden_size, q_dim = c.q_dim(), kv_dim = c.kv_dim();
-  const std::int64_t inter = s.weights[Linear::Gate].rows();
+  const std::int64_t inter = s.weights.sparse() ? 0 : s.weights[Linear::Gate].rows();
   const auto elements = [tokens](std::int64_t features) {
     return static_cast<std::size_t>(tokens * features);
   };
-  // Whether the caller wants a linear input (for Hessians, captures, or to stop there).
-  const auto wanted = [&](LinearInput input) {
-    return targets.hessian({input, kDense}) != nullptr || static_cast<bool>(targets.capture) ||
-           (stop_after && *stop_after == input);
-  };
+  const auto wanted = [&](LinearInput kind) { return wants(targets, stop_after, kind); };
   // The unit's cached buffer (grown to `bytes`), or scratch without a cache.
   const auto buffer = [&](DeviceBuffer<std::byte>* cached, Scratch& scratch, std::size_t bytes) {
     if (cached == nullptr) return scratch.get(bytes);
@@ -476,15 +477,7 @@ bool CudaLayer::State::forward(const void* hidden, void* out, std::int64_t token
     return static_cast<void*>(cached->data());
   };
   const auto deliver = [&](LinearInput input, const void* x, std::int64_t features) {
-    if (HessianBuilder* builder = targets.hessian({input, kDense})) {
-      auto* device_builder = dynamic_cast<CudaHessianBuilder*>(builder);
-      if (device_builder != nullptr && device_builder->device() == s.device)
-        device_builder->add_device(x, s.activation, tokens, stream);
-      else
-        builder->add(s.download(x, tokens, features));
-    }
-    if (targets.capture) targets.capture({input, kDense}, s.download(x, tokens, features));
-    return stop_after && *stop_after == input;
+    return s.deliver(targets, stop_after, {input, kDense}, x, tokens, features);
   };
 
   // Each stage's result comes from the unit's cache when the modules it depends on have not
@@ -538,6 +531,13 @@ bool CudaLayer::State::forward(const void* hidden, void* out, std::int64_t token
   if (!act_cached || wanted(LinearInput::Mlp)) {
     QSHARD_CUDA_CHECK(kernels::rms_norm(h, s.post_norm.data(), static_cast<float>(c.rms_norm_eps),
                                         xn, tokens, hidden_size, s.activation, stream));
+    if (s.weights.sparse()) {
+      auto* acc = static_cast<float*>(s.accumulator.get(elements(hidden_size) * sizeof(float)));
+      if (!s.sparse_mlp(xn, tokens, targets, stop_after, acc)) return false;
+      QSHARD_CUDA_CHECK(
+          kernels::add_accumulator(h, acc, out, elements(hidden_size), s.activation, stream));
+      return true;
+    }
     if (deliver(LinearInput::Mlp, xn, hidden_size)) return false;
   }
 

@@ -69,9 +69,9 @@ class CudaLayer final : public ResidentLayer {
   CudaLayer& operator=(const CudaLayer&) = delete;
 
   void refresh(ModuleId module) override;
-  // Replaces module `linear` on the device only by the dequantized GPTQ result `q` (solved on
+  // Replaces module `module` on the device only by the dequantized GPTQ result `q` (solved on
   // this device; g_idx as CudaSolver::g_idx gives it). The host weights are not changed.
-  void set_quantized(Linear linear, const DeviceQuantized& q,
+  void set_quantized(ModuleId module, const DeviceQuantized& q,
                      const std::vector<std::int32_t>& g_idx);
   // Host in, host out (fp32): uploads the unit, forwards it, downloads the result.
   MatrixF forward(const MatrixF& hidden, std::int64_t seq_len, const LayerTargets& targets = {},

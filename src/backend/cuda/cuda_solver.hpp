@@ -16,6 +16,7 @@
 // are solved with it, and two runs are bitwise equal.
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "device.hpp"
@@ -68,6 +69,9 @@ struct CudaSolverOptions {
   // Rows per GEMM panel: the trailing update runs on fixed [panel_rows, *] shapes (rows padded),
   // which keeps a row's result independent of the others. A multiple of 16.
   std::int64_t panel_rows = 128;
+  // factorize_many: how many factorisations run at once, each on its own stream and host thread
+  // (a sparse layer's experts: hundreds of small ones that one at a time leave the GPU idle).
+  int concurrent_factorizations = 4;
 };
 
 class CudaSolver final : public Solver {
@@ -83,6 +87,10 @@ class CudaSolver final : public Solver {
   std::shared_ptr<const Factorization> factorize(const Hessian& hessian,
                                                  const GptqOptions& options) const override;
   HessianFactor factorize_host(const MatrixD& hessian, const GptqOptions& options) const override;
+  // Up to options.concurrent_factorizations at once, on helper solvers of this device (their own
+  // streams and handles); each result bitwise the factorize() of its Hessian.
+  std::vector<std::shared_ptr<const Factorization>> factorize_many(
+      const std::vector<const Hessian*>& hessians, const GptqOptions& options) const override;
   // Against a DeviceFactor of this device, or a host factorisation (uploaded for the call).
   QuantizedWeight solve(const MatrixF& weight, const Factorization& factor,
                         const GptqOptions& options) const override;
@@ -124,6 +132,7 @@ class CudaSolver final : public Solver {
 
   int device() const;
   cudaStream_t stream() const;
+  const CudaSolverOptions& solver_options() const;
 
  private:
   // Factorises h (on the device; overwritten), the solver's mutex held.
@@ -135,6 +144,8 @@ class CudaSolver final : public Solver {
 
   struct State;
   std::unique_ptr<State> state_;
+  mutable std::mutex helpers_mutex_;
+  mutable std::vector<std::unique_ptr<CudaSolver>> helpers_;  // factorize_many's, made on first use
 };
 
 }  // namespace qshard::cuda

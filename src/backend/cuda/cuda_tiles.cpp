@@ -1,6 +1,7 @@
 #include "cuda_tiles.hpp"
 
 #include <algorithm>
+#include <span>
 
 #include "nccl_communicator.hpp"
 #include "qshard/backend/host_tiles.hpp"
@@ -72,8 +73,14 @@ DeviceRows nccl_gather(NcclCommunicator& nccl, DeviceRows& mine, const TileDeal&
   }
   stream.synchronize();
   nccl.check_async();
+  // The g_idx of the rank that solved the first tile (a routed expert's rows are all its owner's:
+  // the others have no factorisation, hence no act_order permutation).
   module.g_idx = std::move(mine.g_idx);
-  module.g_idx_device = std::move(mine.g_idx_device);
+  if (!deal.empty())
+    nccl.broadcast(std::as_writable_bytes(std::span(module.g_idx)), deal.front().owner);
+  module.g_idx_device = DeviceBuffer<std::int32_t>(module.g_idx.size());
+  module.g_idx_device.upload(module.g_idx.data(), module.g_idx.size(), stream.get());
+  stream.synchronize();
   return module;
 }
 

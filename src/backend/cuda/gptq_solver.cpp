@@ -82,6 +82,7 @@ CudaSolver::~CudaSolver() {
 }
 
 int CudaSolver::device() const { return state_->device; }
+const CudaSolverOptions& CudaSolver::solver_options() const { return state_->options; }
 cudaStream_t CudaSolver::stream() const { return state_->stream.get(); }
 
 std::shared_ptr<const DeviceFactor> CudaSolver::factorize_device(const MatrixD& hessian,
