@@ -23,13 +23,7 @@
 namespace qshard {
 namespace {
 
-MatrixF random_hidden(std::uint64_t seed, std::int64_t rows, std::int64_t cols) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal;
-  MatrixF m(rows, cols);
-  for (float& v : m.values()) v = normal(rng);
-  return m;
-}
+using test::random_hidden;
 
 double max_abs(const MatrixF& m) {
   double best = 0.0;

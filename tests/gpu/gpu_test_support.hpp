@@ -5,10 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <random>
 #include <string>
 
 #include "qshard/backend/cuda_backend.hpp"
 #include "qshard/comm/communicator.hpp"
+#include "qshard/core/matrix.hpp"
 #include "qshard/quant/quantized_weight.hpp"
 
 namespace qshard::test {
@@ -67,6 +69,15 @@ inline bool bitwise_equal(const QuantizedWeight& a, const QuantizedWeight& b) {
   return a.codes == b.codes && a.zeros == b.zeros && a.g_idx == b.g_idx &&
          a.scales.size() == b.scales.size() &&
          std::memcmp(a.scales.data(), b.scales.data(), a.scales.size() * sizeof(float)) == 0;
+}
+
+// Hidden states [rows, cols] of standard normal values (seeded).
+inline MatrixF random_hidden(std::uint64_t seed, std::int64_t rows, std::int64_t cols) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal;
+  MatrixF m(rows, cols);
+  for (float& v : m.values()) v = normal(rng);
+  return m;
 }
 
 }  // namespace qshard::test

@@ -27,13 +27,7 @@ namespace {
 
 constexpr const char* kFamilies[] = {"mixtral-tiny", "qwen2-moe-tiny", "qwen3-moe-tiny"};
 
-MatrixF random_hidden(std::uint64_t seed, std::int64_t rows, std::int64_t cols) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal;
-  MatrixF m(rows, cols);
-  for (float& v : m.values()) v = normal(rng);
-  return m;
-}
+using test::random_hidden;
 
 // ||a - b||_F / ||b||_F
 double relative_error(const MatrixF& a, const MatrixF& b) {
