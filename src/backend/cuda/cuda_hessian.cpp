@@ -190,44 +190,22 @@ void CudaHessianBuilder::reduce_to(Communicator& comm, int owner) {
 }
 
 void CudaHessianBuilder::State::host_sum(Communicator& comm, int owner) {
-  State& s = *this;
-  const cudaStream_t stream = s.stream.get();
-  // The CPU builder's layout ([f^2 high][f^2 low][tokens], both triangles), so the sums agree
-  // with CPU ranks too.
-  const std::int64_t f = s.features;
-  const std::size_t square = static_cast<std::size_t>(f) * static_cast<std::size_t>(f);
-  std::vector<std::int64_t> packed(2 * s.packed);
-  s.limbs.download(packed.data(), packed.size(), stream);
-  s.stream.synchronize();
-  std::vector<std::int64_t> full(2 * square + 1);
-  const auto at = [f](std::int64_t i, std::int64_t j) {
-    return static_cast<std::size_t>(j * f - j * (j - 1) / 2 + (i - j));
-  };
-  for (std::int64_t j = 0; j < f; ++j)
-    for (std::int64_t i = j; i < f; ++i) {
-      const std::size_t p = at(i, j);
-      for (const std::size_t base : {std::size_t{0}, square}) {
-        const std::int64_t v = packed[(base == 0 ? 0 : s.packed) + p];
-        full[base + static_cast<std::size_t>(i * f + j)] = v;
-        full[base + static_cast<std::size_t>(j * f + i)] = v;
-      }
-    }
-  full.back() = s.tokens;
+  const cudaStream_t s = stream.get();
+  // The packed limbs and the token count (the buffer's last slot), summed as integers: every rank
+  // of a job runs the same backend, so the device layout travels as it is (half of the square).
+  std::vector<std::int64_t> values(limbs.size());
+  limbs.upload(&tokens, 1, s, 2 * packed);
+  limbs.download(values.data(), values.size(), s);
+  stream.synchronize();
   if (owner < 0) {
-    comm.all_reduce_sum(full);
+    comm.all_reduce_sum(values);
   } else {
-    comm.reduce_sum(full, owner);
+    comm.reduce_sum(values, owner);
     if (comm.rank() != owner) return;  // the sum is the owner's alone
   }
-  for (std::int64_t j = 0; j < f; ++j)
-    for (std::int64_t i = j; i < f; ++i) {
-      const std::size_t p = at(i, j);
-      packed[p] = full[static_cast<std::size_t>(i * f + j)];
-      packed[s.packed + p] = full[square + static_cast<std::size_t>(i * f + j)];
-    }
-  s.tokens = full.back();
-  s.limbs.upload(packed.data(), packed.size(), stream);
-  s.stream.synchronize();
+  limbs.upload(values.data(), values.size(), s);
+  tokens = values.back();
+  stream.synchronize();
 }
 
 double CudaHessianBuilder::add_seconds() const {

@@ -5,8 +5,8 @@
 // kernel adds the lower triangle, rounded exactly as quant/hessian.hpp's to_fixed_limbs, to packed
 // int64 limbs on the device. Integer sums are order-independent; the GEMM shape is fixed per unit,
 // so the result is bitwise reproducible and independent of the rank count. all_reduce() uses
-// NCCL on the device limbs when given an NcclCommunicator, else the host communicator on the CPU
-// builder's layout (so CPU and CUDA ranks could even be mixed).
+// NCCL on the device limbs when given an NcclCommunicator, else the host communicator on a host
+// copy of the same packed limbs (every rank of a job runs the same backend).
 //
 // Non-finite inputs are reported at the next synchronising call (all_reduce, hessian, sum).
 #include <cuda_runtime_api.h>
