@@ -2,6 +2,7 @@
 #include <cblas.h>
 
 #include <iostream>
+#include <memory>
 #include <string>
 
 #include "qshard/backend/backend.hpp"
@@ -10,6 +11,7 @@
 #include "qshard/core/signal_messages.hpp"
 #include "qshard/io/hdf5_app.hpp"
 #include "qshard/pipeline/backend_factory.hpp"
+#include "qshard/pipeline/layer_groups.hpp"
 #include "qshard/pipeline/quantize_job.hpp"
 
 namespace {
@@ -63,12 +65,29 @@ int main(int argc, char** argv) {
         const auto backend = qshard::make_backend(options.backend, local_rank, mpi_only);
         if (options.collectives == "nccl" && backend->name() != "cuda")
           throw qshard::CollectiveError("--collectives nccl needs the cuda backend");
+        // --layer_groups: each group's own ranks (contiguous), for its layers' collectives.
+        std::unique_ptr<qshard::MpiCommunicator> group;
+        if (options.layer_groups > 1) {
+          const int color = [&] {
+            try {  // the same rank count on every rank: every rank fails alike
+              return qshard::group_of_rank(comm.rank(), comm.size(), options.layer_groups);
+            } catch (const qshard::Error& e) {
+              throw qshard::CollectiveError(e.what());
+            }
+          }();
+          group = comm.split(color);
+        }
+        qshard::MpiCommunicator& group_host = group ? *group : comm;
         // NCCL moves the CUDA backend's device buffers (Hessian limbs); MPI everything else.
         const auto device_comm =
-            mpi_only ? nullptr : qshard::make_device_communicator(comm, *backend, local_rank);
-        qshard::Communicator& job_comm = device_comm ? *device_comm : comm;
+            mpi_only ? nullptr : qshard::make_device_communicator(group_host, *backend, local_rank);
+        qshard::Communicator& group_comm =
+            device_comm ? *device_comm : static_cast<qshard::Communicator&>(group_host);
         const qshard::JobResult result =
-            qshard::run_quantize_job(options, job_comm, *backend, command_line, std::cout);
+            options.layer_groups > 1
+                ? qshard::run_quantize_job(options, {comm, group_comm}, *backend, command_line,
+                                           std::cout)
+                : qshard::run_quantize_job(options, group_comm, *backend, command_line, std::cout);
         return result.completed ? 0 : qshard::kStoppedExitCode;
       },
       std::cerr);

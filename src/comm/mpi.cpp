@@ -134,6 +134,40 @@ bool MpiCommunicator::any(bool failed) {
   return flag != 0;
 }
 
+void MpiCommunicator::send(std::span<const std::byte> bytes, int dest) {
+  long long size = static_cast<long long>(bytes.size());
+  check_mpi(MPI_Send(&size, 1, MPI_LONG_LONG, dest, 0, comm_), "MPI_Send(size)");
+  constexpr std::size_t kChunk = std::size_t{1} << 30;
+  for (std::size_t offset = 0; offset < bytes.size(); offset += kChunk) {
+    const std::size_t n = std::min(kChunk, bytes.size() - offset);
+    check_mpi(MPI_Send(bytes.data() + offset, static_cast<int>(n), MPI_BYTE, dest, 1, comm_),
+              "MPI_Send");
+  }
+}
+
+std::vector<std::byte> MpiCommunicator::receive(int source) {
+  long long size = 0;
+  check_mpi(MPI_Recv(&size, 1, MPI_LONG_LONG, source, 0, comm_, MPI_STATUS_IGNORE),
+            "MPI_Recv(size)");
+  std::vector<std::byte> bytes(static_cast<std::size_t>(size));
+  constexpr std::size_t kChunk = std::size_t{1} << 30;
+  for (std::size_t offset = 0; offset < bytes.size(); offset += kChunk) {
+    const std::size_t n = std::min(kChunk, bytes.size() - offset);
+    check_mpi(MPI_Recv(bytes.data() + offset, static_cast<int>(n), MPI_BYTE, source, 1, comm_,
+                       MPI_STATUS_IGNORE),
+              "MPI_Recv");
+  }
+  return bytes;
+}
+
+std::unique_ptr<MpiCommunicator> MpiCommunicator::split(int color) const {
+  MPI_Comm part = MPI_COMM_NULL;
+  check_mpi(MPI_Comm_split(comm_, color, rank_, &part), "MPI_Comm_split");
+  auto out = std::make_unique<MpiCommunicator>(part);  // duplicates it
+  MPI_Comm_free(&part);
+  return out;
+}
+
 void SelfCommunicator::abort(int exit_code) { std::_Exit(exit_code); }
 
 int launcher_local_rank() {

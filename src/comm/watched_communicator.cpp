@@ -55,6 +55,16 @@ void WatchedCommunicator::abort(int exit_code) {
   std::_Exit(exit_code);  // not reached
 }
 
+void WatchedCommunicator::send(std::span<const std::byte> bytes, int dest) {
+  const auto wait = watch("a send to another rank", "a send to another rank");
+  inner_.send(bytes, dest);
+}
+
+std::vector<std::byte> WatchedCommunicator::receive(int source) {
+  const auto wait = watch("a receive from another rank", "a receive from another rank");
+  return inner_.receive(source);
+}
+
 bool WatchedCommunicator::any(bool failed) {
   const auto wait = watch("an agreement of the ranks", "an agreement of the ranks");
   return inner_.any(failed);

@@ -102,6 +102,13 @@ po::options_description describe_options(JobOptions& o, Raw& raw) {
       "mixture-of-experts models: the routed experts whose partial Hessians are accumulated in one "
       "forward of the calibration units (0: all of a layer's); each rank then holds that many "
       "experts' partial Hessians at a time, at one more forward per batch (results unchanged)");
+  add("layer_groups", po::value(&o.layer_groups)->default_value(o.layer_groups),
+      "layer-parallel mode: split the ranks into this many equal contiguous groups and the layers "
+      "into as many contiguous blocks (balanced by parameters); after one floating-point forward "
+      "that hands each group its block's inputs, all groups quantize their blocks at once. Unlike "
+      "the sequential job (1), a block's first layer sees the previous block's floating-point "
+      "outputs, not its quantized ones (docs/QUALITY.md measures the cost). The rank count must "
+      "be a multiple; the parts directory must be visible to every group's first rank");
   add("out", po::value(&o.out)->default_value(o.out),
       "HDF5 checkpoint to write (written as OUT.tmp and renamed when complete)");
   add("force", switch_value(&o.force),
@@ -159,6 +166,7 @@ void JobOptions::validate() const {
           "moe_calibration: expected routed or all (got '", moe_calibration, "')");
   require(expert_batch >= 0, "expert_batch must be 0 (all experts) or positive (got ", expert_batch,
           ")");
+  require(layer_groups >= 1, "layer_groups must be at least 1 (got ", layer_groups, ")");
   require(expert_min_tokens >= 0, "expert_min_tokens must be 0 or positive (got ",
           expert_min_tokens, ")");
   // The settings are recorded as JSON (job.json, @job_config), which holds only UTF-8 text.
@@ -200,6 +208,7 @@ nlohmann::json result_fields(const JobOptions& o) {
   j["tile_rows"] = o.tile_rows;
   j["backend"] = o.backend;
   j["moe_calibration"] = o.moe_calibration;
+  if (o.layer_groups != 1) j["layer_groups"] = o.layer_groups;  // absent: the sequential job
   return j;
 }
 }  // namespace

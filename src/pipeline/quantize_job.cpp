@@ -28,6 +28,7 @@
 #include "qshard/model/causal_lm.hpp"
 #include "qshard/model/synthetic_source.hpp"
 #include "qshard/pipeline/calibration.hpp"
+#include "qshard/pipeline/layer_groups.hpp"
 #include "qshard/pipeline/layer_quantizer.hpp"
 #include "qshard/pipeline/progress.hpp"
 #include "qshard/version.hpp"
@@ -165,11 +166,14 @@ std::string resume_conflict(const JobOptions& o, const TokenSet& calib, const st
   return "";
 }
 
-// Rank 0 prepares OUT.parts/ (fresh, or checked for --resume) and returns how many layers are
-// done; the outcome (or the error) reaches every rank, so no rank is left waiting.
-std::int64_t prepare_parts(const JobOptions& o, const TokenSet& calib, Communicator& comm,
-                           std::int64_t layers, std::optional<FileLock>& lock) {
-  std::int64_t done = 0;
+// Rank 0 prepares OUT.parts/ (fresh, or checked for --resume) and returns, for each block of
+// layers, the first layer not done (the block's layers with files, counted from its start); the
+// outcome (or the error) reaches every rank, so no rank is left waiting.
+std::vector<std::int64_t> prepare_parts(const JobOptions& o, const TokenSet& calib,
+                                        Communicator& comm, const std::vector<LayerBlock>& blocks,
+                                        std::optional<FileLock>& lock) {
+  std::vector<std::int64_t> start;
+  for (const LayerBlock& b : blocks) start.push_back(b.begin);
   std::string error;
   if (comm.is_root()) {
     try {
@@ -182,7 +186,8 @@ std::int64_t prepare_parts(const JobOptions& o, const TokenSet& calib, Communica
         const std::string conflict = resume_conflict(o, calib, read_text_file(state_file(o)));
         require(conflict.empty(), "--resume: ", state_file(o), ": ", conflict, "; remove ", dir,
                 " to start afresh");
-        while (done < layers && fs::exists(layer_file(o, done))) ++done;
+        for (std::size_t g = 0; g < blocks.size(); ++g)
+          while (start[g] < blocks[g].end && fs::exists(layer_file(o, start[g]))) ++start[g];
       } else {
         require(!fs::exists(dir) || o.resume, dir,
                 " exists (an interrupted job): continue it with --resume or remove it");
@@ -214,11 +219,8 @@ std::int64_t prepare_parts(const JobOptions& o, const TokenSet& calib, Communica
     throw CollectiveError(
         std::string(reinterpret_cast<const char*>(gathered.data()), gathered.size()));
   }
-  std::vector<std::byte> count(sizeof done);
-  std::memcpy(count.data(), &done, sizeof done);
-  comm.broadcast(count, 0);
-  std::memcpy(&done, count.data(), sizeof done);
-  return done;
+  comm.broadcast(std::as_writable_bytes(std::span(start)), 0);
+  return start;
 }
 
 // This process's peak resident set (getrusage: KiB on Linux).
@@ -315,6 +317,7 @@ struct JobContext {
   const ModelConfig& config;
   const RotaryTable& rope;
   JobProgress& progress;
+  LayerBlock block;  // the layers this rank's group quantizes (all of them without layer groups)
 };
 
 bool synthetic(const JobOptions& o) { return o.model.rfind("synthetic:", 0) == 0; }
@@ -353,13 +356,14 @@ JobInputs open_inputs(const JobOptions& o, Communicator& comm, JobProgress& prog
   return inputs;
 }
 
-void print_header(const JobContext& job, std::int64_t done) {
+void print_header(const JobContext& job, std::int64_t start, int ranks) {
+  const std::int64_t done = start - job.block.begin;
   const JobOptions& o = job.options;
   const std::int64_t layers = job.config.num_hidden_layers;
   job.progress.line(str("qshard-quantize: ", job.source.describe(), ", ", layers, " layers (0..",
-                        layers - 1, "), ", job.comm.size(), " rank(s), backend ",
-                        job.backend.name(), ", ", describe_method(o), ", ", o.samples, " x ",
-                        o.seq_len, " calibration tokens"));
+                        layers - 1, "), ", ranks, " rank(s), backend ", job.backend.name(), ", ",
+                        describe_method(o), ", ", o.samples, " x ", o.seq_len,
+                        " calibration tokens"));
   if (o.method == "gptq")
     job.progress.line(
         "  gptq/rtn: a layer's GPTQ objective tr((W-Q) H (W-Q)^T) over round-to-nearest's on the "
@@ -392,17 +396,85 @@ std::unique_ptr<UnitStore> embed_calibration(const JobContext& job, const TokenS
   return job.backend.store_units(job.config, std::move(embedded));
 }
 
-// Resume: replays the completed layers' quantized weights to rebuild this rank's inputs.
-std::unique_ptr<UnitStore> replay_completed(const JobContext& job, std::int64_t done,
+// Resume: replays the block's completed layers' quantized weights to rebuild this rank's inputs.
+std::unique_ptr<UnitStore> replay_completed(const JobContext& job, std::int64_t start,
                                             std::unique_ptr<UnitStore> hidden) {
   const JobOptions& o = job.options;
-  job.progress.begin("replaying the completed layers", "layers", done, 0);
-  for (std::int64_t l = 0; l < done; ++l) {
+  job.progress.begin("replaying the completed layers", "layers", start - job.block.begin, 0);
+  for (std::int64_t l = job.block.begin; l < start; ++l) {
     LayerWeights weights = LayerWeights::load(job.source, l);
     const h5::File part = h5::File::open_read(layer_file(o, l));
     replace_linears(weights, read_layer(part, job.config, l));
     hidden = forward_units(job.config, job.backend, weights, job.rope, *hidden, o.seq_len);
-    job.progress.advance(l + 1);
+    job.progress.advance(l + 1 - job.block.begin);
+  }
+  return hidden;
+}
+
+// --layer_groups: a rank's units travel to the same rank of the next group as one message per
+// unit ([rows, cols] then the fp32 values: a bf16 unit converts to fp32 and back exactly).
+void send_units(Communicator& world, const UnitStore& units, int dest) {
+  const std::int64_t count = static_cast<std::int64_t>(units.size());
+  world.send(std::as_bytes(std::span(&count, 1)), dest);
+  for (std::size_t i = 0; i < units.size(); ++i) {
+    const MatrixF unit = units.unit(i);
+    const std::array<std::int64_t, 2> shape = {unit.rows(), unit.cols()};
+    std::vector<std::byte> message(sizeof shape + unit.size() * sizeof(float));
+    std::memcpy(message.data(), shape.data(), sizeof shape);
+    std::memcpy(message.data() + sizeof shape, unit.data(), unit.size() * sizeof(float));
+    world.send(message, dest);
+  }
+}
+
+std::vector<MatrixF> receive_units(Communicator& world, int source) {
+  std::int64_t count = 0;
+  const std::vector<std::byte> head = world.receive(source);
+  require(head.size() == sizeof count, "layer groups: a unit count of ", head.size(), " bytes");
+  std::memcpy(&count, head.data(), sizeof count);
+  std::vector<MatrixF> units;
+  for (std::int64_t i = 0; i < count; ++i) {
+    const std::vector<std::byte> message = world.receive(source);
+    std::array<std::int64_t, 2> shape{};
+    require(message.size() >= sizeof shape, "layer groups: a unit message of ", message.size(),
+            " bytes");
+    std::memcpy(shape.data(), message.data(), sizeof shape);
+    MatrixF unit(shape[0], shape[1]);
+    require(message.size() == sizeof shape + unit.size() * sizeof(float), "layer groups: unit ", i,
+            " of ", message.size(), " bytes for [", shape[0], ", ", shape[1], "]");
+    std::memcpy(unit.data(), message.data() + sizeof shape, unit.size() * sizeof(float));
+    units.push_back(std::move(unit));
+  }
+  return units;
+}
+
+// --layer_groups: this rank's inputs of its group's first layer. Group 0 embeds its units; each
+// later group receives them from the same rank of the group before, which forwards them through
+// its block in floating point (the original weights) and sends them on before it quantizes. So
+// every group starts as soon as the blocks before it have been forwarded once. Host messages
+// (MPI): fixed units, so nothing depends on timing.
+std::unique_ptr<UnitStore> block_inputs(const JobContext& job, Communicator& world, int group,
+                                        int groups, const TokenSet& calib) {
+  const int per_group = world.size() / groups;
+  std::unique_ptr<UnitStore> hidden;
+  if (group == 0) {
+    hidden = embed_calibration(job, calib);
+  } else {
+    job.progress.begin(str("waiting for group ", group - 1, "'s floating-point outputs"), "", 0, 0);
+    hidden = job.backend.store_units(job.config, receive_units(world, world.rank() - per_group));
+  }
+  if (group + 1 < groups) {
+    const LayerBlock& b = job.block;
+    job.progress.begin(
+        str("floating-point forward of layers ", b.begin, "-", b.end - 1, " for group ", group + 1),
+        "layers", b.size(), 0);
+    std::unique_ptr<UnitStore> out;
+    for (std::int64_t l = b.begin; l < b.end; ++l) {
+      const LayerWeights weights = LayerWeights::load(job.source, l);
+      out = forward_units(job.config, job.backend, weights, job.rope, out ? *out : *hidden,
+                          job.options.seq_len);
+      job.progress.advance(l + 1 - b.begin);
+    }
+    send_units(world, *out, world.rank() + per_group);
   }
   return hidden;
 }
@@ -530,7 +602,6 @@ LayerRecord quantize_loaded(const JobContext& job, std::int64_t l, LoadedLayer& 
 // `other`, the bookkeeping in between.
 void run_layer(const JobContext& job, LayerIo& io, std::int64_t l,
                std::unique_ptr<UnitStore>& hidden, Objectives& objectives, LayerSummary& summary) {
-  const std::int64_t layers = job.config.num_hidden_layers;
   const auto layer_start = Clock::now();
   job.progress.start_layer(l);
   job.progress.begin(str("waiting for the layer's weights (",
@@ -538,7 +609,7 @@ void run_layer(const JobContext& job, LayerIo& io, std::int64_t l,
                      "", 0, 0);
   LayerTimings& timings = summary.timings;
   LoadedLayer loaded = io.take();
-  if (l + 1 < layers) io.load_ahead(l + 1);
+  if (l + 1 < job.block.end) io.load_ahead(l + 1);
   timings.load = seconds_since(layer_start);
   timings.ahead_read = loaded.read_seconds;
   timings.ahead_upload = loaded.upload_seconds;
@@ -567,30 +638,33 @@ void run_layer(const JobContext& job, LayerIo& io, std::int64_t l,
   summary.ratio = objectives.ratio(l);
 }
 
-// Rank 0: the objectives of resumed layers, from their files.
-void add_resumed_objectives(const JobOptions& o, const ModelConfig& config, std::int64_t done,
-                            Objectives& objectives) {
-  for (std::int64_t l = 0; l < done; ++l) {
+// Rank 0: the objectives of the layers this run did not compute (resumed, or another group's),
+// from their files.
+void add_file_objectives(const JobOptions& o, const ModelConfig& config,
+                         const std::vector<bool>& computed, Objectives& objectives) {
+  for (std::int64_t l = 0; l < config.num_hidden_layers; ++l) {
+    if (computed[static_cast<std::size_t>(l)]) continue;
     const h5::File part = h5::File::open_read(layer_file(o, l));
     objectives.add(l, read_layer(part, config, l).modules);
   }
 }
 
 // The layer loop from the first layer not done; false when stopped by stop_after_layers.
-bool run_layers(const JobContext& job, std::int64_t done, std::unique_ptr<UnitStore> hidden,
+bool run_layers(const JobContext& job, std::int64_t start, std::unique_ptr<UnitStore> hidden,
                 Objectives& objectives) {
   const JobOptions& o = job.options;
-  const std::int64_t layers = job.config.num_hidden_layers;
+  const std::int64_t end = job.block.end;
   LayerIo io(job);
-  if (done < layers) io.load_ahead(done);
+  if (start < end) io.load_ahead(start);
   const auto loop_start = Clock::now();
-  for (std::int64_t l = done; l < layers; ++l) {
+  for (std::int64_t l = start; l < end; ++l) {
     LayerSummary summary;
     run_layer(job, io, l, hidden, objectives, summary);
-    summary.eta = seconds_since(loop_start) / static_cast<double>(l - done + 1) *
-                  static_cast<double>(layers - l - 1);
+    summary.eta = seconds_since(loop_start) / static_cast<double>(l - start + 1) *
+                  static_cast<double>(end - l - 1);
     job.progress.layer_done(summary);
-    if (o.stop_after_layers >= 0 && l + 1 >= o.stop_after_layers && l + 1 < layers) {
+    // stop_after_layers counts the layers of the block (of the model without layer groups).
+    if (o.stop_after_layers >= 0 && l + 1 - job.block.begin >= o.stop_after_layers && l + 1 < end) {
       io.wait_written();
       job.comm.barrier();  // every finished layer's file exists before any rank leaves
       job.progress.finish();
@@ -643,38 +717,83 @@ void print_summary(const JobContext& job, const JobResult& result, const JobSeco
 
 JobResult run_quantize_job(const JobOptions& o, Communicator& job_comm, const Backend& backend,
                            const std::string& command_line, std::ostream& log) {
+  return run_quantize_job(o, JobCommunicators{job_comm, job_comm}, backend, command_line, log);
+}
+
+JobResult run_quantize_job(const JobOptions& o, const JobCommunicators& comms,
+                           const Backend& backend, const std::string& command_line,
+                           std::ostream& log) {
   const auto job_start = Clock::now();
+  Communicator& world_comm = comms.world;
+  Communicator& group_comm = comms.group;
+  const bool grouped = o.layer_groups > 1;
+  require(grouped || &world_comm == &group_comm,
+          "run_quantize_job: a group communicator without --layer_groups");
   // A rank that waits in a host collective longer than --collective_timeout (another rank stopped
   // or hangs) ends the job, naming the layer and stage; NCCL communicators have their own timeout.
   const bool host_collectives = backend.name() != "cuda" || o.collectives == "mpi";
   Watchdog watchdog(host_collectives ? o.collective_timeout : 0.0,
-                    [&job_comm, &o](const std::string& what, double waited) {
-                      report_stalled(job_comm, o, what, waited);
+                    [&world_comm, &o](const std::string& what, double waited) {
+                      report_stalled(world_comm, o, what, waited);
                     });
-  WatchedCommunicator watched(job_comm, watchdog);
-  Communicator& comm = host_collectives ? watched : job_comm;
-  JobProgress progress(log, job_comm.is_root()
+  WatchedCommunicator watched_world(world_comm, watchdog);
+  WatchedCommunicator watched(group_comm, watchdog);
+  Communicator& world = host_collectives ? watched_world : world_comm;
+  Communicator& comm = host_collectives ? watched : group_comm;
+  JobProgress progress(log, group_comm.is_root()
                                 ? progress_mode(o.progress, o.quiet, isatty(STDOUT_FILENO))
                                 : ProgressMode::None);
   const Heartbeat heartbeat(progress);
-  const JobInputs inputs = open_inputs(o, comm, progress);
+  const JobInputs inputs = open_inputs(o, world, progress);
   const ModelConfig& config = inputs.source->config();
   progress.set_layers(config.num_hidden_layers);
+  const std::vector<LayerBlock> blocks = [&] {
+    try {  // the same model and options on every rank: every rank fails alike
+      return layer_blocks(config, o.layer_groups);
+    } catch (const Error& e) {
+      throw CollectiveError(e.what());
+    }
+  }();
+  const int group = grouped ? world_comm.rank() / group_comm.size() : 0;
   std::optional<FileLock> lock;  // rank 0 holds OUT.parts/lock for the job's lifetime
-  const std::int64_t done = prepare_parts(o, inputs.calib, comm, config.num_hidden_layers, lock);
+  const std::vector<std::int64_t> starts = prepare_parts(o, inputs.calib, world, blocks, lock);
+  const std::int64_t start = starts[static_cast<std::size_t>(group)];
   const RotaryTable rope(config, o.seq_len);
-  const JobContext job{o, comm, watched, backend, *inputs.source, config, rope, progress};
-  print_header(job, done);
-  std::unique_ptr<UnitStore> hidden =
-      replay_completed(job, done, embed_calibration(job, inputs.calib));
+  const JobContext job{o,       comm,           watched,
+                       backend, *inputs.source, config,
+                       rope,    progress,       blocks[static_cast<std::size_t>(group)]};
+  if (world_comm.is_root()) {
+    print_header(job, start, world_comm.size());
+    if (grouped)
+      progress.line(str("layer groups: ", o.layer_groups, " groups of ", group_comm.size(),
+                        " rank(s), ", describe_blocks(config, blocks),
+                        "; each block starts from the floating-point outputs of the one before"));
+  }
 
   Objectives objectives(config.num_hidden_layers);
   JobSeconds seconds;
-  seconds.setup = seconds_since(job_start);
-  const auto loop_start = Clock::now();
   JobResult result;
-  if (!run_layers(job, done, std::move(hidden), objectives)) return result;
-  if (comm.is_root()) add_resumed_objectives(o, config, done, objectives);
+  Clock::time_point loop_start;
+  try {
+    std::unique_ptr<UnitStore> hidden =
+        grouped ? block_inputs(job, world_comm, group, o.layer_groups, inputs.calib)
+                : embed_calibration(job, inputs.calib);
+    hidden = replay_completed(job, start, std::move(hidden));
+    seconds.setup = seconds_since(job_start);
+    loop_start = Clock::now();
+    if (!run_layers(job, start, std::move(hidden), objectives)) return result;
+  } catch (const CollectiveError& e) {
+    // A group's agreed error leaves the other groups waiting for it: end the whole job.
+    if (!grouped) throw;
+    throw Error(str("group ", group, ": ", e.what()));
+  }
+  if (grouped) world_comm.barrier();  // unwatched: the groups finish at different times
+  if (world_comm.is_root()) {
+    std::vector<bool> computed(static_cast<std::size_t>(config.num_hidden_layers), false);
+    for (std::int64_t l = start; l < job.block.end; ++l)
+      computed[static_cast<std::size_t>(l)] = true;
+    add_file_objectives(o, config, computed, objectives);
+  }
   result.seconds = seconds_since(job_start);
   for (std::size_t l = 0; l < objectives.gptq.size(); ++l) {
     result.objective_gptq += objectives.gptq[l];
@@ -682,10 +801,13 @@ JobResult run_quantize_job(const JobOptions& o, Communicator& job_comm, const Ba
   }
   seconds.layers = seconds_since(loop_start);
   const auto checkpoint_start = Clock::now();
-  assemble_checkpoint(job, job_comm, inputs.calib, command_line, result.seconds, objectives);
+  const JobContext whole{o,       world,          watched_world,
+                         backend, *inputs.source, config,
+                         rope,    progress,       {0, config.num_hidden_layers}};
+  assemble_checkpoint(whole, world_comm, inputs.calib, command_line, result.seconds, objectives);
   result.completed = true;
   seconds.checkpoint = seconds_since(checkpoint_start);
-  print_summary(job, result, seconds);
+  if (world_comm.is_root()) print_summary(whole, result, seconds);
   return result;
 }
 

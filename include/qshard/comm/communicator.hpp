@@ -44,6 +44,10 @@ class Communicator {
   [[noreturn]] virtual void abort(int exit_code) = 0;
   // Whether any rank reports `failed`; every rank must call it (used to fail collectively).
   virtual bool any(bool failed) = 0;
+  // Point to point (--layer_groups' boundary activations): `bytes` to rank `dest`, received whole
+  // by receive(source) there, in send order. Communicators without it refuse by name.
+  virtual void send(std::span<const std::byte> bytes, int dest);
+  virtual std::vector<std::byte> receive(int source);
 };
 
 // Every rank calls it with its own error message ("" when it did well). When any rank failed, every

@@ -2,6 +2,7 @@
 // MPI for qshard: the session (init/finalize) as an RAII object and the host-buffer communicator.
 #include <mpi.h>
 
+#include <memory>
 #include <string>
 
 #include "qshard/comm/communicator.hpp"
@@ -36,6 +37,11 @@ class MpiCommunicator final : public Communicator {
   void barrier() override;
   [[noreturn]] void abort(int exit_code) override;
   bool any(bool failed) override;
+  void send(std::span<const std::byte> bytes, int dest) override;
+  std::vector<std::byte> receive(int source) override;
+
+  // Collective: the ranks with the same `color`, ordered as here (MPI_Comm_split).
+  std::unique_ptr<MpiCommunicator> split(int color) const;
 
   // The rank of this process among the ranks of its node (MPI shared-memory split).
   int local_rank() const { return local_rank_; }

@@ -38,6 +38,8 @@ class WatchedCommunicator final : public Communicator {
   void barrier() override;
   [[noreturn]] void abort(int exit_code) override;
   bool any(bool failed) override;
+  void send(std::span<const std::byte> bytes, int dest) override;
+  std::vector<std::byte> receive(int source) override;
 
  private:
   // "PHASE: `in_layer`" within a layer, "PHASE: `outside`" else.

@@ -36,6 +36,9 @@ struct JobOptions {
   // Routed experts whose Hessians one forward pass of the calibration units accumulates (0: all
   // of a layer's): bounds each rank's partial Hessians, one more forward per batch.
   std::int64_t expert_batch = 0;
+  // Layer-parallel mode: the ranks in this many contiguous groups, each quantizing one contiguous
+  // block of layers from floating-point inputs at its first layer (1: the sequential job).
+  int layer_groups = 1;
   std::string out = "qshard.h5";
   bool resume = false;
   bool force = false;                   // replace an existing `out` (never an input of the job)
