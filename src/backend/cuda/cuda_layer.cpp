@@ -368,11 +368,7 @@ std::unique_ptr<SolvedTiles> CudaLayer::quantize_tiles(const TileJob& job) {
   const auto* device_h = dynamic_cast<const DeviceHessian*>(job.hessian);
   DeviceBuffer<double> uploaded_h;
   const double* h = nullptr;
-  const TileJob own = [&] {
-    TileJob j = job;
-    if (rows == 0) j.factor = nullptr;
-    return j;
-  }();
+  const Factorization* const own_factor = rows == 0 ? nullptr : job.factor;
   if (rows == 0) {
     // nothing to solve or to measure
   } else if (device_h != nullptr && device_h->device() == s.device) {
@@ -400,8 +396,8 @@ std::unique_ptr<SolvedTiles> CudaLayer::quantize_tiles(const TileJob& job) {
 
   std::vector<double> result_rows = rtn_rows;
   DeviceRows result;
-  if (own.factor != nullptr) {
-    const std::shared_ptr<const DeviceFactor> factor = solver.device_factor(*own.factor);
+  if (own_factor != nullptr) {
+    const std::shared_ptr<const DeviceFactor> factor = solver.device_factor(*own_factor);
     result.device = s.device;
     result.bits = o.quant.bits;
     result.group_size = o.quant.group_size;
