@@ -339,8 +339,9 @@ struct JobInputs {
 // Opens the model and reads (or draws) the calibration tokens on every rank; a failure on any
 // rank ends the job on all of them.
 JobInputs open_inputs(const JobOptions& o, Communicator& comm, JobProgress& progress) {
-  progress.line(str("qshard-quantize: opening ", o.model, " and the calibration tokens (",
-                    o.calib.empty() ? "random ids" : o.calib, ")"));
+  if (comm.is_root())  // once per job (with layer groups every group's first rank reports)
+    progress.line(str("qshard-quantize: opening ", o.model, " and the calibration tokens (",
+                      o.calib.empty() ? "random ids" : o.calib, ")"));
   progress.begin("opening the model and the calibration tokens", "", 0, 0);
   JobInputs inputs;
   std::string error;
