@@ -73,10 +73,14 @@ std::optional<TensorRef> parse_expert(std::string_view rest, std::int64_t layer,
 }  // namespace
 
 std::vector<ModuleId> layer_modules(const ModelConfig& config, const std::int64_t layer) {
+  return layer_modules_for(config, config.sparse_layer(layer));
+}
+
+std::vector<ModuleId> layer_modules_for(const ModelConfig& config, const bool sparse) {
   std::vector<ModuleId> modules;
   for (const Linear linear : {Linear::Q, Linear::K, Linear::V, Linear::O})
     modules.push_back({linear, kDense});
-  if (!config.sparse_layer(layer)) {
+  if (!sparse) {
     for (const Linear linear : kMlpLinears) modules.push_back({linear, kDense});
     return modules;
   }

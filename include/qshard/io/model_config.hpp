@@ -118,6 +118,9 @@ struct ModuleId {
 // The linear modules of decoder layer `layer` in their fixed order: q, k, v, o, then gate, up and
 // down of the dense MLP, or of each routed expert in expert order followed by the shared expert's.
 std::vector<ModuleId> layer_modules(const ModelConfig& config, std::int64_t layer);
+// The same for a layer that is sparse or not (for code that holds a layer's weights, not its
+// index).
+std::vector<ModuleId> layer_modules_for(const ModelConfig& config, bool sparse);
 // [out_features, in_features] of a module.
 std::pair<std::int64_t, std::int64_t> module_shape(const ModelConfig& config, ModuleId module);
 // The module's Hugging Face path inside its layer: "self_attn.q_proj", "mlp.experts.7.down_proj",

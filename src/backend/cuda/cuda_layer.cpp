@@ -28,26 +28,6 @@ cudaDataType cuda_type(DType dtype) {
   }
 }
 
-namespace {
-
-// The linear modules `weights` holds: q, k, v, o, then the dense MLP's, or every routed expert's
-// and the shared expert's (as layer_modules orders them).
-std::vector<ModuleId> modules_of(const LayerWeights& weights) {
-  std::vector<ModuleId> modules;
-  for (const Linear l : {Linear::Q, Linear::K, Linear::V, Linear::O}) modules.emplace_back(l);
-  if (!weights.sparse()) {
-    for (const Linear l : kMlpLinears) modules.emplace_back(l);
-    return modules;
-  }
-  for (std::size_t e = 0; e < weights.experts.size(); ++e)
-    for (const Linear l : kMlpLinears) modules.emplace_back(l, static_cast<std::int32_t>(e));
-  if (!weights.shared_expert.gate.empty())
-    for (const Linear l : kMlpLinears) modules.emplace_back(l, kSharedExpert);
-  return modules;
-}
-
-}  // namespace
-
 DType activation_dtype_for(DType dtype) {
   return dtype == DType::BF16 || dtype == DType::F16 ? dtype : DType::F32;
 }
@@ -271,7 +251,7 @@ CudaLayer::CudaLayer(int device, const ModelConfig& config, const LayerWeights& 
   state_ = std::make_unique<State>(device, config, weights, rope, activation, solver);
   state_->reuse_intermediates = reuse_intermediates;
   State& s = *state_;
-  for (const ModuleId m : modules_of(weights)) s.upload_module(m);
+  for (const ModuleId m : layer_modules_for(config, weights.sparse())) s.upload_module(m);
   if (weights.sparse()) {
     s.router = s.upload_matrix(weights.router);
     if (!weights.shared_expert_gate.empty())
