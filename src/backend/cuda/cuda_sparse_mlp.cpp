@@ -112,13 +112,14 @@ bool CudaLayer::State::sparse_mlp(const void* xn, std::int64_t tokens, const Lay
       expert_intermediate(xn, expert, tokens, act);  // every token through the expert
       (void)deliver(targets, std::nullopt, down_input, act, tokens, width_of(expert));
     }
+    // Its routed tokens: for the layer's output, or for its down input (routed calibration).
     const std::int64_t count = r.count(e);
-    if (count == 0) continue;
+    if (count == 0 || !(finish || (want_down && !every_token))) continue;
     gather(e);
     expert_intermediate(x_e, expert, count, act);
     if (want_down && !every_token)
       (void)deliver(targets, std::nullopt, down_input, act, count, width_of(expert));
-    if (!finish) continue;
+    if (!finish) continue;  // only the down inputs were wanted
     product(act, {Linear::Down, expert}, y, count);
     const auto begin = r.begin[static_cast<std::size_t>(e)];
     QSHARD_CUDA_CHECK(kernels::scatter_add_rows(y, r.rows_device.data() + begin,
