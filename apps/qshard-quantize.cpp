@@ -83,10 +83,16 @@ int main(int argc, char** argv) {
             mpi_only ? nullptr : qshard::make_device_communicator(group_host, *backend, local_rank);
         qshard::Communicator& group_comm =
             device_comm ? *device_comm : static_cast<qshard::Communicator&>(group_host);
+        // Between groups' GPUs the boundary activations go by NCCL send/receive too.
+        const auto world_device = options.layer_groups > 1 && !mpi_only
+                                      ? qshard::make_device_communicator(comm, *backend, local_rank)
+                                      : nullptr;
+        qshard::Communicator& world_comm =
+            world_device ? *world_device : static_cast<qshard::Communicator&>(comm);
         const qshard::JobResult result =
             options.layer_groups > 1
-                ? qshard::run_quantize_job(options, {comm, group_comm}, *backend, command_line,
-                                           std::cout)
+                ? qshard::run_quantize_job(options, {world_comm, group_comm}, *backend,
+                                           command_line, std::cout)
                 : qshard::run_quantize_job(options, group_comm, *backend, command_line, std::cout);
         return result.completed ? 0 : qshard::kStoppedExitCode;
       },

@@ -134,12 +134,15 @@ bool MpiCommunicator::any(bool failed) {
   return flag != 0;
 }
 
+namespace {
+constexpr std::size_t kMessageChunk = std::size_t{1} << 30;  // MPI counts are int
+}
+
 void MpiCommunicator::send(std::span<const std::byte> bytes, int dest) {
   long long size = static_cast<long long>(bytes.size());
   check_mpi(MPI_Send(&size, 1, MPI_LONG_LONG, dest, 0, comm_), "MPI_Send(size)");
-  constexpr std::size_t kChunk = std::size_t{1} << 30;
-  for (std::size_t offset = 0; offset < bytes.size(); offset += kChunk) {
-    const std::size_t n = std::min(kChunk, bytes.size() - offset);
+  for (std::size_t offset = 0; offset < bytes.size(); offset += kMessageChunk) {
+    const std::size_t n = std::min(kMessageChunk, bytes.size() - offset);
     check_mpi(MPI_Send(bytes.data() + offset, static_cast<int>(n), MPI_BYTE, dest, 1, comm_),
               "MPI_Send");
   }
@@ -150,14 +153,26 @@ std::vector<std::byte> MpiCommunicator::receive(int source) {
   check_mpi(MPI_Recv(&size, 1, MPI_LONG_LONG, source, 0, comm_, MPI_STATUS_IGNORE),
             "MPI_Recv(size)");
   std::vector<std::byte> bytes(static_cast<std::size_t>(size));
-  constexpr std::size_t kChunk = std::size_t{1} << 30;
-  for (std::size_t offset = 0; offset < bytes.size(); offset += kChunk) {
-    const std::size_t n = std::min(kChunk, bytes.size() - offset);
+  receive_body(bytes, source);
+  return bytes;
+}
+
+void MpiCommunicator::receive_into(std::span<std::byte> bytes, int source) {
+  long long size = 0;
+  check_mpi(MPI_Recv(&size, 1, MPI_LONG_LONG, source, 0, comm_, MPI_STATUS_IGNORE),
+            "MPI_Recv(size)");
+  require(static_cast<std::size_t>(size) == bytes.size(), "a message of ", size,
+          " bytes from rank ", source, " where ", bytes.size(), " were expected");
+  receive_body(bytes, source);
+}
+
+void MpiCommunicator::receive_body(std::span<std::byte> bytes, int source) {
+  for (std::size_t offset = 0; offset < bytes.size(); offset += kMessageChunk) {
+    const std::size_t n = std::min(kMessageChunk, bytes.size() - offset);
     check_mpi(MPI_Recv(bytes.data() + offset, static_cast<int>(n), MPI_BYTE, source, 1, comm_,
                        MPI_STATUS_IGNORE),
               "MPI_Recv");
   }
-  return bytes;
 }
 
 std::unique_ptr<MpiCommunicator> MpiCommunicator::split(int color) const {

@@ -65,6 +65,11 @@ std::vector<std::byte> WatchedCommunicator::receive(int source) {
   return inner_.receive(source);
 }
 
+void WatchedCommunicator::receive_into(std::span<std::byte> bytes, int source) {
+  const auto wait = watch("a receive from another rank", "a receive from another rank");
+  inner_.receive_into(bytes, source);
+}
+
 bool WatchedCommunicator::any(bool failed) {
   const auto wait = watch("an agreement of the ranks", "an agreement of the ranks");
   return inner_.any(failed);

@@ -226,6 +226,13 @@ void Group::set_attr(const std::string& name, std::span<const double> values) co
   write_attribute(id(), name, H5T_NATIVE_DOUBLE, space.get(), values.data(), file_ + ":" + path_);
 }
 
+void Group::set_attr(const std::string& name, std::span<const std::int64_t> values) const {
+  const hsize_t dims[1] = {values.size()};
+  const Handle space =
+      checked(H5Screate_simple(1, dims, nullptr), H5Sclose, "H5Screate_simple failed");
+  write_attribute(id(), name, H5T_NATIVE_INT64, space.get(), values.data(), file_ + ":" + path_);
+}
+
 bool Group::has_attr(const std::string& name) const { return H5Aexists(id(), name.c_str()) > 0; }
 
 std::vector<std::string> Group::attr_names() const {
@@ -287,6 +294,16 @@ std::vector<double> Group::attr_doubles(const std::string& name) const {
   const Handle space = checked(H5Aget_space(attr.get()), H5Sclose, "H5Aget_space failed");
   std::vector<double> values(static_cast<std::size_t>(H5Sget_simple_extent_npoints(space.get())));
   require(H5Aread(attr.get(), H5T_NATIVE_DOUBLE, values.data()) >= 0, file_, ":", path_,
+          ": cannot read attribute ", name);
+  return values;
+}
+
+std::vector<std::int64_t> Group::attr_ints(const std::string& name) const {
+  const Handle attr = open_attribute(id(), name, file_ + ":" + path_);
+  const Handle space = checked(H5Aget_space(attr.get()), H5Sclose, "H5Aget_space failed");
+  std::vector<std::int64_t> values(
+      static_cast<std::size_t>(H5Sget_simple_extent_npoints(space.get())));
+  require(H5Aread(attr.get(), H5T_NATIVE_INT64, values.data()) >= 0, file_, ":", path_,
           ": cannot read attribute ", name);
   return values;
 }

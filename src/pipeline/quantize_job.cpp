@@ -280,6 +280,9 @@ void write_checkpoint(const JobOptions& o, const WeightSource& source, const Tok
   record.layers = config.num_hidden_layers;
   record.objective_gptq = layer_gptq;
   record.objective_rtn = layer_rtn;
+  if (o.layer_groups > 1)
+    for (const LayerBlock& block : layer_blocks(config, o.layer_groups))
+      record.layer_block_starts.push_back(block.begin);
   record.write(writer.root());
   for (std::int64_t l = 0; l < config.num_hidden_layers; ++l)
     writer.add_layer_file(layer_file(o, l), l);
@@ -412,47 +415,12 @@ std::unique_ptr<UnitStore> replay_completed(const JobContext& job, std::int64_t 
   return hidden;
 }
 
-// --layer_groups: a rank's units travel to the same rank of the next group as one message per
-// unit ([rows, cols] then the fp32 values: a bf16 unit converts to fp32 and back exactly).
-void send_units(Communicator& world, const UnitStore& units, int dest) {
-  const std::int64_t count = static_cast<std::int64_t>(units.size());
-  world.send(std::as_bytes(std::span(&count, 1)), dest);
-  for (std::size_t i = 0; i < units.size(); ++i) {
-    const MatrixF unit = units.unit(i);
-    const std::array<std::int64_t, 2> shape = {unit.rows(), unit.cols()};
-    std::vector<std::byte> message(sizeof shape + unit.size() * sizeof(float));
-    std::memcpy(message.data(), shape.data(), sizeof shape);
-    std::memcpy(message.data() + sizeof shape, unit.data(), unit.size() * sizeof(float));
-    world.send(message, dest);
-  }
-}
-
-std::vector<MatrixF> receive_units(Communicator& world, int source) {
-  std::int64_t count = 0;
-  const std::vector<std::byte> head = world.receive(source);
-  require(head.size() == sizeof count, "layer groups: a unit count of ", head.size(), " bytes");
-  std::memcpy(&count, head.data(), sizeof count);
-  std::vector<MatrixF> units;
-  for (std::int64_t i = 0; i < count; ++i) {
-    const std::vector<std::byte> message = world.receive(source);
-    std::array<std::int64_t, 2> shape{};
-    require(message.size() >= sizeof shape, "layer groups: a unit message of ", message.size(),
-            " bytes");
-    std::memcpy(shape.data(), message.data(), sizeof shape);
-    MatrixF unit(shape[0], shape[1]);
-    require(message.size() == sizeof shape + unit.size() * sizeof(float), "layer groups: unit ", i,
-            " of ", message.size(), " bytes for [", shape[0], ", ", shape[1], "]");
-    std::memcpy(unit.data(), message.data() + sizeof shape, unit.size() * sizeof(float));
-    units.push_back(std::move(unit));
-  }
-  return units;
-}
-
 // --layer_groups: this rank's inputs of its group's first layer. Group 0 embeds its units; each
 // later group receives them from the same rank of the group before, which forwards them through
 // its block in floating point (the original weights) and sends them on before it quantizes. So
-// every group starts as soon as the blocks before it have been forwarded once. Host messages
-// (MPI): fixed units, so nothing depends on timing.
+// every group starts as soon as the blocks before it have been forwarded once. The backend moves
+// them (host messages on the CPU; NCCL or pinned staging between GPUs), one fixed unit at a time,
+// so nothing depends on timing.
 std::unique_ptr<UnitStore> block_inputs(const JobContext& job, Communicator& world, int group,
                                         int groups, const TokenSet& calib) {
   const int per_group = world.size() / groups;
@@ -461,7 +429,13 @@ std::unique_ptr<UnitStore> block_inputs(const JobContext& job, Communicator& wor
     hidden = embed_calibration(job, calib);
   } else {
     job.progress.begin(str("waiting for group ", group - 1, "'s floating-point outputs"), "", 0, 0);
-    hidden = job.backend.store_units(job.config, receive_units(world, world.rank() - per_group));
+    double waited = 0.0;
+    {
+      const ScopedTimer timer(waited);
+      hidden = job.backend.receive_units(job.config, world, world.rank() - per_group);
+    }
+    job.progress.line(
+        str("group ", group, ": received its inputs after ", format_duration(waited)));
   }
   if (group + 1 < groups) {
     const LayerBlock& b = job.block;
@@ -469,13 +443,24 @@ std::unique_ptr<UnitStore> block_inputs(const JobContext& job, Communicator& wor
         str("floating-point forward of layers ", b.begin, "-", b.end - 1, " for group ", group + 1),
         "layers", b.size(), 0);
     std::unique_ptr<UnitStore> out;
-    for (std::int64_t l = b.begin; l < b.end; ++l) {
-      const LayerWeights weights = LayerWeights::load(job.source, l);
-      out = forward_units(job.config, job.backend, weights, job.rope, out ? *out : *hidden,
-                          job.options.seq_len);
-      job.progress.advance(l + 1 - b.begin);
+    double forward_seconds = 0.0, send_seconds = 0.0;
+    {
+      const ScopedTimer timer(forward_seconds);
+      for (std::int64_t l = b.begin; l < b.end; ++l) {
+        const LayerWeights weights = LayerWeights::load(job.source, l);
+        out = forward_units(job.config, job.backend, weights, job.rope, out ? *out : *hidden,
+                            job.options.seq_len);
+        job.progress.advance(l + 1 - b.begin);
+      }
     }
-    send_units(world, *out, world.rank() + per_group);
+    {
+      const ScopedTimer timer(send_seconds);
+      job.backend.send_units(job.config, *out, world, world.rank() + per_group);
+    }
+    job.progress.line(str("group ", group, ": floating-point forward of layers ", b.begin, "-",
+                          b.end - 1, " in ", format_duration(forward_seconds),
+                          ", its outputs sent to group ", group + 1, " in ",
+                          format_duration(send_seconds)));
   }
   return hidden;
 }

@@ -15,14 +15,18 @@ namespace {
 TEST(CheckpointSchema, DocumentMatchesFile) {
   TempDir dir("qshard-schema");
   // A dense model and the families with tensors of their own (Qwen3's q/k norms, Qwen2-MoE's
-  // router, shared-expert gate and experts): every row of the document is in one of them.
+  // router, shared-expert gate and experts) and a layer-group job (its blocks): every row of the
+  // document is in one of them.
   std::vector<h5::File> files;
-  for (const std::string preset : {"tiny", "qwen3-tiny", "qwen2-moe-tiny"}) {
-    const std::string out = dir / (preset + ".h5");
-    const RunResult r = run(quantize_command(1, "--model synthetic:" + preset +
-                                                    " --samples 4 --seq_len 16 --backend cpu "
-                                                    "--quiet --out " +
-                                                    out));
+  for (const std::string preset :
+       {"tiny", "qwen3-tiny", "qwen2-moe-tiny", "tiny --layer_groups 2"}) {
+    const bool grouped = preset.find("layer_groups") != std::string::npos;
+    const std::string out = dir / (grouped ? "grouped.h5" : preset + ".h5");
+    const RunResult r =
+        run(quantize_command(grouped ? 2 : 1, "--model synthetic:" + preset +
+                                                  " --samples 4 --seq_len 16 --backend cpu "
+                                                  "--quiet --out " +
+                                                  out));
     ASSERT_EQ(r.exit_code, 0) << r.output;
     files.push_back(h5::File::open_read(out));
   }

@@ -56,16 +56,22 @@ TEST(LayerGroups, SameGroupsSameCheckpointOnAnyRanksPerGroupAndFirstBlockSequent
     const std::vector<LayerBlock> blocks = layer_blocks(c, groups);
     for (const LayerBlock& b : blocks)
       for (std::int64_t l = b.begin; l < b.end; ++l) {
-        if (b.begin == 0)  // the first block is the sequential job's, bitwise
+        if (b.begin == 0) {  // the first block is the sequential job's, bitwise
           EXPECT_TRUE(same_layer(one, *checkpoint, l)) << groups << " groups, layer " << l;
-        else if (l == b.begin)  // a later block's first layer sees floating-point inputs
+        } else if (l == b.begin) {  // a later block's first layer sees floating-point inputs
           EXPECT_FALSE(same_layer(one, *checkpoint, l)) << groups << " groups, layer " << l;
+        }
       }
     EXPECT_EQ(checkpoint->layer(0).modules.size(), one.layer(0).modules.size());
   }
   // The settings are recorded (absent for the sequential job).
   EXPECT_NE(JobRecord::read(two).job_config.find("\"layer_groups\": 2"), std::string::npos);
   EXPECT_EQ(JobRecord::read(one).job_config.find("layer_groups"), std::string::npos);
+  // So are the blocks: the tiny model's four equal layers in halves and in single layers.
+  EXPECT_EQ(JobRecord::read(two).layer_block_starts, (std::vector<std::int64_t>{0, 2}));
+  EXPECT_EQ(JobRecord::read(four).layer_block_starts, (std::vector<std::int64_t>{0, 1, 2, 3}));
+  EXPECT_TRUE(JobRecord::read(one).layer_block_starts.empty());
+  EXPECT_FALSE(one.file().root().has_attr("layer_block_starts"));
 }
 
 TEST(LayerGroups, ResumesEachGroupFromItsOwnLayers) {

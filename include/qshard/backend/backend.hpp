@@ -64,6 +64,7 @@ class UnitStore {
   virtual ~UnitStore() = default;
   virtual std::size_t size() const = 0;
   virtual MatrixF unit(std::size_t index) const = 0;  // a host copy (fp32)
+  virtual std::int64_t rows(std::size_t index) const = 0;
 };
 
 // One fixed tile of a module's rows and the rank that solves it. A module's tiles, in row order,
@@ -155,8 +156,15 @@ class Backend {
   virtual std::unique_ptr<QuantizedModule> gather_tiles(std::unique_ptr<SolvedTiles> mine,
                                                         const TileDeal& deal,
                                                         Communicator& comm) const = 0;
-  // Prepares layer `weights` for forwarding and quantizing (uploads them on a GPU); `config`,
-  // `weights` and `rope` must outlive the result.
+  // --layer_groups' boundary activations: this rank's units to rank `dest` of `world`, taken
+  // whole by receive_units(config, world, dest's source) there: a head message, then one message
+  // per unit in order (the bits never depend on timing). By default host messages of fp32 values
+  // (backend/cpu/unit_messages.cpp); the CUDA backend moves its device units with NCCL when `world`
+  // is an NCCL communicator, else through pinned host buffers in the activation dtype.
+  virtual void send_units(const ModelConfig& config, const UnitStore& units, Communicator& world,
+                          int dest) const;
+  virtual std::unique_ptr<UnitStore> receive_units(const ModelConfig& config, Communicator& world,
+                                                   int source) const;
   // One forward of one batch (loads the layer each time: for tests and one-off use).
   MatrixF forward_layer(const ModelConfig& config, const LayerWeights& weights,
                         const RotaryTable& rope, const MatrixF& hidden, std::int64_t seq_len,

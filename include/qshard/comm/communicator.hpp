@@ -48,6 +48,9 @@ class Communicator {
   // by receive(source) there, in send order. Communicators without it refuse by name.
   virtual void send(std::span<const std::byte> bytes, int dest);
   virtual std::vector<std::byte> receive(int source);
+  // The same into `bytes` (a staging buffer the caller owns), which must be exactly the message's
+  // size (an error names both). By default through receive().
+  virtual void receive_into(std::span<std::byte> bytes, int source);
 };
 
 // Every rank calls it with its own error message ("" when it did well). When any rank failed, every

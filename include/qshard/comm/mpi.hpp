@@ -39,6 +39,7 @@ class MpiCommunicator final : public Communicator {
   bool any(bool failed) override;
   void send(std::span<const std::byte> bytes, int dest) override;
   std::vector<std::byte> receive(int source) override;
+  void receive_into(std::span<std::byte> bytes, int source) override;
 
   // Collective: the ranks with the same `color`, ordered as here (MPI_Comm_split).
   std::unique_ptr<MpiCommunicator> split(int color) const;
@@ -49,6 +50,8 @@ class MpiCommunicator final : public Communicator {
   MPI_Comm handle() const { return comm_; }
 
  private:
+  void receive_body(std::span<std::byte> bytes, int source);  // after the size message
+
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;

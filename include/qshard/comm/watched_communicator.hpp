@@ -40,6 +40,7 @@ class WatchedCommunicator final : public Communicator {
   bool any(bool failed) override;
   void send(std::span<const std::byte> bytes, int dest) override;
   std::vector<std::byte> receive(int source) override;
+  void receive_into(std::span<std::byte> bytes, int source) override;
 
  private:
   // "PHASE: `in_layer`" within a layer, "PHASE: `outside`" else.

@@ -72,12 +72,14 @@ class Group {
   void set_attr(const std::string& name, std::int64_t value) const;
   void set_attr(const std::string& name, double value) const;
   void set_attr(const std::string& name, std::span<const double> values) const;
+  void set_attr(const std::string& name, std::span<const std::int64_t> values) const;
   bool has_attr(const std::string& name) const;
   std::vector<std::string> attr_names() const;
   std::string attr_string(const std::string& name) const;
   std::int64_t attr_int(const std::string& name) const;
   double attr_double(const std::string& name) const;
   std::vector<double> attr_doubles(const std::string& name) const;
+  std::vector<std::int64_t> attr_ints(const std::string& name) const;
 
   hid_t id() const { return handle_.get(); }
 

@@ -48,6 +48,9 @@ struct JobRecord {
   std::int64_t layers = 0;
   std::vector<double> objective_gptq;  // per layer
   std::vector<double> objective_rtn;
+  // --layer_groups G > 1: the first layer of each group's block (G values); empty for the
+  // sequential job, which writes no attribute.
+  std::vector<std::int64_t> layer_block_starts;
 
   // Sets every attribute above on `root`.
   void write(const h5::Group& root) const;

@@ -43,6 +43,7 @@ class HostUnits final : public UnitStore {
   explicit HostUnits(std::vector<MatrixF> units) : units_(std::move(units)) {}
   std::size_t size() const override { return units_.size(); }
   MatrixF unit(std::size_t index) const override { return units_.at(index); }
+  std::int64_t rows(std::size_t index) const override { return units_.at(index).rows(); }
   const MatrixF& at(std::size_t index) const { return units_.at(index); }
 
  private:

@@ -8,6 +8,7 @@
 #include "device.hpp"
 #include "qshard/comm/communicator.hpp"
 #include "qshard/core/error.hpp"
+#include "unit_transfer.hpp"
 
 namespace qshard {
 namespace {
@@ -31,6 +32,18 @@ class CudaBackend final : public Backend {
       unit = MatrixF();  // host memory goes as the device copy grows
     }
     return store;
+  }
+  void send_units(const ModelConfig& config, const UnitStore& units, Communicator& world,
+                  int dest) const override {
+    const auto* device_units = dynamic_cast<const cuda::DeviceUnits*>(&units);
+    require(device_units != nullptr && device_units->cols() == config.hidden_size,
+            "CUDA backend: boundary units stored by another backend or model");
+    cuda::send_device_units(*device_units, world, dest);
+  }
+  std::unique_ptr<UnitStore> receive_units(const ModelConfig& config, Communicator& world,
+                                           int source) const override {
+    return cuda::receive_device_units(device_, cuda::activation_dtype_for(config.torch_dtype),
+                                      config.hidden_size, world, source);
   }
   std::unique_ptr<ResidentLayer> load_layer(const ModelConfig& config, const LayerWeights& weights,
                                             const RotaryTable& rope) const override {

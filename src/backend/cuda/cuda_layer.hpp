@@ -36,7 +36,7 @@ class DeviceUnits final : public UnitStore {
   std::size_t size() const override { return units_.size(); }
   MatrixF unit(std::size_t index) const override;
   const void* data(std::size_t index) const { return units_.at(index).data(); }
-  std::int64_t rows(std::size_t index) const { return rows_.at(index); }
+  std::int64_t rows(std::size_t index) const override { return rows_.at(index); }
   std::int64_t cols() const { return cols_; }
   DType activation() const { return activation_; }
   int device() const { return device_; }

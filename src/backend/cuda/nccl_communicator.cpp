@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <cstdlib>
 #include <cstring>
 
 namespace qshard::cuda {
@@ -78,6 +79,7 @@ void NcclCommunicator::abort(int exit_code) {
   if (comm_ != nullptr) (void)ncclCommAbort(comm_);
   comm_ = nullptr;
   host_.abort(exit_code);
+  std::_Exit(exit_code);  // not reached: the host communicator's abort does not return
 }
 
 void NcclCommunicator::all_reduce_sum_device(std::int64_t* values, std::size_t count,
@@ -96,6 +98,18 @@ void NcclCommunicator::all_gather_device(const void* send, void* recv, std::size
                                          cudaStream_t stream) {
   const DeviceGuard guard(device_);
   QSHARD_CUDA_CHECK(ncclAllGather(send, recv, bytes_per_rank, ncclUint8, comm_, stream));
+}
+
+void NcclCommunicator::send_device(const void* data, std::size_t bytes, int peer,
+                                   cudaStream_t stream) {
+  const DeviceGuard guard(device_);
+  QSHARD_CUDA_CHECK(ncclSend(data, bytes, ncclUint8, peer, comm_, stream));
+}
+
+void NcclCommunicator::receive_device(void* data, std::size_t bytes, int peer,
+                                      cudaStream_t stream) {
+  const DeviceGuard guard(device_);
+  QSHARD_CUDA_CHECK(ncclRecv(data, bytes, ncclUint8, peer, comm_, stream));
 }
 
 void NcclCommunicator::check_async() const {

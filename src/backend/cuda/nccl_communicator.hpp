@@ -36,6 +36,11 @@ class NcclCommunicator final : public Communicator {
   void barrier() override { host_.barrier(); }
   [[noreturn]] void abort(int exit_code) override;
   bool any(bool failed) override { return host_.any(failed); }
+  void send(std::span<const std::byte> bytes, int dest) override { host_.send(bytes, dest); }
+  std::vector<std::byte> receive(int source) override { return host_.receive(source); }
+  void receive_into(std::span<std::byte> bytes, int source) override {
+    host_.receive_into(bytes, source);
+  }
 
   // Device collectives, enqueued on `stream` (of this communicator's device); the caller
   // synchronises the stream before using the result, then may call check_async().
@@ -44,6 +49,10 @@ class NcclCommunicator final : public Communicator {
   // recv holds size() * bytes_per_rank bytes, rank order.
   void all_gather_device(const void* send, void* recv, std::size_t bytes_per_rank,
                          cudaStream_t stream);
+  // Point to point on device buffers (--layer_groups' boundary activations): `bytes` bytes to or
+  // from rank `peer`, matched in the order posted; enqueued on `stream` like the collectives.
+  void send_device(const void* data, std::size_t bytes, int peer, cudaStream_t stream);
+  void receive_device(void* data, std::size_t bytes, int peer, cudaStream_t stream);
   // Throws when NCCL reported an asynchronous error (a peer failed, a network error).
   void check_async() const;
 

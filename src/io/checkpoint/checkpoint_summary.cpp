@@ -59,6 +59,14 @@ void print_checkpoint_summary(const Checkpoint& checkpoint, std::ostream& out) {
     line("calibration_seq_len", job.calibration_seq_len);
   }
   line("layers", checkpoint.layer_count());
+  if (!job.layer_block_starts.empty()) {  // --layer_groups: "0-14 15-29"
+    std::ostringstream blocks;
+    const std::vector<std::int64_t>& starts = job.layer_block_starts;
+    for (std::size_t g = 0; g < starts.size(); ++g)
+      blocks << (g ? " " : "") << starts[g] << "-"
+             << (g + 1 < starts.size() ? starts[g + 1] : checkpoint.layer_count()) - 1;
+    line("layer_blocks", blocks.str());
+  }
   if (job.seconds > 0) line("seconds", job.seconds);
 
   std::map<std::string, std::int64_t> settings;  // "4-bit g32 gptq" -> modules

@@ -27,6 +27,8 @@ void JobRecord::write(const h5::Group& root) const {
   root.set_attr("layers", layers);
   root.set_attr("objective_gptq", std::span<const double>(objective_gptq));
   root.set_attr("objective_rtn", std::span<const double>(objective_rtn));
+  if (!layer_block_starts.empty())
+    root.set_attr("layer_block_starts", std::span<const std::int64_t>(layer_block_starts));
 }
 
 JobRecord JobRecord::read(const Checkpoint& checkpoint) { return read(checkpoint.file().root()); }
@@ -59,6 +61,8 @@ JobRecord JobRecord::read(const h5::Group& root) {
   integer("layers", r.layers);
   doubles("objective_gptq", r.objective_gptq);
   doubles("objective_rtn", r.objective_rtn);
+  if (root.has_attr("layer_block_starts"))
+    r.layer_block_starts = root.attr_ints("layer_block_starts");
   return r;
 }
 
