@@ -11,6 +11,10 @@ and activations: plain GPTQ as qshard runs it) and saved as a GPTQ directory OUT
 that `qshard-eval --model DIR --reference MODEL` scores with the same code as `qshard-sweep`.
 Prints one JSON line per point (times, or the error of a point GPTQModel does not support).
 Needs torch, transformers and gptqmodel (the interop venv here, or the GPU machine's wheels).
+
+The same arithmetic on every device: fp32 matmuls in IEEE precision (no TF32), the eager GPTQ
+column loop (GPTQModel's JIT-built CUDA solve extension only with --gptq-cuda), block packing,
+and the device pinned in QuantizeConfig (GPTQModel.load picks a visible GPU by itself otherwise).
 """
 import argparse
 import json
@@ -25,9 +29,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
+if "--gptq-cuda" not in sys.argv:  # read at import: the CPU's eager GPTQ loop on CUDA too
+    os.environ["GPTQMODEL_DISABLE_GPTQ_CUDA"] = "1"
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+torch.backends.fp32_precision = "ieee"
+torch.backends.cuda.matmul.fp32_precision = "ieee"
+torch.backends.cudnn.fp32_precision = "ieee"
 
 
 def parse_point(text):
@@ -43,6 +53,8 @@ def main():
     parser.add_argument("--rows", type=int, default=128)
     parser.add_argument("--device", default="cuda:0")
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--gptq-cuda", action="store_true",
+                        help="let GPTQModel solve with its JIT-built CUDA extension")
     parser.add_argument("points", nargs="+", type=parse_point)
     args = parser.parse_args()
 
@@ -59,15 +71,17 @@ def main():
         target = args.out / name
         shutil.rmtree(target, ignore_errors=True)
         result = {"peer": "gptqmodel", "version": version("gptqmodel"), "point": name,
+                  "torch": torch.__version__, "transformers": version("transformers"),
+                  "gptq_cuda": args.gptq_cuda,
                   "bits": bits, "group_size": group, "act_order": act, "device": args.device,
                   "calibration_rows": len(rows), "dir": str(target)}
         start = time.perf_counter()
         try:
             config = QuantizeConfig(bits=bits, group_size=group, desc_act=act, sym=False,
                                     damp_percent=0.01, act_group_aware=False,
-                                    offload_to_disk=False)
-            model = GPTQModel.load(str(args.model), config, device=args.device,
-                                   dtype=torch.float32)
+                                    offload_to_disk=False, device=args.device,
+                                    pack_impl="block")
+            model = GPTQModel.load(str(args.model), config, dtype=torch.float32)
             loaded = time.perf_counter()
             model.quantize(rows, batch_size=4)
             quantized = time.perf_counter()
