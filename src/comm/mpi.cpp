@@ -185,6 +185,20 @@ std::unique_ptr<MpiCommunicator> MpiCommunicator::split(int color) const {
 
 void SelfCommunicator::abort(int exit_code) { std::_Exit(exit_code); }
 
+void SelfCommunicator::send(std::span<const std::byte> bytes, int dest) {
+  require(dest == 0, "a single-process job has no rank ", dest, " to send to");
+  queued_.emplace_back(bytes.begin(), bytes.end());
+}
+
+std::vector<std::byte> SelfCommunicator::receive(int source) {
+  require(source == 0, "a single-process job has no rank ", source, " to receive from");
+  require(!queued_.empty(),
+          "a receive with no message sent (a single-process job would wait forever)");
+  std::vector<std::byte> front = std::move(queued_.front());
+  queued_.pop_front();
+  return front;
+}
+
 int launcher_local_rank() {
   for (const char* name :
        {"SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "PMI_LOCAL_RANK"}) {

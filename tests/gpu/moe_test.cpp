@@ -213,7 +213,9 @@ TEST(CudaMoe, QuantizeJobsTrackTheCpuAndRepeatBitwise) {
           const auto cpu_tokens = static_cast<double>(y.modules[m].calibration_tokens);
           EXPECT_NEAR(gpu_tokens, cpu_tokens, 0.15 * cpu_tokens + 2.0)
               << checkpoint_module_name(config, x.modules[m].module);
-          if (x.modules[m].module.expert < 0) EXPECT_EQ(gpu_tokens, cpu_tokens);
+          if (x.modules[m].module.expert < 0) {
+            EXPECT_EQ(gpu_tokens, cpu_tokens);
+          }
         }
       }
     }

@@ -3,45 +3,17 @@
 // bf16), staged through the two pinned buffers; a sender of another value size is refused.
 #include <gtest/gtest.h>
 
-#include <deque>
 #include <random>
 
 #include "gpu_test_support.hpp"
 #include "qshard/backend/backend.hpp"
 #include "qshard/backend/cpu_backend.hpp"
 #include "qshard/backend/cuda_backend.hpp"
+#include "qshard/comm/mpi.hpp"
 #include "qshard/model/synthetic_source.hpp"
 
 namespace qshard {
 namespace {
-
-// One rank that sends to itself: messages queue in order.
-class LoopbackCommunicator final : public Communicator {
- public:
-  int rank() const override { return 0; }
-  int size() const override { return 1; }
-  void all_reduce_sum(std::span<std::int64_t>) override {}
-  void all_reduce_sum(std::span<double>) override {}
-  void all_reduce_max(std::span<double>) override {}
-  std::vector<std::byte> all_gather(std::span<const std::byte> local) override {
-    return {local.begin(), local.end()};
-  }
-  void broadcast(std::span<std::byte>, int) override {}
-  void barrier() override {}
-  [[noreturn]] void abort(int exit_code) override { std::exit(exit_code); }
-  bool any(bool failed) override { return failed; }
-  void send(std::span<const std::byte> bytes, int) override {
-    messages.emplace_back(bytes.begin(), bytes.end());
-    sent_bytes.push_back(bytes.size());
-  }
-  std::vector<std::byte> receive(int) override {
-    std::vector<std::byte> front = std::move(messages.front());
-    messages.pop_front();
-    return front;
-  }
-  std::deque<std::vector<std::byte>> messages;
-  std::vector<std::size_t> sent_bytes;
-};
 
 std::vector<MatrixF> random_units(const std::vector<std::int64_t>& rows, std::int64_t cols) {
   std::mt19937_64 rng(11);
@@ -64,12 +36,12 @@ TEST(CudaUnitTransfer, UnitsArriveBitwiseInTheActivationDtypeThroughPinnedStagin
     // Units of unequal sizes (a short last unit), more than the two staging buffers.
     const std::vector<std::int64_t> rows = {64, 32, 64, 16, 48};
     const auto sent = backend->store_units(config, random_units(rows, config.hidden_size));
-    LoopbackCommunicator loop;
+    SelfCommunicator loop;  // rank 0 sends to itself
     backend->send_units(config, *sent, loop, 0);
-    ASSERT_EQ(loop.sent_bytes.size(), rows.size() + 1);  // the head, then one message per unit
+    ASSERT_EQ(loop.queued().size(), rows.size() + 1);  // the head, then one message per unit
     const std::size_t value_bytes = dtype == DType::BF16 ? 2 : 4;
     for (std::size_t i = 0; i < rows.size(); ++i)
-      EXPECT_EQ(loop.sent_bytes[i + 1],
+      EXPECT_EQ(loop.queued()[i + 1].size(),
                 static_cast<std::size_t>(rows[i] * config.hidden_size) * value_bytes);
     const auto received = backend->receive_units(config, loop, 0);
     ASSERT_EQ(received->size(), rows.size());
@@ -89,7 +61,7 @@ TEST(CudaUnitTransfer, ASenderOfAnotherValueSizeIsRefusedByName) {
   ModelConfig config = open_synthetic_model("tiny", 1)->config();
   config.torch_dtype = DType::BF16;
   const auto units = cpu->store_units(config, random_units({8}, config.hidden_size));
-  LoopbackCommunicator loop;
+  SelfCommunicator loop;
   cpu->send_units(config, *units, loop, 0);  // fp32 values
   try {
     (void)gpu->receive_units(config, loop, 0);

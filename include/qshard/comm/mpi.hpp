@@ -2,8 +2,10 @@
 // MPI for qshard: the session (init/finalize) as an RAII object and the host-buffer communicator.
 #include <mpi.h>
 
+#include <deque>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "qshard/comm/communicator.hpp"
 
@@ -59,7 +61,8 @@ class MpiCommunicator final : public Communicator {
   int local_size_ = 1;
 };
 
-// One rank, no MPI: for tools and tests that run in a single process.
+// One rank, no MPI: for tools and tests that run in a single process. Messages to itself (rank 0)
+// queue in order until received.
 class SelfCommunicator final : public Communicator {
  public:
   int rank() const override { return 0; }
@@ -74,6 +77,14 @@ class SelfCommunicator final : public Communicator {
   void barrier() override {}
   [[noreturn]] void abort(int exit_code) override;
   bool any(bool failed) override { return failed; }
+  void send(std::span<const std::byte> bytes, int dest) override;
+  std::vector<std::byte> receive(int source) override;
+
+  // The messages sent and not yet received, oldest first.
+  const std::deque<std::vector<std::byte>>& queued() const { return queued_; }
+
+ private:
+  std::deque<std::vector<std::byte>> queued_;
 };
 
 // The node-local rank from the launcher's environment (SLURM_LOCALID, OMPI_COMM_WORLD_LOCAL_RANK,
