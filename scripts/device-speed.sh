@@ -13,9 +13,13 @@
 #   peer7    GPTQModel (../shared/peer, wheels in .whl/) on QSHARD_PEER_LAYERS (3) Llama-2-7B-shaped
 #            layers with its CUDA extension, for the ratio measured in the same call
 #   peer70   the same on the Llama-3-70B shape
-#   smollm2-stash  keeps the GGUF half carried in .devm/ in /tmp/qshard-smollm2 for a later call
-#   smollm2-model  joins the halves, converts the GGUF (scripts/gguf_to_hf.py, checked against
-#            get-models.sh's sha256) into models/SmolLM2-135M-Instruct, token files into data/
+#   smollm2-stash  keeps the GGUF quarters carried in .devm/ in /tmp/qshard-smollm2 (call 1: carry
+#            only .devm)
+#   smollm2-model  with the other quarters in .devn/ (call 2: carry only .devn), joins and converts
+#            the GGUF (scripts/gguf_to_hf.py; its sha256 printed against get-models.sh's) into
+#            /tmp/smollm2-hf, then installs it (smollm2-install)
+#   smollm2-install  models/SmolLM2-135M-Instruct and data/smollm2-pydocs from /tmp/smollm2-hf and
+#            .dev/smollm2 (a later call in the same warm machine, carrying .dev)
 #   smollm2-sweep  configs/sweep-smollm2{,-actorder}.ini with --backend cuda, QSHARD_SWEEP_JOBS (4)
 #            points at a time (the evaluation runs on the CPU); the timed job alone; results.jsonl
 #   smollm2-cpu    the 4-bit, act_order-off points with --backend cpu on 16 ranks (GPU vs CPU)
@@ -23,10 +27,13 @@
 #            model's fp16, bf16 Hessian inputs) and with float32 activations (a copy of the model
 #            whose config says float32); the CPU job with 1 and 4 OpenBLAS threads (the bits
 #            change with the thread count: the CPU's own spread); all scored by one evaluator
-#   smollm2-peer   GPTQModel (bench/peer_quality.py, wheels in .whl/) on the same model, calibration
-#            and settings, each point scored by qshard-eval like the sweep's
+#   smollm2-peer   GPTQModel (bench/peer_quality.py: its arithmetic pinned as on the CPU; wheels in
+#            .whl/) on the same model, calibration and settings at QSHARD_PEER_POINTS, each point
+#            scored by qshard-eval --backend cuda like the sweep's
 set -uo pipefail
-source .dev/env.sh
+# The SmolLM2 staging calls carry no .dev (64 MiB per call): they run no GPU program.
+# shellcheck source=/dev/null
+[[ -f .dev/env.sh ]] && source .dev/env.sh
 out=${OUT:-device-out}
 mkdir -p "$out"
 bin=.dev/bin
@@ -106,17 +113,18 @@ for step in "${steps[@]}"; do
     smollm2-stash)
       mkdir -p /tmp/qshard-smollm2 && cp .devm/* /tmp/qshard-smollm2/ && ls -la /tmp/qshard-smollm2 ;;
     smollm2-model)
-      [[ -d .devm ]] && cp .devm/* /tmp/qshard-smollm2/
+      cp .devn/gguf.part* /tmp/qshard-smollm2/
       python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/site-gguf .whl/gguf-*.whl
+        --target /tmp/site-gguf .devn/gguf-*.whl
       cat /tmp/qshard-smollm2/gguf.part* > /tmp/qshard-smollm2/model.gguf
       sha256sum /tmp/qshard-smollm2/model.gguf
+      PYTHONPATH=/tmp/site-gguf python3 .devn/gguf_to_hf.py /tmp/qshard-smollm2/model.gguf /tmp/smollm2-hf
+      sha256sum /tmp/smollm2-hf/model.safetensors | tee "$out/smollm2_model.txt" ;;
+    smollm2-install)
       mkdir -p models/SmolLM2-135M-Instruct data/smollm2-pydocs
-      PYTHONPATH=/tmp/site-gguf python3 .dev/smollm2/gguf_to_hf.py /tmp/qshard-smollm2/model.gguf /tmp/smollm2-hf
       cp /tmp/smollm2-hf/model.safetensors models/SmolLM2-135M-Instruct/
       cp .dev/smollm2/*.json models/SmolLM2-135M-Instruct/
-      cp .dev/smollm2/*.i32 data/smollm2-pydocs/
-      sha256sum models/SmolLM2-135M-Instruct/model.safetensors | tee "$out/smollm2_model.txt" ;;
+      cp .dev/smollm2/*.i32 data/smollm2-pydocs/ ;;
     smollm2-sweep)
       rm -rf out/sweep-smollm2 out/sweep-smollm2-actorder
       export OPENBLAS_NUM_THREADS=$((threads / ${QSHARD_SWEEP_JOBS:-4}))
