@@ -3,29 +3,16 @@
 // bf16), staged through the two pinned buffers; a sender of another value size is refused.
 #include <gtest/gtest.h>
 
-#include <random>
-
 #include "gpu_test_support.hpp"
 #include "qshard/backend/backend.hpp"
 #include "qshard/backend/cpu_backend.hpp"
 #include "qshard/backend/cuda_backend.hpp"
 #include "qshard/comm/mpi.hpp"
 #include "qshard/model/synthetic_source.hpp"
+#include "random_units.hpp"
 
 namespace qshard {
 namespace {
-
-std::vector<MatrixF> random_units(const std::vector<std::int64_t>& rows, std::int64_t cols) {
-  std::mt19937_64 rng(11);
-  std::normal_distribution<float> normal(0.0F, 3.0F);
-  std::vector<MatrixF> units;
-  for (const std::int64_t r : rows) {
-    MatrixF unit(r, cols);
-    for (std::size_t i = 0; i < unit.size(); ++i) unit.data()[i] = normal(rng);
-    units.push_back(std::move(unit));
-  }
-  return units;
-}
 
 TEST(CudaUnitTransfer, UnitsArriveBitwiseInTheActivationDtypeThroughPinnedStaging) {
   QSHARD_REQUIRE_GPU();
@@ -35,7 +22,8 @@ TEST(CudaUnitTransfer, UnitsArriveBitwiseInTheActivationDtypeThroughPinnedStagin
     config.torch_dtype = dtype;
     // Units of unequal sizes (a short last unit), more than the two staging buffers.
     const std::vector<std::int64_t> rows = {64, 32, 64, 16, 48};
-    const auto sent = backend->store_units(config, random_units(rows, config.hidden_size));
+    const auto sent =
+        backend->store_units(config, test::random_units(rows, config.hidden_size, 11, 3.0F));
     SelfCommunicator loop;  // rank 0 sends to itself
     backend->send_units(config, *sent, loop, 0);
     ASSERT_EQ(loop.queued().size(), rows.size() + 1);  // the head, then one message per unit
@@ -60,7 +48,8 @@ TEST(CudaUnitTransfer, ASenderOfAnotherValueSizeIsRefusedByName) {
   const auto cpu = make_cpu_backend();
   ModelConfig config = open_synthetic_model("tiny", 1)->config();
   config.torch_dtype = DType::BF16;
-  const auto units = cpu->store_units(config, random_units({8}, config.hidden_size));
+  const auto units =
+      cpu->store_units(config, test::random_units({8}, config.hidden_size, 11, 3.0F));
   SelfCommunicator loop;
   cpu->send_units(config, *units, loop, 0);  // fp32 values
   try {

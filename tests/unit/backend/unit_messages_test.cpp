@@ -4,34 +4,22 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
-#include <random>
 
 #include "qshard/backend/backend.hpp"
 #include "qshard/backend/cpu_backend.hpp"
 #include "qshard/backend/unit_messages.hpp"
 #include "qshard/comm/mpi.hpp"
 #include "qshard/model/synthetic_source.hpp"
+#include "random_units.hpp"
 
 namespace qshard {
 namespace {
-
-std::vector<MatrixF> random_units(const std::vector<std::int64_t>& rows, std::int64_t cols) {
-  std::mt19937_64 rng(3);
-  std::normal_distribution<float> normal(0.0F, 2.0F);
-  std::vector<MatrixF> units;
-  for (const std::int64_t r : rows) {
-    MatrixF unit(r, cols);
-    for (std::size_t i = 0; i < unit.size(); ++i) unit.data()[i] = normal(rng);
-    units.push_back(std::move(unit));
-  }
-  return units;
-}
 
 TEST(UnitMessages, HostRoundTripIsBitwiseWithOneMessagePerUnit) {
   const auto backend = make_cpu_backend();
   const ModelConfig config = open_synthetic_model("tiny", 1)->config();
   const std::vector<std::int64_t> rows = {32, 16, 48};
-  const std::vector<MatrixF> units = random_units(rows, config.hidden_size);
+  const std::vector<MatrixF> units = test::random_units(rows, config.hidden_size, 3, 2.0F);
   const auto sent = backend->store_units(config, units);
   SelfCommunicator self;
   backend->send_units(config, *sent, self, 0);
