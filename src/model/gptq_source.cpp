@@ -1,7 +1,9 @@
 // GPTQ directories as a WeightSource: qweight/qzeros/scales/g_idx dequantized on load.
 #include "qshard/model/gptq_source.hpp"
 
+#include <algorithm>
 #include <cstring>
+#include <iostream>
 
 #include "hf_tensors.hpp"
 #include "qshard/core/error.hpp"
@@ -26,6 +28,22 @@ Matrix<std::int32_t> int_matrix(const TensorView& view) {
   Matrix<std::int32_t> m(view.shape[0], view.shape.size() == 2 ? view.shape[1] : 1);
   if (m.size() > 0) std::memcpy(m.data(), view.bytes.data(), view.bytes.size());
   return m;
+}
+
+// v1 stores zero - 1, so an asymmetric zero point of 0 has no encoding: written anyway (GPTQModel
+// does) it wraps to the all-ones field, which read_gptq_module reads as 2^bits like AutoGPTQ's
+// kernels, while GPTQModel's loader reads 0 and carries 1 into the neighbouring field. Either way
+// the group is not what the quantizer chose; says so once per module.
+void warn_wrapped_zeros(const std::filesystem::path& file, const std::string& prefix,
+                        const QuantizedWeight& w) {
+  const auto& zeros = w.zeros.values();
+  const auto wrapped = std::count(zeros.begin(), zeros.end(), std::int32_t{1} << w.bits);
+  if (wrapped == 0) return;
+  std::cerr << "qshard: warning: " << file.string() << ": tensor '" << prefix << ".qzeros' holds "
+            << wrapped << " v1 zero field(s) of all ones, a zero point of 0 that wrapped when "
+            << "written (v1 stores zero - 1); read as " << (1 << w.bits)
+            << " as AutoGPTQ's kernels do. python bench/gptq_zeros_v1_to_v2.py rewrites the "
+               "directory as gptq_v2 with the zeros meant\n";
 }
 
 // The linear module (or lm_head) a ".weight" name belongs to: its prefix and [out, in].
@@ -65,7 +83,11 @@ class GptqSource final : public WeightSource {
       const auto settings = gptq_.module(m->prefix);
       require(settings.has_value(), model_.file_of(m->prefix + ".qweight"), ": tensor '", m->prefix,
               ".qweight' is packed but ", gptq_.source, " keeps the module in floating point");
-      return read_gptq_module(model_, gptq_, *settings, m->prefix, m->out, m->in).dequantize();
+      const QuantizedWeight w =
+          read_gptq_module(model_, gptq_, *settings, m->prefix, m->out, m->in);
+      if (gptq_.zero_format == GptqZeroFormat::V1 && !settings->sym)
+        warn_wrapped_zeros(model_.file_of(m->prefix + ".qzeros"), m->prefix, w);
+      return w.dequantize();
     }
     const bool tied_head = name == kLmHeadName && config_.tie_word_embeddings;
     require(!m || tied_head || !gptq_.module(m->prefix), directory_, ": ", gptq_.source,

@@ -212,6 +212,23 @@ TEST(GptqReader, AV1ZeroFieldOfAllOnesReadsAsTwoToTheBits) {
   const QuantizedWeight w = read_gptq_module(model, config, *config.module(kQ), kQ, 64, 64);
   EXPECT_EQ(w.zeros(0, 0), 16);
   EXPECT_EQ(w.zeros(1, 0), original.zeros(1, 0));
+
+  // Loading the module through the model says so, naming the file, the tensor and the count;
+  // the unchanged modules say nothing.
+  const auto hf = open_hf_model(dir / "out");
+  testing::internal::CaptureStderr();
+  const MatrixF q = hf->load(kQ + ".weight");
+  const MatrixF k = hf->load("model.layers.1.self_attn.k_proj.weight");
+  const std::string warning = testing::internal::GetCapturedStderr();
+  EXPECT_NE(warning.find("model.safetensors: tensor '" + kQ +
+                         ".qzeros' holds 1 v1 zero field(s) of all ones"),
+            std::string::npos)
+      << warning;
+  EXPECT_NE(warning.find("gptq_zeros_v1_to_v2.py"), std::string::npos) << warning;
+  EXPECT_EQ(warning.find("k_proj"), std::string::npos) << warning;
+  // The wrapped group's weight 0 is scale * (code - 16), as read_gptq_module returned it.
+  EXPECT_FLOAT_EQ(q(0, 0), w.scales(0, 0) * static_cast<float>(w.codes(0, 0) - 16));
+  (void)k;
 }
 
 }  // namespace
