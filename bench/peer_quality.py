@@ -9,7 +9,12 @@ Each point is BITS:GROUP:ACT_ORDER (GROUP -1: one group per row). Every point is
 GPTQModel (asymmetric, damp 0.01, true-sequential, no group-aware reordering, float32 weights
 and activations: plain GPTQ as qshard runs it) and saved as a GPTQ directory OUT/wBITS-gGROUP-aACT
 that `qshard-eval --model DIR --reference MODEL` scores with the same code as `qshard-sweep`.
-Prints one JSON line per point (times, or the error of a point GPTQModel does not support).
+Checkpoints are saved as gptq_v2 (zero points as they are), so that the quantizer is scored, not
+the file layout: GPTQModel's own default, v1 (--format gptq), stores zero - 1, and a zero point of
+0 (an asymmetric group almost all positive: hundreds at 2 bits, a few at 3) wraps to the field's
+largest value, which qshard-eval reads as 2^bits like AutoGPTQ's kernels (docs/FORMATS.md;
+bench/gptq_zeros_v1_to_v2.py repairs such a file). Prints one JSON line per point (times, or the
+error of a point GPTQModel does not support).
 Needs torch, transformers and gptqmodel (the interop venv here, or the GPU machine's wheels).
 
 The same arithmetic on every device: fp32 matmuls in IEEE precision (no TF32), the eager GPTQ
@@ -55,6 +60,9 @@ def main():
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--gptq-cuda", action="store_true",
                         help="let GPTQModel solve with its JIT-built CUDA extension")
+    parser.add_argument("--format", default="gptq_v2", choices=["gptq", "gptq_v2"],
+                        help="checkpoint layout: gptq_v2 (zeros as they are; the default) or gptq "
+                             "(v1, GPTQModel's own default: zero - 1 stored, a zero of 0 wraps)")
     parser.add_argument("points", nargs="+", type=parse_point)
     args = parser.parse_args()
 
@@ -72,7 +80,7 @@ def main():
         shutil.rmtree(target, ignore_errors=True)
         result = {"peer": "gptqmodel", "version": version("gptqmodel"), "point": name,
                   "torch": torch.__version__, "transformers": version("transformers"),
-                  "gptq_cuda": args.gptq_cuda,
+                  "gptq_cuda": args.gptq_cuda, "format": args.format,
                   "bits": bits, "group_size": group, "act_order": act, "device": args.device,
                   "calibration_rows": len(rows), "dir": str(target)}
         start = time.perf_counter()
@@ -80,7 +88,7 @@ def main():
             config = QuantizeConfig(bits=bits, group_size=group, desc_act=act, sym=False,
                                     damp_percent=0.01, act_group_aware=False,
                                     offload_to_disk=False, device=args.device,
-                                    pack_impl="block")
+                                    pack_impl="block", format=args.format)
             model = GPTQModel.load(str(args.model), config, dtype=torch.float32)
             loaded = time.perf_counter()
             model.quantize(rows, batch_size=4)
