@@ -33,7 +33,7 @@ Matrix<std::int32_t> int_matrix(const TensorView& view) {
 // v1 stores zero - 1, so an asymmetric zero point of 0 has no encoding: written anyway (GPTQModel
 // does) it wraps to the all-ones field, which read_gptq_module reads as 2^bits like AutoGPTQ's
 // kernels, while GPTQModel's loader reads 0 and carries 1 into the neighbouring field. Either way
-// the group is not what the quantizer chose; says so once per module.
+// the group is not what the quantizer chose; says so for each module read.
 void warn_wrapped_zeros(const std::filesystem::path& file, const std::string& prefix,
                         const QuantizedWeight& w) {
   const auto& zeros = w.zeros.values();
