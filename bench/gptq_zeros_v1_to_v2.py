@@ -28,7 +28,8 @@ from safetensors.torch import load_file, save_file
 
 def unpack_fields(words: np.ndarray, bits: int) -> np.ndarray:
     """int32 [rows, words] packed as one little-endian bit stream per row -> uint32 fields."""
-    stream = np.unpackbits(words.astype("<i4").view(np.uint8), axis=1, bitorder="little")
+    rows = np.ascontiguousarray(words, dtype="<i4")  # a transposed view too
+    stream = np.unpackbits(rows.view(np.uint8), axis=1, bitorder="little")
     count = stream.shape[1] // bits
     fields = stream[:, : count * bits].reshape(words.shape[0], count, bits).astype(np.uint32)
     return (fields << np.arange(bits, dtype=np.uint32)).sum(axis=2, dtype=np.uint32)

@@ -24,13 +24,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-
-def unpack(words: torch.Tensor, bits: int, count: int) -> np.ndarray:
-    """int32 [rows, words], a little-endian bit stream per row -> int64 [rows, count] fields."""
-    w = np.ascontiguousarray(words.numpy().astype("<i4"))
-    stream = np.unpackbits(w.view(np.uint8).reshape(w.shape[0], -1), axis=1, bitorder="little")
-    fields = stream[:, : count * bits].reshape(w.shape[0], count, bits).astype(np.int64)
-    return (fields << np.arange(bits)).sum(axis=2)
+from gptq_zeros_v1_to_v2 import unpack_fields  # beside this script: one reader of packed fields
 
 
 class GptqDirectory:
@@ -50,11 +44,12 @@ class GptqDirectory:
             return t[name + ".weight"].double()
         scales = t[name + ".scales"].double()  # [groups, out]
         columns = t[name + ".qweight"].shape[0] * 32 // self.bits
-        codes = unpack(t[name + ".qweight"].T, self.bits, columns).T  # [in, out]
-        zeros = unpack(t[name + ".qzeros"], self.bits, scales.shape[1])  # [groups, out]
+        codes = unpack_fields(t[name + ".qweight"].T.numpy(), self.bits)[:, :columns].T  # [in, out]
+        zeros = unpack_fields(t[name + ".qzeros"].numpy(), self.bits)[:, : scales.shape[1]]  # [groups, out]
         group = self.group_size if self.group_size > 0 else columns
         g_idx = t[name + ".g_idx"].long().numpy() if name + ".g_idx" in t else np.arange(columns) // group
-        return ((torch.from_numpy(codes - zeros[g_idx])).double() * scales[g_idx]).T
+        q = codes.astype(np.int64) - zeros[g_idx].astype(np.int64)
+        return (torch.from_numpy(q).double() * scales[g_idx]).T
 
 
 def main() -> None:

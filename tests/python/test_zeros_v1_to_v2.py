@@ -13,6 +13,7 @@ Two references, neither of them the script's numpy bit stream:
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -88,7 +89,7 @@ def test_v1_to_v2_equals_qshard_v2_and_repairs_wrapped_zeros(apps, workdir, bits
 
     # Plant zero points of 0 and write the whole checkpoint as v1 with the per-field packer.
     planted_dir = workdir / f"w{bits}-planted-v1"
-    subprocess.run(["cp", "-r", str(v2), str(planted_dir)], check=True)
+    shutil.copytree(v2, planted_dir)
     tensors = dict(expected)
     truth = {}
     rng = np.random.default_rng(bits)
