@@ -93,7 +93,7 @@ def quantize(x, scale, zero, maxq):
     return scale * (q - zero)
 
 
-def prepare(h, act_order):
+def prepare(h, act_order, damp_percent=DAMP):
     """Dead inputs, permutation and the upper Cholesky factor of H^-1 (the reference route)."""
     h = h.clone()
     dead = torch.diag(h) == 0
@@ -101,7 +101,7 @@ def prepare(h, act_order):
     perm = torch.argsort(torch.diag(h), descending=True) if act_order else None
     if act_order:
         h = h[perm][:, perm]
-    damp = DAMP * torch.mean(torch.diag(h))
+    damp = damp_percent * torch.mean(torch.diag(h))
     idx = torch.arange(h.shape[0], device=h.device)
     h[idx, idx] += damp
     h = torch.linalg.cholesky(h)
@@ -110,18 +110,22 @@ def prepare(h, act_order):
     return hinv, dead, perm
 
 
-def gptq(w, hinv, dead, perm):
-    """The blocked column loop of the paper (group parameters as the reference code computes them)."""
-    maxq = 2**BITS - 1
-    w = w.clone().float()
+def gptq(w, hinv, dead, perm, bits=BITS, group=GROUP, block=BLOCK):
+    """The blocked column loop of the paper (group parameters as the reference code computes them:
+    a group's at its first column from the weights as the previous lazy batches left them; group
+    <= 0: one group per row, from the weights before the solve), in hinv's dtype."""
+    maxq = 2**bits - 1
+    w = w.clone().to(hinv.dtype)
     w[:, dead] = 0
+    scale = zero = None
+    if group <= 0:
+        scale, zero = find_params(w, maxq)
     if perm is not None:
         w = w[:, perm]
     q = torch.zeros_like(w)
     columns = w.shape[1]
-    scale = zero = None
-    for i1 in range(0, columns, BLOCK):
-        i2 = min(i1 + BLOCK, columns)
+    for i1 in range(0, columns, block):
+        i2 = min(i1 + block, columns)
         count = i2 - i1
         w1 = w[:, i1:i2].clone()
         q1 = torch.zeros_like(w1)
@@ -130,8 +134,8 @@ def gptq(w, hinv, dead, perm):
         for i in range(count):
             col = w1[:, i]
             d = hinv1[i, i]
-            if (i1 + i) % GROUP == 0:
-                scale, zero = find_params(w[:, (i1 + i):(i1 + i + GROUP)], maxq)
+            if group > 0 and (i1 + i) % group == 0:
+                scale, zero = find_params(w[:, (i1 + i):(i1 + i + group)], maxq)
             qc = quantize(col.unsqueeze(1), scale, zero, maxq).flatten()
             q1[:, i] = qc
             e = (col - qc) / d
