@@ -50,6 +50,11 @@ def main() -> None:
 
     model = AutoModelForCausalLM.from_pretrained(str(args.model), dtype=torch.float32).eval()
     layers = model.model.layers
+    names = dict(layers[0].named_modules())
+    missing = [name for stage in STAGES for name in stage if name not in names]
+    if missing:
+        raise SystemExit(f"reference_gptq: {args.model}: its decoder layers have no "
+                         f"{', '.join(missing)} (a Llama-family layout is needed)")
     tokens = np.fromfile(args.calib, dtype="<i4").reshape(-1, args.seq_len)[: args.rows]
     batches = [torch.from_numpy(tokens[i:i + args.batch].astype(np.int64))
                for i in range(0, len(tokens), args.batch)]
