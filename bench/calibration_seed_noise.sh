@@ -11,13 +11,27 @@
 # the evaluation set. Each result is a JSON line appended to OUT/results.jsonl with the tool, seed,
 # point and wall time. Points already in the file are skipped, so the script resumes.
 # Needs the build (build/apps), the interop venv (.venv-interop) and scripts/get-models.sh's data.
+#
+# NOISE_DEVICE=cuda runs both on the GPU instead (qshard-quantize --backend cuda on one process,
+# GPTQModel with --device cuda:0 and its arithmetic pinned as on the CPU, qshard-eval --backend
+# cuda); QSHARD_BIN (build/apps) and PYTHON (.venv-interop/bin/python) say where the programs are
+# (scripts/device-speed.sh smollm2-noise, with the calibration files made here beforehand).
 set -euo pipefail
 [[ $# -ge 3 ]] || { sed -n 2,13p "$0"; exit 2; }
 out=$1
 seeds=$2
 shift 2
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-python=.venv-interop/bin/python
+python=${PYTHON:-.venv-interop/bin/python}
+bin=${QSHARD_BIN:-build/apps}
+device=${NOISE_DEVICE:-cpu}
+case $device in
+  cpu) quantize=(mpirun -np 2 --oversubscribe "$bin/qshard-quantize" --backend cpu)
+       peer_device=cpu eval_backend=cpu ;;
+  cuda) quantize=("$bin/qshard-quantize" --backend cuda)
+        peer_device=cuda:0 eval_backend=cuda ;;
+  *) echo "NOISE_DEVICE must be cpu or cuda, not $device" >&2; exit 2 ;;
+esac
 model=models/SmolLM2-135M-Instruct
 library=/usr/share/doc/python3/html/_sources/library
 mkdir -p "$out"
@@ -28,13 +42,13 @@ evaluate() {  # tool seed point wall source...
   local tool=$1 seed=$2 point=$3 wall=$4
   shift 4
   local line
-  line=$(build/apps/qshard-eval "$@" --reference "$model" --tokens data/smollm2-pydocs/eval_64x512.i32 \
+  line=$("$bin/qshard-eval" --backend "$eval_backend" "$@" --reference "$model" --tokens data/smollm2-pydocs/eval_64x512.i32 \
     --seq_len 512 --json | tail -n 1)
-  printf '{"tool":"%s","seed":%s,"point":"%s","wall_s":%s,"eval":%s}\n' \
-    "$tool" "$seed" "$point" "$wall" "$line" >>"$results"
+  printf '{"tool":"%s","device":"%s","seed":%s,"point":"%s","wall_s":%s,"eval":%s}\n' \
+    "$tool" "$device" "$seed" "$point" "$wall" "$line" >>"$results"
 }
 
-done_already() { grep -q "\"tool\":\"$1\",\"seed\":$2,\"point\":\"$3\"" "$results"; }
+done_already() { grep -q "\"tool\":\"$1\",.*\"seed\":$2,\"point\":\"$3\"" "$results"; }
 
 for seed in $seeds; do
   calib=data/smollm2-pydocs/calib_128x512.i32
@@ -50,8 +64,8 @@ for seed in $seeds; do
       act_flag=()
       [[ $act == 1 ]] && act_flag=(--act_order)
       start=$EPOCHREALTIME
-      mpirun -np 2 --oversubscribe build/apps/qshard-quantize --config configs/smollm2.ini \
-        --calib "$calib" --bits "$bits" --group_size "$group" "${act_flag[@]}" --backend cpu \
+      "${quantize[@]}" --config configs/smollm2.ini \
+        --calib "$calib" --bits "$bits" --group_size "$group" "${act_flag[@]}" \
         --quiet --force --out "$out/$name.h5"
       wall=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
       evaluate qshard "$seed" "$point" "$wall" --checkpoint "$out/$name.h5"
@@ -59,7 +73,7 @@ for seed in $seeds; do
     if ! done_already gptqmodel "$seed" "$point"; then
       start=$EPOCHREALTIME
       "$python" bench/peer_quality.py --model "$model" --calib "$calib" --seq-len 512 \
-        --device cpu --out "$out/gptqmodel-s$seed" "$point" >"$out/$name-gptqmodel.log" 2>&1
+        --device "$peer_device" --out "$out/gptqmodel-s$seed" "$point" >"$out/$name-gptqmodel.log" 2>&1
       wall=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
       evaluate gptqmodel "$seed" "$point" "$wall" --model "$out/gptqmodel-s$seed/w$bits-g$group-a$act"
     fi

@@ -14,6 +14,15 @@ inputs through the already quantized modules, the next layer's inputs through th
 layer). H accumulates in float64; the solve runs in --dtype (float32 as the reference code).
 Writes DIR as a Hugging Face model whose linear weights are the dequantized values (float32), for
 `qshard-eval --model DIR --reference MODEL` (docs/QUALITY.md, "Side by side with GPTQModel").
+
+With --check DIR instead of --out, the driver installs DIR's weights (a GPTQ directory with gptq_v2
+zero points, or a dense one such as `qshard-export --format float` writes) module by module instead
+of its own solve, and asks of each module whether it is a GPTQ solution of the Hessian its inputs
+have in the model with DIR's own earlier modules: the proxy loss tr((W - Q) H (W - Q)^T) of DIR's
+weights Q over that of this script's solve on the same H, and the fraction of equal weights. A tool
+whose driver fed its solver other inputs (a stage through floating-point modules, another sample's
+keys) scores ratios well above 1 there. --layers N checks the first N layers only. Prints one CHECK
+line per module and a CHECK-SUMMARY line (JSON).
 Needs torch and transformers (the interop venv).
 """
 import argparse
@@ -25,9 +34,24 @@ import numpy as np
 import torch
 
 from gptq_torch_baseline import gptq, prepare  # beside this script: one PyTorch GPTQ solver
+from hidden_state_drift import linear_weights  # beside this script: dense or gptq_v2 directories
 
 STAGES = [["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"], ["self_attn.o_proj"],
           ["mlp.gate_proj", "mlp.up_proj"], ["mlp.down_proj"]]
+
+
+def check_module(index, name, weight, given, solved, hessian):
+    """One CHECK line: DIR's weights against this script's solve on the same Hessian."""
+
+    def loss(q):
+        d = (weight.double() - q.double())
+        return float(torch.einsum("ij,jk,ik->", d, hessian, d))
+
+    same = torch.isclose(given, solved.float(), rtol=2e-3, atol=1e-7).double().mean()
+    record = {"module": f"model.layers.{index}.{name}",
+              "loss_ratio": round(loss(given) / loss(solved), 5), "same": round(float(same), 4)}
+    print("CHECK " + json.dumps(record), flush=True)
+    return record
 
 
 def main() -> None:
@@ -41,7 +65,10 @@ def main() -> None:
     parser.add_argument("--group-size", required=True, type=int)
     parser.add_argument("--act-order", action="store_true")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--out", required=True, type=Path)
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", type=Path, help="write the quantized model here")
+    target.add_argument("--check", type=Path, help="check this directory's weights instead")
+    parser.add_argument("--layers", type=int, default=0, help="with --check: the first N layers")
     args = parser.parse_args()
     dtype = getattr(torch, args.dtype)
     start = time.perf_counter()
@@ -82,9 +109,15 @@ def main() -> None:
     handle.remove()
     hidden = [h for h, _ in captured]
     kwargs = [k for _, k in captured]
+    checked_layers = layers[: args.layers] if args.check and args.layers > 0 else layers
+    given = {}
+    if args.check:
+        given = linear_weights(args.check, [f"model.layers.{i}.{name}" for i in
+                                            range(len(checked_layers)) for st in STAGES for name in st])
+    checks = []
 
     with torch.no_grad():
-        for index, layer in enumerate(layers):
+        for index, layer in enumerate(checked_layers):
             modules = dict(layer.named_modules())
             for stage in STAGES:
                 hessians = {name: torch.zeros(modules[name].in_features, modules[name].in_features,
@@ -107,12 +140,27 @@ def main() -> None:
                     linear = modules[name]
                     h = hessians[name] * (2.0 / counts[name])
                     hinv, dead, perm = prepare(h.to(dtype), args.act_order)
-                    linear.weight.copy_(gptq(linear.weight, hinv, dead, perm, args.bits,
-                                             args.group_size).float())
+                    solved = gptq(linear.weight, hinv, dead, perm, args.bits, args.group_size)
+                    if args.check:
+                        q = given[f"model.layers.{index}.{name}"].float()
+                        checks.append(check_module(index, name, linear.weight, q, solved, h))
+                        linear.weight.copy_(q)
+                    else:
+                        linear.weight.copy_(solved.float())
             hidden = [layer(h, **k) for h, k in zip(hidden, kwargs)]
             hidden = [h[0] if isinstance(h, tuple) else h for h in hidden]
             print(f"layer {index} done at {time.perf_counter() - start:.1f} s", flush=True)
 
+    if args.check:
+        ratios = torch.tensor([c["loss_ratio"] for c in checks], dtype=torch.float64)
+        worst = max(checks, key=lambda c: c["loss_ratio"])
+        summary = {"checked": str(args.check), "modules": len(checks),
+                   "geomean_loss_ratio": round(float(ratios.log().mean().exp()), 5),
+                   "max_loss_ratio": worst["loss_ratio"], "max_at": worst["module"],
+                   "min_same": min(c["same"] for c in checks), "bits": args.bits,
+                   "group_size": args.group_size, "act_order": args.act_order, "rows": len(tokens)}
+        print("CHECK-SUMMARY " + json.dumps(summary), flush=True)
+        return
     model.save_pretrained(str(args.out))
     record = {"bits": args.bits, "group_size": args.group_size, "act_order": args.act_order,
               "dtype": args.dtype, "calib": str(args.calib), "rows": len(tokens),

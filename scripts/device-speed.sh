@@ -30,6 +30,10 @@
 #   smollm2-peer   GPTQModel (bench/peer_quality.py: its arithmetic pinned as on the CPU; wheels in
 #            .whl/) on the same model, calibration and settings at QSHARD_PEER_POINTS, each point
 #            scored by qshard-eval --backend cuda like the sweep's
+#   smollm2-noise  bench/calibration_seed_noise.sh on the GPU (NOISE_DEVICE=cuda): qshard and
+#            GPTQModel on the calibration sets QSHARD_NOISE_SEEDS (0 1 2 3) whose files were made
+#            here into .dev/seeds (seed 0: the sweep's), at QSHARD_NOISE_POINTS (3:128:0); resumes
+#            from /tmp/qshard-noise while the machine stays warm; results.jsonl to $OUT
 set -uo pipefail
 # The SmolLM2 staging calls carry no .dev (64 MiB per call): they run no GPU program.
 # shellcheck source=/dev/null
@@ -186,5 +190,16 @@ for step in "${steps[@]}"; do
           --tokens data/smollm2-pydocs/eval_64x512.i32 --seq_len 512 --json 2>&1 | tail -1)" &
         while (($(jobs -r | wc -l) >= 4)); do sleep 1; done
       done > "$out/smollm2_peer_eval.txt"; wait; cat "$out/smollm2_peer_eval.txt" ;;
+    smollm2-noise)
+      [[ -d /tmp/site ]] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+        --upgrade --target /tmp/site .whl/*.whl
+      mkdir -p /tmp/qshard-noise && cp .dev/seeds/*.i32 /tmp/qshard-noise/
+      # shellcheck disable=SC2086  # QSHARD_NOISE_POINTS holds several points: split on purpose
+      PYTHONPATH=/tmp/site PYTHON=python3 QSHARD_BIN=$bin NOISE_DEVICE=cuda OPENBLAS_NUM_THREADS=4 \
+        timeout "${QSHARD_NOISE_TIMEOUT:-540}" bash bench/calibration_seed_noise.sh /tmp/qshard-noise \
+        "${QSHARD_NOISE_SEEDS:-0 1 2 3}" ${QSHARD_NOISE_POINTS:-3:128:0} > "$out/smollm2_noise.log" 2>&1
+      echo "calibration_seed_noise.sh exit $?"
+      cp /tmp/qshard-noise/results.jsonl "$out/smollm2_noise.jsonl"
+      tail -5 "$out/smollm2_noise.log"; cut -c1-200 "$out/smollm2_noise.jsonl" ;;
   esac
 done

@@ -7,10 +7,16 @@ solver) of the Hessian of o_proj's inputs in the floating-point model with only 
 v replaced by the driver's. A replay that mixed samples (a key/value cache kept across calls) or
 skipped the quantized q, k, v would give other inputs and other weights. The drift script must
 report no drift at all for the floating-point model against itself, and some for the quantized one.
+
+The driver's --check mode, run on qshard's checkpoints: every module of a true-sequential qshard
+checkpoint must be (to the proxy loss) a GPTQ solution of its inputs through qshard's own earlier
+modules, while a checkpoint solved without true-sequential (o_proj and down_proj from
+floating-point inputs) must fail that check. Both come from qshard-quantize and qshard-export.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -94,3 +100,47 @@ def test_drift_is_zero_for_the_model_itself_and_grows_for_the_quantized_one(shar
     kl, errors = drift(shared, quantized)
     assert errors and kl > 0.0 and all(e > 0.0 for e in errors), (kl, errors)
     assert errors[-1] > errors[0], errors
+
+
+def check(shared, tmp_path: Path, true_sequential: bool) -> dict:
+    """reference_gptq.py --check on qshard's 3-bit per-row checkpoint (its --format float export)."""
+    model = shared / "models/stories260k"
+    calib = shared / "data/stories260k/calib_128x256.i32"
+    checkpoint = tmp_path / f"ts-{true_sequential}.h5"
+    interop.run_app("qshard-quantize", "--model", model, "--calib", calib, "--samples", ROWS,
+                    "--seq_len", interop.SEQ_LEN, "--bits", BITS, "--group_size", -1,
+                    f"--true_sequential={str(true_sequential).lower()}", "--backend", "cpu",
+                    "--quiet", "--out", checkpoint)
+    dense = tmp_path / f"ts-{true_sequential}"
+    interop.run_app("qshard-export", "--checkpoint", checkpoint, "--model", model, "--format",
+                    "float", "--out", dense)
+    output = subprocess.run(
+        [sys.executable, str(BENCH / "reference_gptq.py"), "--model", str(model), "--calib",
+         str(calib), "--seq-len", str(interop.SEQ_LEN), "--rows", str(ROWS), "--batch", str(BATCH),
+         "--bits", str(BITS), "--group-size", "-1", "--check", str(dense)],
+        check=True, capture_output=True, text=True).stdout
+    summary = [l for l in output.splitlines() if l.startswith("CHECK-SUMMARY ")]
+    assert len(summary) == 1, output
+    print(summary[0])
+    return json.loads(summary[0].split(" ", 1)[1])
+
+
+def test_qshard_modules_are_gptq_of_their_own_true_sequential_inputs(shared, tmp_path):
+    if interop.app("qshard-quantize") is None or interop.app("qshard-export") is None:
+        pytest.skip("qshard-quantize and qshard-export are not built")
+    summary = check(shared, tmp_path, True)
+    assert summary["modules"] == 35, summary
+    # Measured 2026-12-05: geometric mean 0.99993, worst 1.0018, at least 99.4 % equal weights.
+    assert abs(summary["geomean_loss_ratio"] - 1) < 0.003, summary
+    assert summary["max_loss_ratio"] < 1.01, summary
+    assert summary["min_same"] > 0.98, summary
+
+
+def test_check_fails_a_checkpoint_solved_on_other_inputs(shared, tmp_path):
+    if interop.app("qshard-quantize") is None or interop.app("qshard-export") is None:
+        pytest.skip("qshard-quantize and qshard-export are not built")
+    summary = check(shared, tmp_path, False)
+    # Measured 2026-12-05: o_proj and down_proj 1.01-1.14 over the solve on their true-sequential
+    # inputs, geometric mean 1.016, 84 % equal weights at worst.
+    assert summary["max_loss_ratio"] > 1.05, summary
+    assert summary["geomean_loss_ratio"] > 1.008, summary
