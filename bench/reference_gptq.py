@@ -19,11 +19,11 @@ With --check DIR instead of --out, the driver installs DIR's weights (a GPTQ dir
 zero points, or a dense one such as `qshard-export --format float` writes) module by module instead
 of its own solve, and asks of each module whether it is a GPTQ solution of the Hessian its inputs
 have in the model with DIR's own earlier modules: the proxy loss tr((W - Q) H (W - Q)^T) of DIR's
-weights Q over that of this script's solve on the same H, and the fraction of weights equal to
-0.2 % (so that fp16 and float32 scales compare). A tool
-whose driver fed its solver other inputs (a stage through floating-point modules, another sample's
-keys) scores ratios well above 1 there. --layers N checks the first N layers only. Prints one CHECK
-line per module and a CHECK-SUMMARY line (JSON).
+weights Q over that of this script's solve on the same H, and the fraction of weights equal to 0.2
+% (so that fp16 and float32 scales compare). A tool whose driver fed its solver other inputs (a
+stage through floating-point modules, another sample's keys) scores ratios well above 1 there.
+--layers N checks the first N layers only. Prints one CHECK line per module and a CHECK-SUMMARY
+line (JSON).
 Needs torch and transformers (the interop venv).
 """
 import argparse
